@@ -1,0 +1,282 @@
+"""Datasets: the paper's synthetic sets and readers for MNIST IDX and CIFAR-10 binary files.
+
+All loaders return a `Dataset` of flat float arrays x (N, D) with binary labels y in {-1, +1} (or integer
+class labels for multiclass tasks). Image sets are scaled to [0, 1]; with `subtract_mean` the per-pixel mean
+of the training images is removed from train and test alike and kept in `mean`, so `x + mean` shows an image
+again. An optional `offset` (a scalar or a (D,) vector) is added to every training and test input after that:
+the secret-offset defence trains on shifted inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import os
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MNIST_IMAGE_MAGIC = 2051
+MNIST_LABEL_MAGIC = 2049
+CIFAR_RECORD = 1 + 3 * 32 * 32
+CIFAR_VEHICLES = (0, 1, 8, 9)  # airplane, automobile, ship, truck
+
+
+class DataError(ValueError):
+  """A data file is missing or malformed, or the request cannot be met; the message names the file."""
+
+
+class Dataset(NamedTuple):
+  x_train: np.ndarray  # (N, D)
+  y_train: np.ndarray  # (N,) in {-1, +1}, or int classes
+  x_test: np.ndarray   # (M, D)
+  y_test: np.ndarray   # (M,)
+  mean: np.ndarray     # (D,) per-pixel mean removed from x (zeros if none)
+  offset: np.ndarray   # (D,) offset added to x after mean removal (zeros if none)
+  image_shape: tuple   # (H, W, C) for images, () for synthetic vectors
+  classes_train: np.ndarray  # original class of each training point (== y for synthetic sets)
+  classes_test: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """What to load. name: 'sphere', 'parity_sphere', 'two_gaussians', 'mnist', 'cifar10'.
+
+  Synthetic: n training points in R^d, n_test fresh ones. Images: n points balanced over the two binary
+  classes (n // 2 each) chosen as the first in file order (`selection='first'`, as the reference) or at
+  random with the seed (`selection='random'`); n_test test images balanced the same way (0 = all).
+  task: 'binary' (odd/even, vehicles/animals) or 'multiclass' (the original 10 classes, n // 10 each).
+  """
+  name: str = "sphere"
+  n: int = 500
+  d: int = 784
+  n_test: int = 1000
+  data_dir: Optional[str] = None
+  task: str = "binary"
+  selection: str = "first"
+  subtract_mean: bool = True
+  offset: float = 0.0
+  parity_k: int = 2
+  gaussian_sep: float = 1.0
+  seed: int = 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Synthetic sets (pure functions of a key).
+
+def sphere(key: jax.Array, n: int, d: int, radius: float = 1.0, dtype=jnp.float32):
+  """n points uniform on the radius-sphere in R^d; label = sign of the first coordinate (0 -> +1)."""
+  x = jax.random.normal(key, (n, d), dtype)
+  x = radius * x / jnp.linalg.norm(x, axis=1, keepdims=True)
+  y = jnp.where(x[:, 0] >= 0, 1, -1).astype(jnp.int32)
+  return x, y
+
+
+def parity_sphere(key: jax.Array, n: int, d: int, k: int = 2, dtype=jnp.float32):
+  """n points uniform on the sqrt(d)-sphere; label = product of the signs of the first k coordinates."""
+  x, _ = sphere(key, n, d, radius=float(np.sqrt(d)), dtype=dtype)
+  y = jnp.prod(jnp.where(x[:, :k] >= 0, 1, -1), axis=1).astype(jnp.int32)
+  return x, y
+
+
+def two_gaussians(key: jax.Array, n: int, d: int, sep: float = 1.0, dtype=jnp.float32):
+  """Balanced labels; x = y * sep * e_1 + N(0, I_d): two Gaussians whose means are 2 sep apart."""
+  key_x, key_y = jax.random.split(key)
+  y = jnp.where(jax.random.permutation(key_y, n) < n // 2, -1, 1).astype(jnp.int32)
+  x = jax.random.normal(key_x, (n, d), dtype)
+  x = x.at[:, 0].add(sep * y.astype(dtype))
+  return x, y
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Readers for the publishers' formats.
+
+def _read_bytes(path: str) -> bytes:
+  if not os.path.exists(path):
+    raise DataError(f"{path}: file not found")
+  try:
+    if path.endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        return f.read()
+    with open(path, "rb") as f:
+      return f.read()
+  except (OSError, EOFError, gzip.BadGzipFile) as e:
+    raise DataError(f"{path}: cannot read ({e})") from e
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an IDX file (raw or .gz): images (magic 2051) -> (N, H, W) uint8, labels (2049) -> (N,)."""
+  raw = _read_bytes(path)
+  if len(raw) < 8:
+    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+  magic = int.from_bytes(raw[0:4], "big")
+  if magic == MNIST_IMAGE_MAGIC:
+    ndim = 3
+  elif magic == MNIST_LABEL_MAGIC:
+    ndim = 1
+  else:
+    raise DataError(f"{path}: wrong magic number {magic} (expected {MNIST_IMAGE_MAGIC} for images "
+                    f"or {MNIST_LABEL_MAGIC} for labels)")
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+  dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+  expected = header + int(np.prod(dims))
+  if len(raw) < expected:
+    raise DataError(f"{path}: truncated: header says {dims} ({expected} bytes), file has {len(raw)}")
+  if len(raw) > expected:
+    raise DataError(f"{path}: {len(raw) - expected} bytes past the {dims} the header declares")
+  return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def _find(data_dir: str, patterns: Sequence[str], what: str) -> str:
+  if not os.path.isdir(data_dir):
+    raise DataError(f"{data_dir}: data directory not found")
+  for pattern in patterns:
+    hits = sorted(glob.glob(os.path.join(data_dir, pattern)))
+    if hits:
+      return hits[0]
+  raise DataError(f"{data_dir}: no {what} file (looked for {', '.join(patterns)})")
+
+
+def read_mnist(data_dir: str, split: str = "train"):
+  """MNIST images (N, 28, 28) uint8 and labels (N,) from the IDX files in data_dir (raw or .gz)."""
+  prefix = {"train": "train", "test": "t10k"}[split]
+  img_path = _find(data_dir, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images-idx3-ubyte",
+                              f"{prefix}-images.idx3-ubyte"], f"MNIST {split} images")
+  lab_path = _find(data_dir, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels-idx1-ubyte",
+                              f"{prefix}-labels.idx1-ubyte"], f"MNIST {split} labels")
+  images, labels = read_idx(img_path), read_idx(lab_path)
+  if images.ndim != 3:
+    raise DataError(f"{img_path}: expected an image file (magic {MNIST_IMAGE_MAGIC})")
+  if labels.ndim != 1:
+    raise DataError(f"{lab_path}: expected a label file (magic {MNIST_LABEL_MAGIC})")
+  if len(images) != len(labels):
+    raise DataError(f"{img_path} has {len(images)} images but {lab_path} has {len(labels)} labels")
+  if labels.size and labels.max() > 9:
+    raise DataError(f"{lab_path}: label {labels.max()} outside 0..9")
+  return images, labels
+
+
+def read_cifar10_bin(path: str):
+  """One CIFAR-10 binary batch: images (N, 32, 32, 3) uint8 (HWC) and labels (N,)."""
+  raw = _read_bytes(path)
+  if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+    raise DataError(f"{path}: {len(raw)} bytes is not a whole number of {CIFAR_RECORD}-byte records "
+                    "(truncated or not a CIFAR-10 binary batch)")
+  rec = np.frombuffer(raw, np.uint8).reshape(-1, CIFAR_RECORD)
+  labels = rec[:, 0].copy()
+  if labels.max() > 9:
+    raise DataError(f"{path}: label byte {labels.max()} outside 0..9 (not a CIFAR-10 binary batch?)")
+  images = rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return images, labels
+
+
+def read_cifar10(data_dir: str, split: str = "train"):
+  """All `data_batch_*.bin` (train) or `test_batch.bin` (test) of data_dir, in file order."""
+  if not os.path.isdir(data_dir):
+    raise DataError(f"{data_dir}: data directory not found")
+  if split == "train":
+    paths = sorted(glob.glob(os.path.join(data_dir, "data_batch_*.bin")),
+                   key=lambda p: int("".join(c for c in os.path.basename(p) if c.isdigit()) or 0))
+  else:
+    paths = [os.path.join(data_dir, "test_batch.bin")]
+  if not paths or not os.path.exists(paths[0]):
+    raise DataError(f"{data_dir}: no CIFAR-10 {split} batches "
+                    f"({'data_batch_*.bin' if split == 'train' else 'test_batch.bin'})")
+  parts = [read_cifar10_bin(p) for p in paths]
+  return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tasks.
+
+def binary_label(name: str, classes: np.ndarray) -> np.ndarray:
+  """MNIST: odd -> +1, even -> -1. CIFAR-10: vehicles {0,1,8,9} -> -1, animals -> +1."""
+  if name == "mnist":
+    return np.where(classes % 2 == 1, 1, -1).astype(np.int32)
+  if name == "cifar10":
+    return np.where(np.isin(classes, CIFAR_VEHICLES), -1, 1).astype(np.int32)
+  raise ValueError(name)
+
+
+def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], how: str,
+                    rng: Optional[np.random.Generator], source: str) -> np.ndarray:
+  """Indices of `per_group` items of each group value, first in file order or at random; sorted."""
+  picked = []
+  for v in values:
+    idx = np.flatnonzero(groups == v)
+    if len(idx) < per_group:
+      raise DataError(f"{source}: only {len(idx)} samples of class {v}, {per_group} requested")
+    if how == "first":
+      picked.append(idx[:per_group])
+    elif how == "random":
+      picked.append(np.sort(rng.choice(idx, per_group, replace=False)))
+    else:
+      raise ValueError(f"selection must be 'first' or 'random', got {how!r}")
+  return np.sort(np.concatenate(picked))
+
+
+def _image_task(config: DataConfig) -> Dataset:
+  if config.data_dir is None:
+    raise DataError(f"dataset {config.name!r} needs data_dir (a directory with the publisher's files)")
+  reader = read_mnist if config.name == "mnist" else read_cifar10
+  tr_img, tr_cls = reader(config.data_dir, "train")
+  te_img, te_cls = reader(config.data_dir, "test")
+  rng = np.random.default_rng(config.seed)
+  source = f"{config.name} in {config.data_dir}"
+  if config.task == "binary":
+    tr_grp, te_grp, values = binary_label(config.name, tr_cls), binary_label(config.name, te_cls), (-1, 1)
+  elif config.task == "multiclass":
+    tr_grp, te_grp, values = tr_cls.astype(np.int32), te_cls.astype(np.int32), tuple(range(10))
+  else:
+    raise ValueError(f"task must be 'binary' or 'multiclass', got {config.task!r}")
+  if config.n % len(values):
+    raise DataError(f"n={config.n} is not divisible by the {len(values)} classes of the {config.task} task")
+  tr_idx = select_balanced(tr_grp, config.n // len(values), values, config.selection, rng, source)
+  if config.n_test:
+    if config.n_test % len(values):
+      raise DataError(f"n_test={config.n_test} is not divisible by {len(values)} classes")
+    te_idx = select_balanced(te_grp, config.n_test // len(values), values, config.selection, rng,
+                             source + " (test split)")
+  else:
+    te_idx = np.arange(len(te_grp))
+  image_shape = tr_img.shape[1:] if tr_img.ndim == 4 else tr_img.shape[1:] + (1,)
+  x_tr = tr_img[tr_idx].reshape(len(tr_idx), -1).astype(np.float64) / 255.0
+  x_te = te_img[te_idx].reshape(len(te_idx), -1).astype(np.float64) / 255.0
+  return _finish(config, x_tr, tr_grp[tr_idx], x_te, te_grp[te_idx], tuple(image_shape),
+                 tr_cls[tr_idx].astype(np.int32), te_cls[te_idx].astype(np.int32))
+
+
+def _finish(config, x_tr, y_tr, x_te, y_te, image_shape, c_tr, c_te) -> Dataset:
+  mean = x_tr.mean(axis=0) if config.subtract_mean else np.zeros(x_tr.shape[1])
+  offset = np.broadcast_to(np.asarray(config.offset, np.float64), mean.shape).copy()
+  return Dataset(x_tr - mean + offset, y_tr.astype(np.int32), x_te - mean + offset,
+                 y_te.astype(np.int32), mean, offset, image_shape, c_tr, c_te)
+
+
+def load(key: jax.Array, config: DataConfig) -> Dataset:
+  """Builds the dataset a config names (float64 numpy arrays; the caller casts)."""
+  if config.name in ("mnist", "cifar10"):
+    return _image_task(config)
+  makers = {
+      "sphere": lambda k, n: sphere(k, n, config.d, dtype=jnp.float64),
+      "parity_sphere": lambda k, n: parity_sphere(k, n, config.d, config.parity_k, jnp.float64),
+      "two_gaussians": lambda k, n: two_gaussians(k, n, config.d, config.gaussian_sep, jnp.float64),
+  }
+  if config.name not in makers:
+    raise DataError(f"unknown dataset {config.name!r}; expected one of "
+                    f"{sorted(makers) + ['mnist', 'cifar10']}")
+  if config.n < 2 or config.d < 1:
+    raise DataError(f"dataset {config.name!r} needs n >= 2 and d >= 1, got n={config.n}, d={config.d}")
+  key_train, key_test = jax.random.split(key)
+  with jax.enable_x64(True):
+    x_tr, y_tr = makers[config.name](key_train, config.n)
+    x_te, y_te = makers[config.name](key_test, max(config.n_test, 1))
+  x_tr, x_te = np.asarray(x_tr, np.float64), np.asarray(x_te, np.float64)[:config.n_test]
+  y_tr, y_te = np.asarray(y_tr), np.asarray(y_te)[:config.n_test]
+  synthetic_cfg = dataclasses.replace(config, subtract_mean=False)
+  return _finish(synthetic_cfg, x_tr, y_tr, x_te, y_te, (), y_tr.copy(), y_te.copy())

@@ -1,0 +1,318 @@
+"""Full-batch training of homogeneous nets into the implicit-bias regime, with resumable workdirs.
+
+Optimizers: 'gd' (theta -= lr grad; the reference protocol is lr 0.01), 'normalized_gd' (the step divided
+by the loss, lr_eff = min(lr / loss, lr_cap), so the effective step grows as the loss falls), and any optax
+optimizer by name ('adam', 'sgd', ...), optionally loss-normalized as well (`normalize=True`).
+The step loop runs inside `lax.scan` chunks between fixed boundaries (log rows and log-spaced checkpoints
+at {1, 2, 5} x 10^k steps), so a run resumed from a checkpoint repeats exactly the same computation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrecon import data as data_lib
+from jaxrecon import kkt
+from jaxrecon import losses
+from jaxrecon import nets
+from jaxrecon import workdir as wd
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run: data, architecture, loss, optimizer and schedule."""
+  data: data_lib.DataConfig = data_lib.DataConfig()
+  widths: tuple = (1000,)
+  init_scales: Optional[tuple] = (1e-4,)
+  first_bias: bool = False
+  loss: str = "logistic"
+  optimizer: str = "normalized_gd"
+  lr: float = 0.5
+  lr_cap: Optional[float] = None
+  momentum: float = 0.0
+  normalize: bool = False
+  steps: int = 2000
+  target_loss: float = 0.0
+  log_every: int = 100
+  checkpoint_mantissas: tuple = (1, 2, 5)
+  dtype: str = "float64"
+  seed: int = 0
+  kink_tol: float = 1e-6
+  clarke_iters: int = 100
+
+  @staticmethod
+  def from_dict(d: dict) -> "TrainConfig":
+    d = dict(d)
+    d["data"] = data_lib.DataConfig(**d.get("data", {}))
+    for k in ("widths", "init_scales", "checkpoint_mantissas"):
+      if d.get(k) is not None:
+        d[k] = tuple(d[k])
+    return TrainConfig(**d)
+
+  def mlp(self, d_in: int, n_out: int) -> nets.MLPConfig:
+    return nets.MLPConfig(d_in=d_in, widths=tuple(self.widths), n_out=n_out,
+                          init_scales=self.init_scales, first_bias=self.first_bias)
+
+
+# Fields that may change when a run is resumed (they do not change the computation up to a step).
+RESUMABLE_CHANGES = ("steps", "target_loss", "log_every", "clarke_iters", "kink_tol")
+
+
+class TrainState(NamedTuple):
+  params: nets.Params
+  opt_state: optax.OptState
+
+
+def make_optimizer(config: TrainConfig) -> tuple:
+  """(optax transformation, whether gradients are divided by the loss first)."""
+  name = config.optimizer
+  if name in ("gd", "normalized_gd"):
+    opt = optax.sgd(config.lr, momentum=config.momentum or None)
+    return opt, name == "normalized_gd" or config.normalize
+  if name == "sumo":
+    raise ValueError("optimizer 'sumo' is not available yet")
+  factory = getattr(optax, name, None)
+  if factory is None or not callable(factory):
+    raise ValueError(f"unknown optimizer {name!r}: use 'gd', 'normalized_gd' or an optax name like 'adam'")
+  try:
+    opt = factory(learning_rate=config.lr)
+  except TypeError as e:
+    raise ValueError(f"optax.{name} cannot be built from a learning rate alone: {e}") from None
+  if not isinstance(opt, optax.GradientTransformation):
+    raise ValueError(f"optax.{name} is not an optimizer")
+  return opt, config.normalize
+
+
+def loss_fn(params, x, y, loss: str) -> jax.Array:
+  return losses.mean_loss(loss, kkt.margins_of(params, x, y))
+
+
+def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation, normalized: bool):
+  """(state, x, y) -> (state, loss): one full-batch step. Pure; scan and jit at the caller."""
+  cap_factor = None if config.lr_cap is None else config.lr_cap / config.lr
+
+  def step(state: TrainState, x, y):
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y, config.loss)
+    if normalized:
+      factor = 1.0 / jnp.maximum(loss, jnp.finfo(loss.dtype).tiny)
+      if cap_factor is not None:
+        factor = jnp.minimum(factor, cap_factor)
+      grads = jax.tree_util.tree_map(lambda g: g * factor, grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+  return step
+
+
+def make_chunk_runner(step_fn) -> Callable:
+  """jit((state, x, y, length) -> state) running `length` steps in one lax.scan (length static)."""
+  def run(state, x, y, length):
+    def body(s, _):
+      s, loss = step_fn(s, x, y)
+      return s, loss
+    state, _ = jax.lax.scan(body, state, None, length=length)
+    return state
+  return jax.jit(run, static_argnums=3)
+
+
+def metrics_fn(params, x, y, x_test, y_test, loss: str) -> dict:
+  """Per-chunk metrics: loss, accuracies, q_min, normalized margin, ||theta||, the cheap certificate."""
+  q = kkt.margins_of(params, x, y)
+  theta_norm = nets.param_norm(params)
+  cert_rel, cert_abs = kkt.certificate(params, x, y, loss)
+  out = {
+      "loss": losses.mean_loss(loss, q),
+      "train_acc": jnp.mean(q > 0),
+      "q_min": jnp.min(q),
+      "normalized_margin": jnp.min(q) / theta_norm ** nets.degree(params),
+      "theta_norm": theta_norm,
+      "cert_eps_rel": cert_rel,
+      "cert_eps_abs": cert_abs,
+  }
+  out["test_acc"] = (jnp.mean(kkt.margins_of(params, x_test, y_test) > 0)
+                     if x_test.shape[0] else jnp.nan)
+  return out
+
+
+def checkpoint_steps(total: int, mantissas=(1, 2, 5)) -> list:
+  """Log-spaced steps {m * 10^k} up to total, plus total itself."""
+  out = {total}
+  k = 0
+  while 10 ** k <= total:
+    out.update(m * 10 ** k for m in mantissas if m * 10 ** k <= total)
+    k += 1
+  return sorted(s for s in out if s > 0)
+
+
+def boundaries(total: int, log_every: int, mantissas) -> list:
+  grid = set(range(log_every, total + 1, log_every)) if log_every > 0 else set()
+  return sorted(grid | set(checkpoint_steps(total, mantissas)))
+
+
+def _pow2_parts(n: int) -> list:
+  return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
+
+
+def prepare_data(config: TrainConfig, key) -> data_lib.Dataset:
+  return data_lib.load(key, config.data)
+
+
+def _dtype(config):
+  if config.dtype not in ("float32", "float64"):
+    raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
+  if config.dtype == "float64" and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs jax_enable_x64 (scripts enable it at start)")
+  return jnp.dtype(config.dtype)
+
+
+def _check_resumable(saved: dict, config: TrainConfig, workdir: str):
+  now = wd.to_jsonable(config)
+  diffs = [k for k in sorted(set(saved) | set(now))
+           if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+  if diffs:
+    raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)} differ); "
+                     "use a new --workdir or the same settings")
+
+
+def _fmt_time(s: float) -> str:
+  if not math.isfinite(s):
+    return "?"
+  s = int(s)
+  return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
+  """Trains as configured, writing (or resuming) a workdir; returns the summary dict.
+
+  workdir: config.json, data.npz, metrics.jsonl (one row per log step), checkpoints/step_*.npz (params and
+  optimizer state at {1,2,5} x 10^k steps and the last step), summary.json (final metrics and KKT residuals).
+  """
+  dtype = _dtype(config)
+  key = jax.random.key(config.seed)
+  key_data, key_init = jax.random.split(key)
+  os.makedirs(workdir, exist_ok=True)
+  cfg_path = os.path.join(workdir, "config.json")
+  resumed = os.path.exists(cfg_path)
+  if resumed:
+    _check_resumable(wd.read_json(cfg_path), config, workdir)
+  wd.write_json(cfg_path, config)
+
+  data_path = os.path.join(workdir, "data.npz")
+  if resumed and os.path.exists(data_path):
+    arrays = wd.read_npz(data_path)
+    ds = data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
+                          image_shape=tuple(arrays["image_shape"].tolist()))
+  else:
+    ds = prepare_data(config, key_data)
+    wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
+  x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
+  xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
+  n_out = 1 if config.data.task == "binary" or config.data.name not in ("mnist", "cifar10") else 10
+
+  optimizer, normalized = make_optimizer(config)
+  params = nets.init(key_init, config.mlp(x.shape[1], n_out), dtype)
+  state = TrainState(params, optimizer.init(params))
+  start = 0
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  latest = wd.latest_checkpoint(workdir) if resumed else None
+  if latest is not None:
+    start, path = latest
+    arrays = wd.read_npz(path)
+    state = TrainState(wd.unflatten_tree(state.params, arrays, "params"),
+                       wd.unflatten_tree(state.opt_state, arrays, "opt_state"))
+    rows = [r for r in wd.read_jsonl(metrics_path) if r["step"] <= start]
+    wd.write_jsonl(metrics_path, rows)
+    log(f"resuming {workdir} from step {start}")
+  elif os.path.exists(metrics_path):
+    os.remove(metrics_path)
+
+  runner = make_chunk_runner(make_train_step(config, optimizer, normalized))
+  metrics = jax.jit(metrics_fn, static_argnums=5)
+  ckpts = set(checkpoint_steps(config.steps, config.checkpoint_mantissas))
+  bounds = [b for b in boundaries(config.steps, config.log_every, config.checkpoint_mantissas) if b > start]
+  log(f"training {nets.num_params(state.params):,} parameters on {x.shape[0]} points, "
+      f"{config.optimizer} lr={config.lr}, {config.steps} steps, {config.dtype}")
+
+  t0 = time.time()
+  prior_wall = 0.0
+  rows = wd.read_jsonl(metrics_path)
+  if rows:
+    prior_wall = rows[-1].get("wall_s", 0.0)
+  step = start
+  t_last, step_last = time.time(), start
+  if start == 0:
+    wd.save_checkpoint(workdir, 0, params=state.params, opt_state=state.opt_state)
+  m = None
+  for b in bounds:
+    for part in _pow2_parts(b - step):
+      state = runner(state, x, y, part)
+    step = b
+    m = {k: float(v) for k, v in metrics(state.params, x, y, xt, yt, config.loss).items()}
+    now = time.time()
+    rate = (step - step_last) / max(now - t_last, 1e-9)
+    t_last, step_last = now, step
+    wall = prior_wall + now - t0
+    m.update(step=step, steps_per_s=rate, wall_s=wall)
+    wd.append_jsonl(metrics_path, m)
+    done = config.target_loss > 0 and m["loss"] <= config.target_loss
+    if step in ckpts or done or not np.isfinite(m["loss"]):
+      wd.save_checkpoint(workdir, step, params=state.params, opt_state=state.opt_state)
+    if config.log_every and (step % config.log_every == 0 or step == config.steps or done):
+      eta = (config.steps - step) / max(rate, 1e-9)
+      log(f"step {step:>8d}  loss {m['loss']:.3e}  acc {m['train_acc']:.3f}  q_min {m['q_min']:+.3e}  "
+          f"cert_eps {m['cert_eps_rel']:.3f}  {rate:,.1f} steps/s  left {_fmt_time(eta)}")
+    if not np.isfinite(m["loss"]):
+      log(f"loss is {m['loss']} at step {step}: stopping (lower --lr or set --lr_cap)")
+      break
+    if done:
+      log(f"target loss {config.target_loss:g} reached at step {step}")
+      break
+
+  if m is None:  # nothing left to run: a finished workdir re-run
+    m = {k: float(v) for k, v in metrics(state.params, x, y, xt, yt, config.loss).items()}
+    m.update(step=step, wall_s=prior_wall)
+  report = jax.jit(lambda p: kkt.kkt_report(p, x, y, kink_tol=config.kink_tol,
+                                            clarke_iters=config.clarke_iters, loss=config.loss))(
+                                                state.params)
+  rep = kkt.summarize(report)
+  summary = {
+      "final_loss": m["loss"], "train_acc": m["train_acc"], "test_acc": m["test_acc"],
+      "q_min": m["q_min"], "normalized_margin": m["normalized_margin"], "theta_norm": m["theta_norm"],
+      "eps_rel": rep["eps_rel"], "delta": rep["delta"], "eps_rel_clarke": rep["eps_rel_clarke"],
+      "delta_clarke": rep["delta_clarke"], "support_size": rep["support_size"],
+      "kink_pairs": rep["kink_pairs"], "kink_tol": config.kink_tol, "cert_eps_rel": rep["cert_eps_rel"],
+      "nnls_converged": rep["nnls_converged"], "steps": step, "wall_s": m["wall_s"],
+      "n_train": int(x.shape[0]), "n_params": nets.num_params(state.params),
+  }
+  wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  log(f"done: loss {summary['final_loss']:.3e}  train_acc {summary['train_acc']:.3f}  "
+      f"test_acc {summary['test_acc']:.3f}  eps_rel {summary['eps_rel']:.4f} "
+      f"(Clarke {summary['eps_rel_clarke']:.4f})  delta {summary['delta']:.3e}  "
+      f"support {summary['support_size']}/{x.shape[0]}")
+  return summary
+
+
+def load_run(workdir: str):
+  """(config, dataset, [(step, params)]) of a training workdir."""
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
+    raise FileNotFoundError(f"{workdir}: no config.json (not a training workdir)")
+  config = TrainConfig.from_dict(wd.read_json(cfg_path))
+  arrays = wd.read_npz(os.path.join(workdir, "data.npz"))
+  ds = data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
+                        image_shape=tuple(arrays["image_shape"].tolist()))
+  dtype = _dtype(config)
+  n_out = 1 if ds.y_train.min() < 0 else int(ds.y_train.max()) + 1
+  template = nets.init(jax.random.key(0), config.mlp(ds.x_train.shape[1], n_out), dtype)
+  ckpts = []
+  for step, path in wd.list_checkpoints(workdir):
+    ckpts.append((step, wd.unflatten_tree(template, wd.read_npz(path), "params")))
+  return config, ds, ckpts

@@ -10,8 +10,9 @@ few matrix products (no per-example Jacobian), and J theta = L q (Euler's identi
 
 ReLU kinks: where w_j . x_i = 0 the Clarke subdifferential lets relu' be anything in [0, 1]. The
 Clarke-aware residual gives each first-layer pair within `kink_tol` (relative to the largest first-layer
-pre-activation) its own multiplier mu_ij in [0, lambda_i], solved jointly with lambda (a convex QP). For
-deeper layers only the number of such pairs is reported: their freedom is not jointly convex.
+pre-activation; default 1e-3, i.e. a Goldstein-style neighbourhood of the kink, since gradient descent
+chatters across it) its own multiplier mu_ij in [0, lambda_i], solved jointly with lambda (a convex QP).
+For deeper layers only the number of such pairs is reported: their freedom is not jointly convex.
 
 All functions are pure and act on one training set; vmap them over sets or checkpoints at the boundary.
 """
@@ -45,6 +46,7 @@ class KKTReport(NamedTuple):
   delta_clarke: jax.Array
   lam_clarke: jax.Array         # (N,)
   kink_pairs: jax.Array         # number of first-layer (point, neuron) pairs within kink_tol
+  exact_kink_pairs: jax.Array   # of those, pairs within 1e-6 (at the kink up to rounding)
   kink_pairs_deep: jax.Array    # the same for deeper hidden layers (not freed)
   kink_tol: jax.Array
   cert_eps_rel: jax.Array       # upper bound on eps_rel from lambda ~ -l'(q): sin angle(theta, -grad Loss)
@@ -115,10 +117,18 @@ def gram(params, x, y) -> jax.Array:
   return G
 
 
-def best_multipliers(params, x, y, **nnls_kwargs) -> nnls.NNLSResult:
-  """argmin_{lam >= 0} ||theta - sum_i lam_i grad q_i||, via the Gram matrix and J theta = L q."""
+def best_multipliers(params, x, y, slack_weight: float = 1e-6, **nnls_kwargs) -> nnls.NNLSResult:
+  """argmin_{lam >= 0} 1/2 ||theta - sum_i lam_i grad q_i||^2 + rho sum_i lam_i (q_i / q_min - 1).
+
+  Via the Gram matrix and J theta = L q. The small slackness term (rho = slack_weight * mean(L q)) only
+  decides between multipliers that fit stationarity equally well (a singular Gram, e.g. points in a low
+  dimensional subspace): it prefers those on the margin, so delta is not inflated by an arbitrary choice.
+  """
   G = gram(params, x, y)
-  b = nets.degree(params) * margins_of(params, x, y)
+  q = margins_of(params, x, y)
+  b = nets.degree(params) * q
+  slack = q / jnp.min(q) - 1.0
+  b = b - slack_weight * jnp.mean(jnp.abs(b)) * jnp.where(jnp.min(q) > 0, slack, 0.0)
   return nnls.nnls_gram(G, b, **nnls_kwargs)
 
 
@@ -131,87 +141,101 @@ def kink_mask(params, x, kink_tol: float):
   return near(zs[0]), deep
 
 
-def _project_clarke(lam_t, mu_t, mask):
-  """Euclidean projection onto {lam >= 0, 0 <= mu_ij <= lam_i on mask}, row by row (bisection on lam_i)."""
-  c = jnp.where(mask, mu_t, -jnp.inf)
-  def h(l):  # derivative of the row objective in lam_i (up to 2): increasing in l
-    return l - lam_t - jnp.sum(jnp.where(mask, jnp.maximum(c - l[:, None], 0.0), 0.0), axis=1)
-  hi = jnp.maximum(jnp.maximum(lam_t, jnp.max(c, axis=1)), 0.0)
-  lo = jnp.zeros_like(lam_t)
-  def body(_, lohi):
-    lo, hi = lohi
-    mid = 0.5 * (lo + hi)
-    up = h(mid) > 0
-    return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
-  lo, hi = lax.fori_loop(0, 64, body, (lo, hi))
-  lam = jnp.where(h(jnp.zeros_like(lam_t)) >= 0, 0.0, 0.5 * (lo + hi))
-  mu = jnp.where(mask, jnp.clip(mu_t, 0.0, lam[:, None]), 0.0)
-  return lam, mu
+def _gram_from(sig: _Signals, d1: jax.Array, has_bias: bool):
+  """Gram matrix and b = J theta with the first-layer derivative matrix d1 (N, width_1) in place of relu'."""
+  deltas = [sig.back1 * d1] + list(sig.deltas[1:]) if sig.back1 is not None else sig.deltas
+  G = 0.0
+  b = 0.0
+  for l, (a, d, z) in enumerate(zip(sig.acts, deltas, sig.zs)):
+    aa = a @ a.T
+    if l == 0 and has_bias:
+      aa = aa + 1.0
+    G = G + aa * (d @ d.T)
+    b = b + jnp.sum(d * z, axis=1)  # <grad_W_l q_i, W_l> (+ bias) = delta_l . z_l
+  return G, b
 
 
-def clarke_multipliers(params, x, y, lam0, mask, iters: int = 200):
-  """min ||theta - A(lam, mu)|| over lam >= 0, 0 <= mu <= lam on the kink pairs (FISTA from (lam0, 0)).
+def clarke_multipliers(params, x, y, lam0, mask, iters: int = 5, inner_iters: int = 100,
+                       slack_weight: float = 1e-6):
+  """min ||theta - A(lam, mu)|| over lam >= 0 and 0 <= mu_ij <= lam_i on the first-layer kink pairs.
 
-  A(lam, mu) = J^T lam + E(mu - lam * relu'(z_1)) where E(M) puts sum_i M_ij back1_ij x_i into column j of
-  W_1 (and sum_i M_ij back1_ij into b_1): on a kink pair the derivative relu'(z_ij) is replaced by
-  mu_ij / lam_i in [0, 1]. Returns the best (lam, mu) seen, which is never worse than (lam0, 0).
+  A(lam, mu) puts derivative mu_ij / lam_i in [0, 1] in place of relu'(z_ij) on each kink pair (the Clarke
+  subdifferential); the problem is a convex QP. Solved by alternating exact minimizations, each of which can
+  only lower the objective: (a) lam by NNLS with the kink derivatives s = mu / lam held fixed (a modified
+  Gram matrix), (b) mu with lam held fixed, a box-constrained least squares that splits into one small
+  problem per neuron (FISTA with a per-neuron step, in Gram space). Starts from relu'(0) = 0 with lam0 and
+  returns (lam, mu, ||residual||) of the best iterate, never worse than the start.
   """
+  if len(params) < 2:
+    raise ValueError("the Clarke-aware residual needs a hidden layer")
+  dtype = x.dtype
   sig = per_example_signals(params, x, y)
-  B = sig.back1
-  d_kink = jnp.where(mask, (sig.zs[0] > 0).astype(x.dtype), 0.0)
   has_bias = "b" in params[0]
+  B = sig.back1                                   # (N, W1) d q_i / d a_1
+  d_fixed = (sig.zs[0] > 0).astype(dtype)        # relu' with relu'(0) = 0
+  mask = mask.astype(bool)
+  xx = x @ x.T + (1.0 if has_bias else 0.0)       # (N, N)
+  tiny = jnp.finfo(dtype).tiny
 
-  def forward(lam, mu):
+  def residual_norm(lam, mu):
+    # explicit residual: the VJP part with relu'(0)=0, corrected on kink pairs
     g = weighted_gradient(params, x, y, lam)
-    m = (mu - lam[:, None] * d_kink) * B
+    m = (mu - lam[:, None] * jnp.where(mask, d_fixed, 0.0)) * B
     g0 = dict(g[0])
     g0["w"] = g0["w"] + x.T @ m
     if has_bias:
       g0["b"] = g0["b"] + jnp.sum(m, axis=0)
-    return (g0,) + tuple(g[1:])
+    r = jax.tree_util.tree_map(lambda p, u: p - u, params, (g0,) + tuple(g[1:]))
+    return tree_norm(r)
 
-  def adjoint(r):
-    _, jr = jax.jvp(lambda p: margins_of(p, x, y), (params,), (r,))
-    e = x @ r[0]["w"]
-    if has_bias:
-      e = e + r[0]["b"]
-    e = e * B
-    return jr - jnp.sum(d_kink * e, axis=1), jnp.where(mask, e, 0.0)
+  def hmul(v):  # per-neuron Hessian of the mu-problem applied to v (N, W1), masked
+    return jnp.where(mask, B * (xx @ (v * B)), 0.0)
 
-  def residual(lam, mu):
-    return jax.tree_util.tree_map(lambda p, u: p - u, params, forward(lam, mu))
-
-  # Lipschitz constant of the gradient: ||A||^2 by power iteration.
+  # Per-neuron Lipschitz constants by power iteration (columns are independent problems).
   def pw(_, v):
-    lam, mu = adjoint(forward(*v))
-    nrm = jnp.sqrt(jnp.sum(lam ** 2) + jnp.sum(mu ** 2))
-    nrm = jnp.maximum(nrm, jnp.finfo(x.dtype).tiny)
-    return lam / nrm, mu / nrm
-  v0 = (jnp.ones_like(lam0), jnp.where(mask, 1.0, 0.0).astype(x.dtype))
-  v = lax.fori_loop(0, 20, pw, v0)
-  lam_v, mu_v = adjoint(forward(*v))
-  lip = 1.05 * jnp.sqrt(jnp.sum(lam_v ** 2) + jnp.sum(mu_v ** 2))
+    w = hmul(v)
+    return w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), tiny)
+  v = lax.fori_loop(0, 20, pw, jnp.where(mask, 1.0, 0.0).astype(dtype))
+  lip = 1.05 * jnp.maximum(jnp.linalg.norm(hmul(v), axis=0, keepdims=True), tiny)  # (1, W1)
 
-  def objective(lam, mu):
-    return tree_norm(residual(lam, mu))
+  def mu_step(lam, mu):
+    # r0: residual of W_1 (and b_1) with only the non-kink derivatives, projected on each x_i: C_ij.
+    m0 = lam[:, None] * jnp.where(mask, 0.0, d_fixed) * B
+    c = B * (x @ (params[0]["w"] - x.T @ m0))
+    if has_bias:
+      c = c + B * (params[0]["b"] - jnp.sum(m0, axis=0))[None, :]
+    c = jnp.where(mask, c, 0.0)
+    hi = jnp.where(mask, lam[:, None], 0.0)
+    def body(_, st):
+      mu, z, t = st
+      mu_n = jnp.clip(z - (hmul(z) - c) / lip, 0.0, hi)
+      t_n = 0.5 * (1 + jnp.sqrt(1 + 4 * t * t))
+      return mu_n, mu_n + ((t - 1) / t_n) * (mu_n - mu), t_n
+    mu, _, _ = lax.fori_loop(0, inner_iters, body, (mu, mu, jnp.ones((), dtype)))
+    return mu
 
-  mu0 = jnp.zeros(mask.shape, x.dtype)
-  f0 = objective(lam0, mu0)
-  def body(_, state):
-    lam, mu, zl, zm, t, best = state
-    gl, gm = adjoint(residual(zl, zm))
-    lam_n, mu_n = _project_clarke(zl + gl / lip, zm + gm / lip, mask)
-    f_n = objective(lam_n, mu_n)
-    t_n = 0.5 * (1 + jnp.sqrt(1 + 4 * t * t))
-    mom = (t - 1) / t_n
-    zl_n, zm_n = lam_n + mom * (lam_n - lam), mu_n + mom * (mu_n - mu)
-    better = f_n < best[2]
-    best = (jnp.where(better, lam_n, best[0]), jnp.where(better, mu_n, best[1]),
-            jnp.minimum(f_n, best[2]))
-    return lam_n, mu_n, zl_n, zm_n, t_n, best
-  state = (lam0, mu0, lam0, mu0, jnp.ones((), x.dtype), (lam0, mu0, f0))
-  best = lax.fori_loop(0, iters, body, state)[-1]
-  return best[0], best[1], best[2]
+  def lam_step(lam, mu):
+    s = jnp.where(lam[:, None] > 0, mu / jnp.maximum(lam[:, None], tiny), 0.0)
+    d1 = jnp.where(mask, jnp.clip(s, 0.0, 1.0), d_fixed)
+    G, b = _gram_from(sig, d1, has_bias)
+    q = margins_of(params, x, y)
+    slack = q / jnp.min(q) - 1.0
+    b = b - slack_weight * jnp.mean(jnp.abs(b)) * jnp.where(jnp.min(q) > 0, slack, 0.0)
+    lam_n = nnls.nnls_gram(G, b).x
+    return lam_n, jnp.where(mask, lam_n[:, None] * jnp.clip(s, 0.0, 1.0), 0.0)
+
+  mu0 = jnp.where(mask, lam0[:, None] * d_fixed, 0.0)  # the relu'(0) = 0 choice, feasible
+  best = (lam0, mu0, residual_norm(lam0, mu0))
+  def outer(_, st):
+    lam, mu, best = st
+    mu = mu_step(lam, mu)
+    lam, mu = lam_step(lam, mu)
+    f = residual_norm(lam, mu)
+    better = f < best[2]
+    best = (jnp.where(better, lam, best[0]), jnp.where(better, mu, best[1]), jnp.minimum(f, best[2]))
+    return lam, mu, best
+  _, _, best = lax.fori_loop(0, iters, outer, (lam0, mu0, best))
+  return best
 
 
 def certificate(params, x, y, loss: str = "logistic"):
@@ -234,8 +258,8 @@ def certificate(params, x, y, loss: str = "logistic"):
   return eps_rel, eps_abs
 
 
-def kkt_report(params, x, y, *, kink_tol: float = 1e-6, clarke_iters: int = 200,
-               loss: str = "logistic") -> KKTReport:
+def kkt_report(params, x, y, *, kink_tol: float = 1e-3, clarke_iters: int = 3,
+               clarke_inner: int = 50, loss: str = "logistic") -> KKTReport:
   """All KKT diagnostics of one network on one set (x (N, D), y (N,)). Pure; jit/vmap at the caller."""
   L = nets.degree(params)
   q_raw = margins_of(params, x, y)
@@ -253,7 +277,7 @@ def kkt_report(params, x, y, *, kink_tol: float = 1e-6, clarke_iters: int = 200,
 
   mask, deep = kink_mask(tparams, x, kink_tol)
   if clarke_iters > 0:
-    lam_c, _, res_c = clarke_multipliers(tparams, x, y, lam, mask, clarke_iters)
+    lam_c, _, res_c = clarke_multipliers(tparams, x, y, lam, mask, clarke_iters, clarke_inner)
     eps_c = jnp.minimum(res_c / theta_t_norm, eps_rel)
   else:
     lam_c, eps_c = lam, eps_rel
@@ -263,6 +287,7 @@ def kkt_report(params, x, y, *, kink_tol: float = 1e-6, clarke_iters: int = 200,
       feasible=q_min > 0, eps_rel=eps_rel, delta=delta, lam=lam, slack=slack, support=lam > 0,
       nnls_converged=fit.converged, eps_rel_clarke=eps_c, delta_clarke=jnp.max(lam_c * slack),
       lam_clarke=lam_c, kink_pairs=jnp.sum(mask), kink_pairs_deep=deep,
+      exact_kink_pairs=jnp.sum(kink_mask(tparams, x, 1e-6)[0]),
       kink_tol=jnp.asarray(kink_tol, x.dtype), cert_eps_rel=cert_rel, cert_eps_abs=cert_abs)
 
 

@@ -58,6 +58,25 @@ def loss_derivative(name: str, q: jax.Array) -> jax.Array:
   raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
 
 
+def log_loss(name: str, q: jax.Array) -> jax.Array:
+  """log l(q_i), elementwise, finite for any margin (l(q) itself underflows to 0 past q ~ 745 in float64)."""
+  if name == "exponential":
+    return -q
+  if name == "logistic":
+    big = q > 30.0
+    q_lo = jnp.where(big, 0.0, q)   # double-where: no NaN gradient from the branch not taken
+    q_hi = jnp.where(big, q, 31.0)
+    small_branch = jnp.log(jax.nn.softplus(-q_lo))
+    big_branch = -q_hi + jnp.log1p(-0.5 * jnp.exp(-q_hi))  # log(e^-q - e^-2q / 2 + ...)
+    return jnp.where(big, big_branch, small_branch)
+  raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
+
+
+def log_mean_loss(name: str, q: jax.Array) -> jax.Array:
+  """log((1/n) sum_i l(q_i)), stable at any depth: its gradient is grad Loss / Loss."""
+  return jax.nn.logsumexp(log_loss(name, q)) - jnp.log(q.shape[0])
+
+
 def get_loss(name: str):
   try:
     return {"logistic": logistic, "exponential": exponential}[name]

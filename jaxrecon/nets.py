@@ -93,7 +93,7 @@ def preactivations(params: Params, x: jax.Array,
   for l, layer in enumerate(params):
     z = h @ layer["w"]
     if "b" in layer:
-      z = z + layer["b"]
+      z = z + jnp.expand_dims(layer["b"], tuple(range(z.ndim - 1)))
     zs.append(z)
     if l < len(params) - 1:
       h = activation(z)

@@ -3,6 +3,8 @@
 Optimizers: 'gd' (theta -= lr grad; the reference protocol is lr 0.01), 'normalized_gd' (the step divided
 by the loss, lr_eff = min(lr / loss, lr_cap), so the effective step grows as the loss falls), and any optax
 optimizer by name ('adam', 'sgd', ...), optionally loss-normalized as well (`normalize=True`).
+Loss-normalized steps use grad Loss / Loss = grad log Loss computed in log space, so they keep working
+after the loss itself underflows (below ~1e-308 in float64, ~1e-38 in float32).
 The step loop runs inside `lax.scan` chunks between fixed boundaries (log rows and log-spaced checkpoints
 at {1, 2, 5} x 10^k steps), so a run resumed from a checkpoint repeats exactly the same computation.
 """
@@ -10,6 +12,7 @@ at {1, 2, 5} x 10^k steps), so a run resumed from a checkpoint repeats exactly t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -42,12 +45,13 @@ class TrainConfig:
   normalize: bool = False
   steps: int = 2000
   target_loss: float = 0.0
+  max_wall_s: float = 0.0
   log_every: int = 100
   checkpoint_mantissas: tuple = (1, 2, 5)
   dtype: str = "float64"
   seed: int = 0
-  kink_tol: float = 1e-6
-  clarke_iters: int = 100
+  kink_tol: float = 1e-3
+  clarke_iters: int = 3
 
   @staticmethod
   def from_dict(d: dict) -> "TrainConfig":
@@ -64,7 +68,7 @@ class TrainConfig:
 
 
 # Fields that may change when a run is resumed (they do not change the computation up to a step).
-RESUMABLE_CHANGES = ("steps", "target_loss", "log_every", "clarke_iters", "kink_tol")
+RESUMABLE_CHANGES = ("steps", "target_loss", "max_wall_s", "log_every", "clarke_iters", "kink_tol")
 
 
 class TrainState(NamedTuple):
@@ -96,19 +100,29 @@ def loss_fn(params, x, y, loss: str) -> jax.Array:
   return losses.mean_loss(loss, kkt.margins_of(params, x, y))
 
 
+def log_loss_fn(params, x, y, loss: str) -> jax.Array:
+  return losses.log_mean_loss(loss, kkt.margins_of(params, x, y))
+
+
 def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation, normalized: bool):
-  """(state, x, y) -> (state, loss): one full-batch step. Pure; scan and jit at the caller."""
-  cap_factor = None if config.lr_cap is None else config.lr_cap / config.lr
+  """(state, x, y) -> (state, log loss): one full-batch step. Pure; scan and jit at the caller.
+
+  Normalized: the gradient fed to the optimizer is grad log Loss = grad Loss / Loss, times
+  min(1, lr_cap * Loss / lr) when a cap is set (so lr_eff = min(lr / Loss, lr_cap)).
+  """
+  log_cap = None if config.lr_cap is None else math.log(config.lr_cap / config.lr)
 
   def step(state: TrainState, x, y):
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y, config.loss)
     if normalized:
-      factor = 1.0 / jnp.maximum(loss, jnp.finfo(loss.dtype).tiny)
-      if cap_factor is not None:
-        factor = jnp.minimum(factor, cap_factor)
-      grads = jax.tree_util.tree_map(lambda g: g * factor, grads)
+      log_loss, grads = jax.value_and_grad(log_loss_fn)(state.params, x, y, config.loss)
+      if log_cap is not None:
+        factor = jnp.exp(jnp.minimum(0.0, log_cap + log_loss))
+        grads = jax.tree_util.tree_map(lambda g: g * factor, grads)
+    else:
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y, config.loss)
+      log_loss = jnp.log(loss)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return TrainState(optax.apply_updates(state.params, updates), opt_state), loss
+    return TrainState(optax.apply_updates(state.params, updates), opt_state), log_loss
   return step
 
 
@@ -130,14 +144,15 @@ def metrics_fn(params, x, y, x_test, y_test, loss: str) -> dict:
   cert_rel, cert_abs = kkt.certificate(params, x, y, loss)
   out = {
       "loss": losses.mean_loss(loss, q),
-      "train_acc": jnp.mean(q > 0),
+      "log10_loss": losses.log_mean_loss(loss, q) / jnp.log(10.0),
+      "train_acc": jnp.mean((q > 0).astype(x.dtype)),
       "q_min": jnp.min(q),
       "normalized_margin": jnp.min(q) / theta_norm ** nets.degree(params),
       "theta_norm": theta_norm,
       "cert_eps_rel": cert_rel,
       "cert_eps_abs": cert_abs,
   }
-  out["test_acc"] = (jnp.mean(kkt.margins_of(params, x_test, y_test) > 0)
+  out["test_acc"] = (jnp.mean((kkt.margins_of(params, x_test, y_test) > 0).astype(x.dtype))
                      if x_test.shape[0] else jnp.nan)
   return out
 
@@ -180,6 +195,13 @@ def _check_resumable(saved: dict, config: TrainConfig, workdir: str):
   if diffs:
     raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)} differ); "
                      "use a new --workdir or the same settings")
+
+
+def _fmt_loss(m: dict) -> str:
+  """The loss, or 10^(log10 loss) once it is below what the dtype can hold."""
+  if m["loss"] > 0 or not np.isfinite(m["log10_loss"]):
+    return f"{m['loss']:.3e}"
+  return f"1e{m['log10_loss']:.1f}"
 
 
 def _fmt_time(s: float) -> str:
@@ -263,28 +285,31 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
     m.update(step=step, steps_per_s=rate, wall_s=wall)
     wd.append_jsonl(metrics_path, m)
     done = config.target_loss > 0 and m["loss"] <= config.target_loss
-    if step in ckpts or done or not np.isfinite(m["loss"]):
+    out_of_time = config.max_wall_s > 0 and now - t0 >= config.max_wall_s
+    if step in ckpts or done or out_of_time or not np.isfinite(m["log10_loss"]):
       wd.save_checkpoint(workdir, step, params=state.params, opt_state=state.opt_state)
     if config.log_every and (step % config.log_every == 0 or step == config.steps or done):
       eta = (config.steps - step) / max(rate, 1e-9)
-      log(f"step {step:>8d}  loss {m['loss']:.3e}  acc {m['train_acc']:.3f}  q_min {m['q_min']:+.3e}  "
+      log(f"step {step:>8d}  loss {_fmt_loss(m)}  acc {m['train_acc']:.3f}  q_min {m['q_min']:+.3e}  "
           f"cert_eps {m['cert_eps_rel']:.3f}  {rate:,.1f} steps/s  left {_fmt_time(eta)}")
-    if not np.isfinite(m["loss"]):
+    if not np.isfinite(m["log10_loss"]):
       log(f"loss is {m['loss']} at step {step}: stopping (lower --lr or set --lr_cap)")
       break
     if done:
       log(f"target loss {config.target_loss:g} reached at step {step}")
       break
+    if out_of_time:
+      log(f"wall-time budget {config.max_wall_s:g}s used at step {step}")
+      break
 
   if m is None:  # nothing left to run: a finished workdir re-run
     m = {k: float(v) for k, v in metrics(state.params, x, y, xt, yt, config.loss).items()}
     m.update(step=step, wall_s=prior_wall)
-  report = jax.jit(lambda p: kkt.kkt_report(p, x, y, kink_tol=config.kink_tol,
-                                            clarke_iters=config.clarke_iters, loss=config.loss))(
-                                                state.params)
-  rep = kkt.summarize(report)
+  report_fn = jax.jit(functools.partial(kkt.kkt_report, kink_tol=config.kink_tol,
+                                        clarke_iters=config.clarke_iters, loss=config.loss))
+  rep = kkt.summarize(report_fn(state.params, x, y))
   summary = {
-      "final_loss": m["loss"], "train_acc": m["train_acc"], "test_acc": m["test_acc"],
+      "final_loss": m["loss"], "final_log10_loss": m["log10_loss"], "train_acc": m["train_acc"], "test_acc": m["test_acc"],
       "q_min": m["q_min"], "normalized_margin": m["normalized_margin"], "theta_norm": m["theta_norm"],
       "eps_rel": rep["eps_rel"], "delta": rep["delta"], "eps_rel_clarke": rep["eps_rel_clarke"],
       "delta_clarke": rep["delta_clarke"], "support_size": rep["support_size"],
@@ -293,7 +318,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
       "n_train": int(x.shape[0]), "n_params": nets.num_params(state.params),
   }
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  log(f"done: loss {summary['final_loss']:.3e}  train_acc {summary['train_acc']:.3f}  "
+  log(f"done: loss {_fmt_loss(m)}  train_acc {summary['train_acc']:.3f}  "
       f"test_acc {summary['test_acc']:.3f}  eps_rel {summary['eps_rel']:.4f} "
       f"(Clarke {summary['eps_rel_clarke']:.4f})  delta {summary['delta']:.3e}  "
       f"support {summary['support_size']}/{x.shape[0]}")

@@ -1,0 +1,110 @@
+"""KKT residuals of every checkpoint of a training workdir: kkt.jsonl, summary.json and a log-log PNG.
+
+The report is vmapped over stacked checkpoints and compiled once (`lax.map` in batches bounds memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import kkt
+from jaxrecon import losses
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+
+@dataclasses.dataclass(frozen=True)
+class KKTConfig:
+  kink_tol: float = 1e-3
+  clarke_iters: int = 3
+  batch_size: int = 4          # checkpoints evaluated together (vmap) inside one compiled lax.map
+  min_step: int = 1            # skip the initial checkpoints (step 0 is not a fitted network)
+  steps: Optional[tuple] = None  # only these steps
+
+
+def reports_over(params_stack, x, y, *, kink_tol: float, clarke_iters: int, loss: str,
+                 batch_size: int) -> kkt.KKTReport:
+  """kkt_report for each leading-axis slice of params_stack (C, ...): one compiled call."""
+  fn = functools.partial(kkt.kkt_report, kink_tol=kink_tol, clarke_iters=clarke_iters, loss=loss)
+  return jax.lax.map(lambda p: fn(p, x, y), params_stack, batch_size=batch_size)
+
+
+def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[str] = None,
+        log: Callable = print) -> dict:
+  """Writes kkt.jsonl (one row per checkpoint), kkt_summary.json and kkt.png to out_dir."""
+  out_dir = out_dir or train_workdir
+  tcfg, ds, ckpts = train.load_run(train_workdir)
+  ckpts = [(s, p) for s, p in ckpts if s >= config.min_step
+           and (config.steps is None or s in config.steps)]
+  if not ckpts:
+    raise ValueError(f"{train_workdir}: no checkpoints to evaluate")
+  dtype = jnp.dtype(tcfg.dtype)
+  x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
+  steps = [s for s, _ in ckpts]
+  stack = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[p for _, p in ckpts])
+  metrics = {r["step"]: r for r in wd.read_jsonl(os.path.join(train_workdir, "metrics.jsonl"))}
+  log(f"KKT residuals of {len(steps)} checkpoints ({steps[0]}..{steps[-1]}) on {x.shape[0]} points")
+  t0 = time.time()
+  fn = jax.jit(functools.partial(reports_over, kink_tol=config.kink_tol,
+                                 clarke_iters=config.clarke_iters, loss=tcfg.loss,
+                                 batch_size=config.batch_size))
+  reps = jax.block_until_ready(fn(stack, x, y))
+  wall = time.time() - t0
+  rows = []
+  for i, step in enumerate(steps):
+    rep = kkt.summarize(jax.tree_util.tree_map(lambda a: a[i], reps))
+    q = kkt.margins_of(ckpts[i][1], x, y)
+    row = {"step": step, "loss": float(losses.mean_loss(tcfg.loss, q)),
+           "log10_loss": float(losses.log_mean_loss(tcfg.loss, q) / np.log(10.0)),
+           "wall_s": metrics.get(step, {}).get("wall_s"), **rep}
+    rows.append(row)
+    log(f"step {step:>9d}  log10 loss {row['log10_loss']:9.2f}  eps_rel {row['eps_rel']:.4f}  "
+        f"(Clarke {row['eps_rel_clarke']:.4f}, cert {row['cert_eps_rel']:.4f})  "
+        f"delta {row['delta']:.3e}  support {row['support_size']}  kinks {row['kink_pairs']}")
+  wd.write_jsonl(os.path.join(out_dir, "kkt.jsonl"), rows)
+  last = rows[-1]
+  summary = {"steps": steps, "final": last, "eval_wall_s": wall, "kink_tol": config.kink_tol,
+             "clarke_iters": config.clarke_iters, "train_workdir": os.path.abspath(train_workdir)}
+  wd.write_json(os.path.join(out_dir, "kkt_summary.json"), summary)
+  plot_path = os.path.join(out_dir, "kkt.png")
+  plot_residuals(rows, plot_path, title=f"KKT residuals: {os.path.basename(os.path.abspath(train_workdir))}")
+  log(f"wrote {out_dir}/kkt.jsonl, kkt_summary.json, kkt.png ({wall:.1f}s)")
+  return summary
+
+
+def plot_residuals(rows: list, path: str, title: str = "") -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  steps = np.array([r["step"] for r in rows], float)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  ax = axes[0]
+  for key, label in [("eps_rel", "eps_rel (relu'(0)=0)"), ("eps_rel_clarke", "eps_rel (Clarke)"),
+                     ("cert_eps_rel", "certificate"), ("delta", "delta")]:
+    vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
+    vals = np.where(vals > 0, vals, np.nan)
+    ax.loglog(steps, vals, marker="o", ms=3, label=label)
+  ax.set_xlabel("training step")
+  ax.set_title("KKT residuals (normalized scale)")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+  ax = axes[1]
+  ax.semilogx(steps, [r["log10_loss"] for r in rows], marker="o", ms=3, color="k")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("log10 training loss")
+  ax.grid(True, which="both", alpha=0.3)
+  fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  os.replace(tmp, path)
+  plt.close(fig)

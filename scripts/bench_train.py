@@ -1,0 +1,161 @@
+r"""Training and KKT-instrument benchmarks, written as JSON (and a PNG of eps_rel against wall time).
+
+  python scripts/bench_train.py --out=bench/train.json --what=step_time,nnls
+  python scripts/bench_train.py --out=bench/schedules.json --what=schedules --budget_s=600
+
+step_time: ms per full-batch step, n=500, d=784, hidden 1000-1000, float32 and float64 (median of --repeats).
+nnls: time of the best-multiplier fit (Gram + NNLS) for n=500 against 784-1000-1000-1, float32 and float64.
+schedules: each --schedules entry trains the paper's synthetic setting (n=500 on the unit sphere in R^784,
+width --width, float64) for --budget_s seconds; eps_rel, Clarke eps_rel and delta at every checkpoint against
+the training wall time.
+"""
+
+import functools
+import json
+import os
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+from jaxrecon import data as data_lib
+from jaxrecon import diagnostics
+from jaxrecon import kkt
+from jaxrecon import nets
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "bench/train.json", "JSON output path.")
+flags.DEFINE_list("what", ["step_time", "nnls"], "Benchmarks: step_time, nnls, schedules.")
+flags.DEFINE_integer("repeats", 5, "Repeats for timings (median reported).")
+flags.DEFINE_list("schedules", ["gd:lr=0.01", "normalized_gd:lr=0.01/lr_cap=10"],
+                  "Schedules as optimizer:key=value/key=value (keys of TrainConfig).")
+flags.DEFINE_float("budget_s", 600.0, "Training wall time per schedule.")
+flags.DEFINE_integer("width", 1000, "Hidden width for the schedule study.")
+flags.DEFINE_integer("clarke_iters", 30, "Clarke iterations per checkpoint in the schedule study.")
+flags.DEFINE_string("workdir", "bench/schedules", "Where the schedule runs keep their workdirs.")
+
+
+def _median_time(fn, repeats):
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return statistics.median(times), times
+
+
+def bench_step_time(repeats):
+  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=500, d=784, n_test=0))
+  out = {}
+  for dtype in ("float32", "float64"):
+    cfg = train.TrainConfig(widths=(1000, 1000), init_scales=(1e-4,), optimizer="gd", lr=0.01,
+                            dtype=dtype)
+    x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
+    opt, normalized = train.make_optimizer(cfg)
+    params = nets.init(jax.random.key(1), cfg.mlp(784, 1), jnp.dtype(dtype))
+    state = train.TrainState(params, opt.init(params))
+    runner = train.make_chunk_runner(train.make_train_step(cfg, opt, normalized))
+    chunk = 32
+    med, times = _median_time(lambda: runner(state, x, y, chunk), repeats)
+    out[dtype] = {"ms_per_step": 1e3 * med / chunk, "runs_ms_per_step": [1e3 * t / chunk for t in times]}
+    print(f"step {dtype}: {out[dtype]['ms_per_step']:.2f} ms/step")
+  return out
+
+
+def bench_nnls(repeats):
+  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=500, d=784, n_test=0))
+  out = {}
+  for dtype in ("float32", "float64"):
+    x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
+    params = nets.init(jax.random.key(1), nets.MLPConfig(784, (1000, 1000), init_scales=None),
+                       jnp.dtype(dtype))
+    fit = jax.jit(kkt.best_multipliers)
+    med, times = _median_time(lambda: fit(params, x, y), repeats)
+    res = fit(params, x, y)
+    out[dtype] = {"seconds": med, "runs_s": times, "n_params": nets.num_params(params),
+                  "support": int(jnp.sum(res.x > 0)), "converged": bool(res.converged)}
+    print(f"nnls {dtype}: {med:.3f}s for {nets.num_params(params):,} params, n=500")
+  return out
+
+
+def parse_schedule(spec):
+  name, _, rest = spec.partition(":")
+  kwargs = {"optimizer": name}
+  for item in filter(None, rest.replace(";", "/").split("/")):
+    k, v = item.split("=")
+    kwargs[k] = None if v == "None" else float(v) if k in ("lr", "lr_cap", "momentum") else v
+  return kwargs
+
+
+def bench_schedules(budget_s, width, schedules, root, clarke_iters):
+  results = {}
+  for spec in schedules:
+    kw = parse_schedule(spec)
+    cfg = train.TrainConfig(data=data_lib.DataConfig(n=500, d=784, n_test=1000), widths=(width,),
+                            steps=10 ** 7, max_wall_s=budget_s, log_every=500, clarke_iters=0, **kw)
+    run_dir = os.path.join(root, spec.replace(":", "_").replace("/", "_").replace("=", ""))
+    if os.path.exists(run_dir):
+      import shutil
+      shutil.rmtree(run_dir)
+    print(f"== schedule {spec}: {budget_s:.0f}s")
+    train.run(cfg, run_dir)
+    diagnostics.run(run_dir, diagnostics.KKTConfig(clarke_iters=clarke_iters, batch_size=2))
+    rows = wd.read_jsonl(os.path.join(run_dir, "kkt.jsonl"))
+    results[spec] = [{k: r[k] for k in ("step", "wall_s", "loss", "log10_loss", "eps_rel", "eps_rel_clarke",
+                                        "cert_eps_rel", "delta", "support_size", "kink_pairs")}
+                     for r in rows]
+  plot_schedules(results, os.path.join(root, "eps_vs_wall.png"))
+  return results
+
+
+def plot_schedules(results, path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for spec, rows in results.items():
+    rows = [r for r in rows if r["wall_s"]]
+    t = [r["wall_s"] for r in rows]
+    line, = axes[0].loglog(t, [r["eps_rel"] for r in rows], marker="o", ms=3, label=spec)
+    axes[0].loglog(t, [r["eps_rel_clarke"] for r in rows], ls="--", color=line.get_color())
+    axes[1].semilogx(t, [r["log10_loss"] for r in rows], marker="o", ms=3, label=spec)
+  axes[0].set_xlabel("training wall time (s)")
+  axes[0].set_ylabel("eps_rel (solid), Clarke-aware (dashed)")
+  axes[1].set_xlabel("training wall time (s)")
+  axes[1].set_ylabel("log10 training loss")
+  for ax in axes:
+    ax.grid(True, which="both", alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  jax.config.update("jax_enable_x64", True)
+  out = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
+                     "jax": jax.__version__}}
+  if os.path.exists(FLAGS.out):
+    out.update(wd.read_json(FLAGS.out))
+  if "step_time" in FLAGS.what:
+    out["step_time"] = bench_step_time(FLAGS.repeats)
+  if "nnls" in FLAGS.what:
+    out["nnls"] = bench_nnls(FLAGS.repeats)
+  if "schedules" in FLAGS.what:
+    out.setdefault("schedules", {}).update(bench_schedules(
+        FLAGS.budget_s, FLAGS.width, FLAGS.schedules, FLAGS.workdir, FLAGS.clarke_iters))
+    out["schedules_setup"] = {"budget_s": FLAGS.budget_s, "width": FLAGS.width, "n": 500, "d": 784,
+                              "dtype": "float64"}
+  wd.write_json(FLAGS.out, out)
+  print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

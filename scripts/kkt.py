@@ -1,0 +1,34 @@
+r"""KKT residuals (eps_rel, delta, support, Clarke-aware eps_rel) of every checkpoint of a training run.
+
+  python scripts/kkt.py --train_workdir=runs/sphere
+
+Writes kkt.jsonl (one row per checkpoint: step, loss, normalized_margin, eps_rel, delta, support_size, ...),
+kkt_summary.json and kkt.png (log-log residuals against steps) into --out_dir (default: the train workdir).
+"""
+
+from absl import app
+from absl import flags
+import jax
+
+from jaxrecon import diagnostics
+
+flags.DEFINE_string("train_workdir", None, "A workdir written by scripts/train.py.")
+flags.DEFINE_string("out_dir", None, "Where to write (default: the train workdir).")
+flags.DEFINE_float("kink_tol", 1e-3, "Relative |w.x| below which a pair is at the ReLU kink.")
+flags.DEFINE_integer("clarke_iters", 3, "Outer iterations of the Clarke-aware fit (0 = skip).")
+flags.DEFINE_integer("batch_size", 4, "Checkpoints evaluated together.")
+flags.DEFINE_integer("min_step", 1, "Skip checkpoints before this step.")
+flags.mark_flag_as_required("train_workdir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  jax.config.update("jax_enable_x64", True)
+  diagnostics.run(FLAGS.train_workdir, diagnostics.KKTConfig(
+      kink_tol=FLAGS.kink_tol, clarke_iters=FLAGS.clarke_iters, batch_size=FLAGS.batch_size,
+      min_step=FLAGS.min_step), out_dir=FLAGS.out_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)

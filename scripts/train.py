@@ -1,0 +1,30 @@
+r"""Trains a homogeneous ReLU net full-batch and writes a resumable workdir.
+
+  python scripts/train.py --workdir=runs/sphere                       # the paper's synthetic setting
+  python scripts/train.py --workdir=runs/mnist --dataset=mnist --data_dir=../shared/data/mnist \
+      --width=1000,1000 --steps=20000
+
+Writes config.json, data.npz, metrics.jsonl, checkpoints/step_*.npz (log-spaced) and summary.json
+(final_loss, train_acc, test_acc, q_min, normalized_margin, eps_rel, delta, steps, wall_s, ...).
+Re-running on the same workdir resumes from the last checkpoint (--steps may grow).
+"""
+
+from absl import app
+from absl import flags
+import jax
+
+import train_flags
+from jaxrecon import train
+
+flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  jax.config.update("jax_enable_x64", True)
+  train.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

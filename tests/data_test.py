@@ -1,0 +1,219 @@
+import gzip
+import os
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import numpy as np
+
+from jaxrecon import data
+import conftest
+
+
+def write_idx(path, arr, magic, gz=False):
+  header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+  raw = header + arr.astype(np.uint8).tobytes()
+  with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
+    f.write(raw)
+
+
+def write_mnist(directory, n_train=40, n_test=20, gz=False, seed=0):
+  rng = np.random.default_rng(seed)
+  sfx = ".gz" if gz else ""
+  sets = {}
+  for prefix, n in (("train", n_train), ("t10k", n_test)):
+    imgs = rng.integers(0, 256, (n, 28, 28))
+    labels = np.arange(n) % 10
+    write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte{sfx}"), imgs, 2051, gz)
+    write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{sfx}"), labels, 2049, gz)
+    sets[prefix] = (imgs, labels)
+  return sets
+
+
+def write_cifar(path, n, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = np.arange(n) % 10
+  imgs = rng.integers(0, 256, (n, 3, 32, 32))
+  rec = np.concatenate([labels[:, None], imgs.reshape(n, -1)], axis=1).astype(np.uint8)
+  with open(path, "wb") as f:
+    f.write(rec.tobytes())
+  return imgs.transpose(0, 2, 3, 1), labels
+
+
+class SyntheticTest(parameterized.TestCase):
+
+  def test_sphere(self):
+    x, y = data.sphere(jax.random.key(0), 300, 50, dtype=np.float64)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(y, np.where(x[:, 0] >= 0, 1, -1))
+    self.assertGreater(np.mean(y == 1), 0.35)
+
+  def test_parity_sphere_and_gaussians(self):
+    x, y = data.parity_sphere(jax.random.key(0), 200, 30, k=2, dtype=np.float64)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.sqrt(30), rtol=1e-12)
+    np.testing.assert_array_equal(y, np.sign(x[:, 0]) * np.sign(x[:, 1]))
+    x, y = data.two_gaussians(jax.random.key(0), 400, 10, sep=3.0, dtype=np.float64)
+    self.assertEqual(int(np.sum(y == 1)), 200)
+    self.assertGreater(float(np.mean(np.sign(x[:, 0]) == y)), 0.95)
+
+  def test_load_synthetic_is_seeded(self):
+    cfg = data.DataConfig(name="sphere", n=20, d=5, n_test=7)
+    a, b = data.load(jax.random.key(3), cfg), data.load(jax.random.key(3), cfg)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    self.assertEqual(a.x_test.shape, (7, 5))
+    c = data.load(jax.random.key(4), cfg)
+    self.assertFalse(np.allclose(a.x_train, c.x_train))
+    np.testing.assert_array_equal(a.mean, 0.0)
+
+  def test_unknown_dataset(self):
+    with self.assertRaisesRegex(data.DataError, "unknown dataset"):
+      data.load(jax.random.key(0), data.DataConfig(name="imagenet"))
+
+
+class ReadersTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp()
+
+  @parameterized.parameters(False, True)
+  def test_mnist_roundtrip(self, gz):
+    sets = write_mnist(self.dir, gz=gz)
+    imgs, labels = data.read_mnist(self.dir, "train")
+    np.testing.assert_array_equal(imgs, sets["train"][0])
+    np.testing.assert_array_equal(labels, sets["train"][1])
+
+  def test_binary_task_first_per_class_and_mean(self):
+    sets = write_mnist(self.dir)
+    cfg = data.DataConfig(name="mnist", data_dir=self.dir, n=10, n_test=10)
+    ds = data.load(jax.random.key(0), cfg)
+    labels = sets["train"][1]
+    odd, even = np.flatnonzero(labels % 2 == 1)[:5], np.flatnonzero(labels % 2 == 0)[:5]
+    idx = np.sort(np.concatenate([odd, even]))
+    raw = sets["train"][0][idx].reshape(10, -1) / 255.0
+    np.testing.assert_allclose(ds.x_train + ds.mean, raw, atol=1e-12)
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_array_equal(ds.y_train, np.where(labels[idx] % 2 == 1, 1, -1))
+    np.testing.assert_array_equal(ds.classes_train, labels[idx])
+    self.assertEqual(ds.image_shape, (28, 28, 1))
+    # random selection: balanced, seeded, different from the first-k
+    r1 = data.load(jax.random.key(0), data.DataConfig(name="mnist", data_dir=self.dir, n=10,
+                                                      n_test=10, selection="random", seed=1))
+    self.assertEqual(int(np.sum(r1.y_train == 1)), 5)
+
+  def test_offset_is_added_after_mean_subtraction(self):
+    write_mnist(self.dir)
+    base = data.load(jax.random.key(0), data.DataConfig(name="mnist", data_dir=self.dir, n=10,
+                                                        n_test=10))
+    off = data.load(jax.random.key(0), data.DataConfig(name="mnist", data_dir=self.dir, n=10,
+                                                       n_test=10, offset=0.25))
+    np.testing.assert_allclose(off.x_train - base.x_train, 0.25, atol=1e-12)
+    np.testing.assert_allclose(off.offset, 0.25)
+
+  def test_cifar(self):
+    imgs, labels = write_cifar(os.path.join(self.dir, "data_batch_1.bin"), 30)
+    write_cifar(os.path.join(self.dir, "data_batch_2.bin"), 30, seed=1)
+    write_cifar(os.path.join(self.dir, "test_batch.bin"), 20, seed=2)
+    x, c = data.read_cifar10(self.dir, "train")
+    self.assertEqual(x.shape, (60, 32, 32, 3))
+    np.testing.assert_array_equal(x[:30], imgs)
+    ds = data.load(jax.random.key(0), data.DataConfig(name="cifar10", data_dir=self.dir, n=12,
+                                                      n_test=10))
+    np.testing.assert_array_equal(ds.y_train, np.where(np.isin(ds.classes_train, (0, 1, 8, 9)), -1, 1))
+    self.assertEqual(ds.x_train.shape, (12, 3072))
+
+  # --- bad input: a clear error naming the file and the problem
+  def test_missing_file(self):
+    with self.assertRaisesRegex(data.DataError, "no MNIST train images"):
+      data.read_mnist(self.dir, "train")
+    with self.assertRaisesRegex(data.DataError, "not found"):
+      data.read_mnist(os.path.join(self.dir, "nope"), "train")
+    with self.assertRaisesRegex(data.DataError, "file not found"):
+      data.read_idx(os.path.join(self.dir, "x-idx3-ubyte"))
+
+  def test_wrong_magic(self):
+    path = os.path.join(self.dir, "bad-idx3-ubyte")
+    write_idx(path, np.zeros((2, 3, 3)), 1234)
+    with self.assertRaisesRegex(data.DataError, r"bad-idx3-ubyte: wrong magic number 1234"):
+      data.read_idx(path)
+
+  @parameterized.parameters(False, True)
+  def test_truncated(self, gz):
+    path = os.path.join(self.dir, "t-idx3-ubyte" + (".gz" if gz else ""))
+    write_idx(path, np.zeros((4, 5, 5)), 2051, gz)
+    raw = gzip.open(path).read() if gz else open(path, "rb").read()
+    with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
+      f.write(raw[:-7])
+    with self.assertRaisesRegex(data.DataError, "truncated"):
+      data.read_idx(path)
+    if gz:  # a cut gzip stream is reported, not a traceback from zlib
+      with open(path, "rb") as f:
+        raw = f.read()
+      with open(path, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+      with self.assertRaisesRegex(data.DataError, "t-idx3-ubyte.gz"):
+        data.read_idx(path)
+
+  def test_labels_do_not_match_images(self):
+    write_mnist(self.dir)
+    write_idx(os.path.join(self.dir, "train-labels-idx1-ubyte"), np.arange(39) % 10, 2049)
+    with self.assertRaisesRegex(data.DataError, "40 images but .* 39 labels"):
+      data.read_mnist(self.dir, "train")
+
+  def test_too_few_of_a_class(self):
+    write_mnist(self.dir)
+    with self.assertRaisesRegex(data.DataError, "only 20 samples of class -1, 30 requested"):
+      data.load(jax.random.key(0), data.DataConfig(name="mnist", data_dir=self.dir, n=60))
+
+  def test_cifar_truncated_and_bad_label(self):
+    path = os.path.join(self.dir, "data_batch_1.bin")
+    write_cifar(path, 3)
+    with open(path, "rb") as f:
+      raw = f.read()
+    with open(path, "wb") as f:
+      f.write(raw[:-10])
+    with self.assertRaisesRegex(data.DataError, "data_batch_1.bin: .* not a whole number"):
+      data.read_cifar10(self.dir)
+    with open(path, "wb") as f:
+      f.write(bytes([200]) + raw[1:])
+    with self.assertRaisesRegex(data.DataError, "label byte 200"):
+      data.read_cifar10(self.dir)
+
+  def test_needs_data_dir(self):
+    with self.assertRaisesRegex(data.DataError, "needs data_dir"):
+      data.load(jax.random.key(0), data.DataConfig(name="mnist"))
+
+
+class SharedDataTest(absltest.TestCase):
+  """The readers on the real publishers' files in ../shared/data (CI points JAXRECON_DATA_DIR there)."""
+
+  def setUp(self):
+    super().setUp()
+    self.root = conftest.shared_data_dir()
+    if self.root is None:
+      self.skipTest("real data not found: set JAXRECON_DATA_DIR or place shared/data beside the checkout")
+
+  def test_mnist(self):
+    imgs, labels = data.read_mnist(os.path.join(self.root, "mnist"), "train")
+    self.assertEqual(imgs.shape, (60000, 28, 28))
+    self.assertEqual(labels[:5].tolist(), [5, 0, 4, 1, 9])
+    t_imgs, t_labels = data.read_mnist(os.path.join(self.root, "mnist"), "test")
+    self.assertEqual(t_imgs.shape, (10000, 28, 28))
+    ds = data.load(jax.random.key(0), data.DataConfig(name="mnist", data_dir=os.path.join(
+        self.root, "mnist"), n=500, n_test=0))
+    self.assertEqual(ds.x_train.shape, (500, 784))
+    self.assertEqual(int(np.sum(ds.y_train == 1)), 250)
+    self.assertEqual(ds.x_test.shape, (10000, 784))
+
+  def test_cifar_subset(self):
+    imgs, labels = data.read_cifar10(os.path.join(self.root, "cifar10-subset"), "train")
+    self.assertEqual(imgs.shape, (4000, 32, 32, 3))
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10),
+                                  [396, 366, 420, 384, 422, 393, 414, 385, 407, 413])
+    t_imgs, _ = data.read_cifar10(os.path.join(self.root, "cifar10-subset"), "test")
+    self.assertEqual(t_imgs.shape, (1000, 32, 32, 3))
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,132 @@
+import os
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrecon import data
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+
+def tiny_config(**kw):
+  base = dict(data=data.DataConfig(name="sphere", n=24, d=8, n_test=16), widths=(16,),
+              init_scales=(0.1,), optimizer="gd", lr=0.5, steps=120, log_every=20, clarke_iters=2)
+  base.update(kw)
+  return train.TrainConfig(**base)
+
+
+def quiet(*a, **k):
+  del a, k
+
+
+class Interrupt(Exception):
+  pass
+
+
+class TrainTest(chex.TestCase, parameterized.TestCase):
+
+  def test_checkpoint_steps_are_log_spaced(self):
+    self.assertEqual(train.checkpoint_steps(300), [1, 2, 5, 10, 20, 50, 100, 200, 300])
+    self.assertEqual(train.checkpoint_steps(1000), [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
+    self.assertEqual(train._pow2_parts(13), [8, 4, 1])
+
+  def test_run_writes_workdir(self):
+    d = tempfile.mkdtemp()
+    summary = train.run(tiny_config(), d, log=quiet)
+    for f in ("config.json", "data.npz", "metrics.jsonl", "summary.json"):
+      self.assertTrue(os.path.exists(os.path.join(d, f)), f)
+    for k in ("final_loss", "train_acc", "test_acc", "q_min", "normalized_margin", "eps_rel", "delta",
+              "steps", "wall_s"):
+      self.assertIn(k, summary)
+    self.assertEqual(summary["steps"], 120)
+    self.assertEqual(summary["train_acc"], 1.0)
+    rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
+    self.assertEqual([r["step"] for r in rows], [1, 2, 5, 10, 20, 40, 50, 60, 80, 100, 120])
+    self.assertEqual([s for s, _ in wd.list_checkpoints(d)], [0, 1, 2, 5, 10, 20, 50, 100, 120])
+    cfg, ds, ckpts = train.load_run(d)
+    self.assertEqual(cfg, tiny_config())
+    self.assertEqual(ds.x_train.shape, (24, 8))
+
+  @parameterized.parameters("gd", "normalized_gd")
+  def test_resume_after_kill_equals_uninterrupted(self, optimizer):
+    cfg = tiny_config(optimizer=optimizer, lr=0.05 if optimizer == "normalized_gd" else 0.5,
+                      momentum=0.9)
+    ref_dir, dir_ = tempfile.mkdtemp(), tempfile.mkdtemp()
+    train.run(cfg, ref_dir, log=quiet)
+
+    def killer(msg):
+      if msg.startswith("step       80"):
+        raise Interrupt()
+    with self.assertRaises(Interrupt):
+      train.run(cfg, dir_, log=killer)
+    self.assertEqual(wd.latest_checkpoint(dir_)[0], 50)  # killed after a row past the last checkpoint
+    train.run(cfg, dir_, log=quiet)
+    _, _, a = train.load_run(ref_dir)
+    _, _, b = train.load_run(dir_)
+    chex.assert_trees_all_equal(a[-1][1], b[-1][1])
+    steps = [r["step"] for r in wd.read_jsonl(os.path.join(dir_, "metrics.jsonl"))]
+    self.assertEqual(steps, sorted(set(steps)))  # no duplicated rows after the resume
+
+  def test_resume_refuses_a_different_config(self):
+    d = tempfile.mkdtemp()
+    train.run(tiny_config(steps=20), d, log=quiet)
+    with self.assertRaisesRegex(ValueError, "different config.*lr"):
+      train.run(tiny_config(steps=40, lr=0.1), d, log=quiet)
+    train.run(tiny_config(steps=40), d, log=quiet)  # more steps is fine
+    self.assertEqual(wd.latest_checkpoint(d)[0], 40)
+
+  def test_normalized_margin_does_not_decrease_late(self):
+    d = tempfile.mkdtemp()
+    train.run(tiny_config(steps=2000, log_every=100, lr=0.5), d, log=quiet)
+    rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
+    late = np.array([r["normalized_margin"] for r in rows if r["step"] >= 500])
+    self.assertGreater(late[0], 0)
+    self.assertTrue(np.all(np.diff(late) >= -1e-9 * np.abs(late[:-1])), late)
+
+  def test_normalized_steps_go_below_underflow(self):
+    d = tempfile.mkdtemp()
+    s = train.run(tiny_config(optimizer="normalized_gd", lr=0.3, steps=400), d, log=quiet)
+    self.assertLess(s["final_log10_loss"], -330)  # below float64's smallest number
+    self.assertTrue(np.isfinite(s["eps_rel"]))
+
+  @parameterized.parameters((0.12, True), (10.0, False))
+  def test_lr_cap_limits_the_effective_step(self, cap, capped):
+    cfg = tiny_config(optimizer="normalized_gd", lr=0.1, lr_cap=cap)
+    opt, normalized = train.make_optimizer(cfg)
+    ds = data.load(jax.random.key(0), cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = train.nets.init(jax.random.key(1), cfg.mlp(8, 1), jnp.float64)
+    loss = train.loss_fn(params, x, y, "logistic")
+    self.assertLess(float(loss), 0.1 / 0.12)  # lr / loss > 0.12: the small cap binds, the large does not
+    step = train.make_train_step(cfg, opt, normalized)
+    new, _ = step(train.TrainState(params, opt.init(params)), x, y)
+    grads = jax.grad(train.loss_fn)(params, x, y, "logistic")
+    lr_eff = cap if capped else 0.1 / loss
+    expect = jax.tree_util.tree_map(lambda p, g: p - lr_eff * g, params, grads)
+    chex.assert_trees_all_close(new.params, expect, rtol=1e-10)
+
+  @parameterized.parameters("adam", "sgd")
+  def test_optax_optimizers(self, name):
+    s = train.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),
+                  tempfile.mkdtemp(), log=quiet)
+    self.assertLess(s["final_loss"], 0.69)
+
+  def test_bad_optimizer_and_dtype(self):
+    with self.assertRaisesRegex(ValueError, "unknown optimizer"):
+      train.make_optimizer(tiny_config(optimizer="nope"))
+    with self.assertRaisesRegex(ValueError, "dtype"):
+      train.run(tiny_config(dtype="float16"), tempfile.mkdtemp(), log=quiet)
+
+  def test_float32_run(self):
+    s = train.run(tiny_config(dtype="float32", steps=40), tempfile.mkdtemp(), log=quiet)
+    self.assertTrue(np.isfinite(s["eps_rel"]))
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,5 +1,7 @@
 """KKT residuals of every checkpoint of a training workdir: kkt.jsonl, summary.json and a log-log PNG.
 
+Outputs go to <train_workdir>/kkt/ by default (so the training run's own summary.json is kept).
+
 The report is vmapped over stacked checkpoints and compiled once (`lax.map` in batches bounds memory).
 """
 
@@ -39,8 +41,9 @@ def reports_over(params_stack, x, y, *, kink_tol: float, clarke_iters: int, loss
 
 def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[str] = None,
         log: Callable = print) -> dict:
-  """Writes kkt.jsonl (one row per checkpoint), kkt_summary.json and kkt.png to out_dir."""
-  out_dir = out_dir or train_workdir
+  """Writes kkt.jsonl (one row per checkpoint), summary.json and kkt.png to out_dir (default <run>/kkt)."""
+  out_dir = out_dir or os.path.join(train_workdir, "kkt")
+  os.makedirs(out_dir, exist_ok=True)
   tcfg, ds, ckpts = train.load_run(train_workdir)
   ckpts = [(s, p) for s, p in ckpts if s >= config.min_step
            and (config.steps is None or s in config.steps)]
@@ -73,10 +76,10 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
   last = rows[-1]
   summary = {"steps": steps, "final": last, "eval_wall_s": wall, "kink_tol": config.kink_tol,
              "clarke_iters": config.clarke_iters, "train_workdir": os.path.abspath(train_workdir)}
-  wd.write_json(os.path.join(out_dir, "kkt_summary.json"), summary)
+  wd.write_json(os.path.join(out_dir, "summary.json"), summary)
   plot_path = os.path.join(out_dir, "kkt.png")
   plot_residuals(rows, plot_path, title=f"KKT residuals: {os.path.basename(os.path.abspath(train_workdir))}")
-  log(f"wrote {out_dir}/kkt.jsonl, kkt_summary.json, kkt.png ({wall:.1f}s)")
+  log(f"wrote {out_dir}/kkt.jsonl, summary.json, kkt.png ({wall:.1f}s)")
   return summary
 
 
@@ -87,7 +90,8 @@ def plot_residuals(rows: list, path: str, title: str = "") -> None:
   steps = np.array([r["step"] for r in rows], float)
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   ax = axes[0]
-  for key, label in [("eps_rel", "eps_rel (relu'(0)=0)"), ("eps_rel_clarke", "eps_rel (Clarke)"),
+  tol = rows[0].get("kink_tol", float("nan"))
+  for key, label in [("eps_rel", "eps_rel (relu'(0)=0)"), ("eps_rel_clarke", f"eps_rel (Clarke, kink_tol {tol:g})"),
                      ("cert_eps_rel", "certificate"), ("delta", "delta")]:
     vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
     vals = np.where(vals > 0, vals, np.nan)

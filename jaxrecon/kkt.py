@@ -246,7 +246,7 @@ def certificate(params, x, y, loss: str = "logistic"):
   at the normalized scale the chord bound is sqrt(2 (1 - beta)) / gamma_bar^(1/L).
   """
   q = margins_of(params, x, y)
-  w = losses.loss_derivative(loss, q)
+  w = jax.nn.softmax(losses.log_loss_derivative(loss, q))  # -l'(q) up to scale; never underflows
   u = weighted_gradient(params, x, y, w)
   theta_norm = tree_norm(params)
   beta = nets.tree_dot(params, u) / jnp.maximum(theta_norm * tree_norm(u), jnp.finfo(x.dtype).tiny)

@@ -77,6 +77,15 @@ def log_mean_loss(name: str, q: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(log_loss(name, q)) - jnp.log(q.shape[0])
 
 
+def log_loss_derivative(name: str, q: jax.Array) -> jax.Array:
+  """log(-l'(q)), finite at any margin (for weights known only up to scale, e.g. a direction)."""
+  if name == "logistic":
+    return -jax.nn.softplus(q)
+  if name == "exponential":
+    return -q
+  raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
+
+
 def get_loss(name: str):
   try:
     return {"logistic": logistic, "exponential": exponential}[name]

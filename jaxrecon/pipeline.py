@@ -1,8 +1,8 @@
 """The main job: train on the paper's synthetic data, measure its KKT residuals, summarize.
 
-Stages write into one workdir: train/ (a training workdir with its checkpoints, plus kkt.jsonl and kkt.png
-from the diagnostics) and summary.json with the headline numbers. Later stages (attack, split study) add
-their own subdirectories.
+Stages write into one workdir: train/ (a training workdir with its checkpoints; train/kkt/ holds kkt.jsonl,
+summary.json and kkt.png from the diagnostics) and summary.json with the headline numbers. Later stages
+(attack, split study) add their own subdirectories.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
   tsum = train.run(config.train, train_dir, log=log)
   log("== stage 2/2: KKT residuals of every checkpoint")
   ksum = diagnostics.run(train_dir, config.kkt, log=log)
-  rows = wd.read_jsonl(os.path.join(train_dir, "kkt.jsonl"))
+  rows = wd.read_jsonl(os.path.join(train_dir, "kkt", "kkt.jsonl"))
   best = min(rows, key=lambda r: r["eps_rel"])
   summary = {
       "train": tsum,
@@ -46,5 +46,5 @@ def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
   }
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   log(summary["headline"])
-  log(f"wrote {workdir}/summary.json, {train_dir}/kkt.png")
+  log(f"wrote {workdir}/summary.json, {train_dir}/kkt/kkt.png")
   return summary

@@ -13,6 +13,7 @@ the training wall time.
 import functools
 import json
 import os
+import shutil
 import statistics
 import time
 
@@ -36,8 +37,11 @@ flags.DEFINE_list("schedules", ["gd:lr=0.01", "normalized_gd:lr=0.01/lr_cap=10"]
                   "Schedules as optimizer:key=value/key=value (keys of TrainConfig).")
 flags.DEFINE_float("budget_s", 600.0, "Training wall time per schedule.")
 flags.DEFINE_integer("width", 1000, "Hidden width for the schedule study.")
-flags.DEFINE_integer("clarke_iters", 30, "Clarke iterations per checkpoint in the schedule study.")
+flags.DEFINE_integer("clarke_iters", 3, "Outer Clarke iterations per checkpoint in the schedule study.")
 flags.DEFINE_string("workdir", "bench/schedules", "Where the schedule runs keep their workdirs.")
+flags.DEFINE_integer("n", 500, "Training points.")
+flags.DEFINE_integer("d", 784, "Input dimension.")
+flags.DEFINE_list("hidden", ["1000", "1000"], "Hidden widths for step_time and nnls.")
 
 
 def _median_time(fn, repeats):
@@ -50,15 +54,14 @@ def _median_time(fn, repeats):
   return statistics.median(times), times
 
 
-def bench_step_time(repeats):
-  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=500, d=784, n_test=0))
+def bench_step_time(repeats, n, d, hidden):
+  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=n, d=d, n_test=0))
   out = {}
   for dtype in ("float32", "float64"):
-    cfg = train.TrainConfig(widths=(1000, 1000), init_scales=(1e-4,), optimizer="gd", lr=0.01,
-                            dtype=dtype)
+    cfg = train.TrainConfig(widths=hidden, init_scales=(1e-4,), optimizer="gd", lr=0.01, dtype=dtype)
     x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
     opt, normalized = train.make_optimizer(cfg)
-    params = nets.init(jax.random.key(1), cfg.mlp(784, 1), jnp.dtype(dtype))
+    params = nets.init(jax.random.key(1), cfg.mlp(d, 1), jnp.dtype(dtype))
     state = train.TrainState(params, opt.init(params))
     runner = train.make_chunk_runner(train.make_train_step(cfg, opt, normalized))
     chunk = 32
@@ -68,19 +71,18 @@ def bench_step_time(repeats):
   return out
 
 
-def bench_nnls(repeats):
-  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=500, d=784, n_test=0))
+def bench_nnls(repeats, n, d, hidden):
+  ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(n=n, d=d, n_test=0))
   out = {}
   for dtype in ("float32", "float64"):
     x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
-    params = nets.init(jax.random.key(1), nets.MLPConfig(784, (1000, 1000), init_scales=None),
-                       jnp.dtype(dtype))
+    params = nets.init(jax.random.key(1), nets.MLPConfig(d, hidden, init_scales=None), jnp.dtype(dtype))
     fit = jax.jit(kkt.best_multipliers)
     med, times = _median_time(lambda: fit(params, x, y), repeats)
     res = fit(params, x, y)
     out[dtype] = {"seconds": med, "runs_s": times, "n_params": nets.num_params(params),
                   "support": int(jnp.sum(res.x > 0)), "converged": bool(res.converged)}
-    print(f"nnls {dtype}: {med:.3f}s for {nets.num_params(params):,} params, n=500")
+    print(f"nnls {dtype}: {med:.3f}s for {nets.num_params(params):,} params, n={n}")
   return out
 
 
@@ -93,24 +95,22 @@ def parse_schedule(spec):
   return kwargs
 
 
-def bench_schedules(budget_s, width, schedules, root, clarke_iters):
+def bench_schedules(budget_s, width, schedules, root, clarke_iters, n=500, d=784):
   results = {}
   for spec in schedules:
     kw = parse_schedule(spec)
-    cfg = train.TrainConfig(data=data_lib.DataConfig(n=500, d=784, n_test=1000), widths=(width,),
+    cfg = train.TrainConfig(data=data_lib.DataConfig(n=n, d=d, n_test=1000), widths=(width,),
                             steps=10 ** 7, max_wall_s=budget_s, log_every=500, clarke_iters=0, **kw)
     run_dir = os.path.join(root, spec.replace(":", "_").replace("/", "_").replace("=", ""))
     if os.path.exists(run_dir):
-      import shutil
       shutil.rmtree(run_dir)
     print(f"== schedule {spec}: {budget_s:.0f}s")
     train.run(cfg, run_dir)
     diagnostics.run(run_dir, diagnostics.KKTConfig(clarke_iters=clarke_iters, batch_size=2))
-    rows = wd.read_jsonl(os.path.join(run_dir, "kkt.jsonl"))
+    rows = wd.read_jsonl(os.path.join(run_dir, "kkt", "kkt.jsonl"))
     results[spec] = [{k: r[k] for k in ("step", "wall_s", "loss", "log10_loss", "eps_rel", "eps_rel_clarke",
                                         "cert_eps_rel", "delta", "support_size", "kink_pairs")}
                      for r in rows]
-  plot_schedules(results, os.path.join(root, "eps_vs_wall.png"))
   return results
 
 
@@ -121,12 +121,14 @@ def plot_schedules(results, path):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for spec, rows in results.items():
     rows = [r for r in rows if r["wall_s"]]
+    if not rows:
+      continue
     t = [r["wall_s"] for r in rows]
-    line, = axes[0].loglog(t, [r["eps_rel"] for r in rows], marker="o", ms=3, label=spec)
-    axes[0].loglog(t, [r["eps_rel_clarke"] for r in rows], ls="--", color=line.get_color())
+    line, = axes[0].loglog(t, [r["eps_rel_clarke"] for r in rows], marker="o", ms=3, label=spec)
+    axes[0].loglog(t, [r["eps_rel"] for r in rows], ls="--", color=line.get_color())
     axes[1].semilogx(t, [r["log10_loss"] for r in rows], marker="o", ms=3, label=spec)
   axes[0].set_xlabel("training wall time (s)")
-  axes[0].set_ylabel("eps_rel (solid), Clarke-aware (dashed)")
+  axes[0].set_ylabel("Clarke-aware eps_rel (solid), relu'(0)=0 (dashed)")
   axes[1].set_xlabel("training wall time (s)")
   axes[1].set_ylabel("log10 training loss")
   for ax in axes:
@@ -144,15 +146,21 @@ def main(argv):
                      "jax": jax.__version__}}
   if os.path.exists(FLAGS.out):
     out.update(wd.read_json(FLAGS.out))
+  hidden = tuple(int(h) for h in FLAGS.hidden)
+  setup = {"n": FLAGS.n, "d": FLAGS.d, "hidden": hidden}
   if "step_time" in FLAGS.what:
-    out["step_time"] = bench_step_time(FLAGS.repeats)
+    out["step_time"] = bench_step_time(FLAGS.repeats, FLAGS.n, FLAGS.d, hidden)
+    out["step_time"]["setup"] = setup
   if "nnls" in FLAGS.what:
-    out["nnls"] = bench_nnls(FLAGS.repeats)
+    out["nnls"] = bench_nnls(FLAGS.repeats, FLAGS.n, FLAGS.d, hidden)
+    out["nnls"]["setup"] = setup
   if "schedules" in FLAGS.what:
     out.setdefault("schedules", {}).update(bench_schedules(
-        FLAGS.budget_s, FLAGS.width, FLAGS.schedules, FLAGS.workdir, FLAGS.clarke_iters))
-    out["schedules_setup"] = {"budget_s": FLAGS.budget_s, "width": FLAGS.width, "n": 500, "d": 784,
-                              "dtype": "float64"}
+        FLAGS.budget_s, FLAGS.width, FLAGS.schedules, FLAGS.workdir, FLAGS.clarke_iters,
+        FLAGS.n, FLAGS.d))
+    plot_schedules(out["schedules"], os.path.splitext(FLAGS.out)[0] + "_eps_vs_wall.png")
+    out["schedules_setup"] = {"budget_s": FLAGS.budget_s, "width": FLAGS.width, "n": FLAGS.n,
+                              "d": FLAGS.d, "dtype": "float64"}
   wd.write_json(FLAGS.out, out)
   print(f"wrote {FLAGS.out}")
 

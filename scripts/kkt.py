@@ -3,7 +3,7 @@ r"""KKT residuals (eps_rel, delta, support, Clarke-aware eps_rel) of every check
   python scripts/kkt.py --train_workdir=runs/sphere
 
 Writes kkt.jsonl (one row per checkpoint: step, loss, normalized_margin, eps_rel, delta, support_size, ...),
-kkt_summary.json and kkt.png (log-log residuals against steps) into --out_dir (default: the train workdir).
+summary.json and kkt.png (log-log residuals against steps) into --out_dir (default: <train_workdir>/kkt).
 """
 
 from absl import app
@@ -13,7 +13,7 @@ import jax
 from jaxrecon import diagnostics
 
 flags.DEFINE_string("train_workdir", None, "A workdir written by scripts/train.py.")
-flags.DEFINE_string("out_dir", None, "Where to write (default: the train workdir).")
+flags.DEFINE_string("out_dir", None, "Where to write (default: <train_workdir>/kkt).")
 flags.DEFINE_float("kink_tol", 1e-3, "Relative |w.x| below which a pair is at the ReLU kink.")
 flags.DEFINE_integer("clarke_iters", 3, "Outer iterations of the Clarke-aware fit (0 = skip).")
 flags.DEFINE_integer("batch_size", 4, "Checkpoints evaluated together.")

@@ -111,6 +111,25 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     expect = jax.tree_util.tree_map(lambda p, g: p - lr_eff * g, params, grads)
     chex.assert_trees_all_close(new.params, expect, rtol=1e-10)
 
+  @parameterized.parameters((1,), (2,))
+  def test_log_normalized_step(self, hidden_layers):
+    # lr_eff = lr / (Loss * max(1, -log Loss)^(2 - 2/L)) for an L-homogeneous net
+    cfg = tiny_config(optimizer="log_normalized_gd", lr=0.3, widths=(16,) * hidden_layers)
+    opt, normalized = train.make_optimizer(cfg)
+    ds = data.load(jax.random.key(0), cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = train.nets.init(jax.random.key(1), cfg.mlp(8, 1), jnp.float64)
+    for scale in (1.0, 30.0):  # loss above and far below 1/e
+      p = train.nets.scale_params(params, scale)
+      y_fit = jnp.where(train.kkt.margins_of(p, x, y) > 0, y, -y)
+      loss = train.loss_fn(p, x, y_fit, "logistic")
+      new, _ = train.make_train_step(cfg, opt, normalized)(train.TrainState(p, opt.init(p)), x, y_fit)
+      grads = jax.grad(train.loss_fn)(p, x, y_fit, "logistic")
+      L = hidden_layers + 1
+      lr_eff = 0.3 / (loss * max(1.0, -float(jnp.log(loss))) ** (2 - 2 / L))
+      expect = jax.tree_util.tree_map(lambda a, g: a - lr_eff * g, p, grads)
+      chex.assert_trees_all_close(new.params, expect, rtol=1e-8)
+
   @parameterized.parameters("adam", "sgd")
   def test_optax_optimizers(self, name):
     s = train.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),

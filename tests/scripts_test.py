@@ -1,0 +1,106 @@
+"""End-to-end smoke tests: each script runs on tiny sizes in a temp workdir; what it wrote is checked."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+import conftest
+
+SCRIPTS = os.path.join(conftest.ROOT, "scripts")
+TINY = ["--n=20", "--d=6", "--n_test=10", "--width=8", "--init_scales=0.3", "--steps=30",
+        "--log_every=10", "--clarke_iters=1"]
+
+
+def run_script(name, *args, check=True):
+  env = dict(os.environ, PYTHONPATH=conftest.ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, name), *args], capture_output=True,
+                        text=True, env=env, timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+  return proc
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class ScriptsTest(absltest.TestCase):
+
+  def test_train_then_kkt(self):
+    d = tempfile.mkdtemp()
+    out = run_script("train.py", f"--workdir={d}", *TINY, "--optimizer=normalized_gd", "--lr=0.1")
+    self.assertIn("step       30", out.stdout)
+    with open(os.path.join(d, "summary.json")) as f:
+      summary = json.load(f)
+    for k in ("final_loss", "train_acc", "test_acc", "q_min", "normalized_margin", "eps_rel", "delta",
+              "steps", "wall_s"):
+      self.assertIn(k, summary)
+    self.assertEqual(summary["steps"], 30)
+    self.assertTrue(os.listdir(os.path.join(d, "checkpoints")))
+    run_script("kkt.py", f"--train_workdir={d}", "--clarke_iters=1")
+    rows = read_jsonl(os.path.join(d, "kkt", "kkt.jsonl"))
+    self.assertEqual([r["step"] for r in rows], [1, 2, 5, 10, 20, 30])
+    for k in ("step", "loss", "normalized_margin", "eps_rel", "delta", "support_size", "eps_rel_clarke"):
+      self.assertIn(k, rows[0])
+    self.assertGreater(os.path.getsize(os.path.join(d, "kkt", "kkt.png")), 1000)
+    with open(os.path.join(d, "kkt", "summary.json")) as f:
+      self.assertEqual(json.load(f)["final"]["step"], 30)
+    with open(os.path.join(d, "summary.json")) as f:
+      self.assertIn("final_loss", json.load(f))  # the training summary is kept
+    # re-running a finished workdir with more steps resumes it
+    out = run_script("train.py", f"--workdir={d}", *TINY[:-3], "--steps=40", "--log_every=10",
+                     "--clarke_iters=1", "--optimizer=normalized_gd", "--lr=0.1")
+    self.assertIn("resuming", out.stdout)
+
+  def test_main_job(self):
+    d = tempfile.mkdtemp()
+    out = run_script("main.py", f"--workdir={d}", *TINY)
+    with open(os.path.join(d, "summary.json")) as f:
+      summary = json.load(f)
+    self.assertIn("headline", summary)
+    self.assertIn(summary["headline"], out.stdout)
+    self.assertTrue(os.path.exists(os.path.join(d, "train", "kkt", "kkt.png")))
+
+  def test_bad_input_is_a_clear_error(self):
+    d = tempfile.mkdtemp()
+    proc = run_script("train.py", f"--workdir={d}", "--dataset=mnist", check=False)
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("needs data_dir", proc.stderr)
+    proc = run_script("train.py", f"--workdir={d}", "--dataset=mnist", f"--data_dir={d}/none",
+                      check=False)
+    self.assertIn("data directory not found", proc.stderr)
+
+  def test_bench_train(self):
+    d = tempfile.mkdtemp()
+    out = os.path.join(d, "bench.json")
+    run_script("bench_train.py", f"--out={out}", "--what=step_time,nnls,schedules", "--repeats=1",
+               "--n=20", "--d=6", "--hidden=8,8", "--width=8", "--budget_s=1",
+               "--schedules=gd:lr=0.5,normalized_gd:lr=0.1/lr_cap=10", f"--workdir={d}/s",
+               "--clarke_iters=1")
+    with open(out) as f:
+      res = json.load(f)
+    self.assertGreater(res["step_time"]["float64"]["ms_per_step"], 0)
+    self.assertTrue(res["nnls"]["float64"]["converged"])
+    self.assertEqual(set(res["schedules"]), {"gd:lr=0.5", "normalized_gd:lr=0.1/lr_cap=10"})
+    self.assertTrue(os.path.exists(os.path.join(d, "bench_eps_vs_wall.png")))
+
+  def test_train_on_real_mnist(self):
+    root = conftest.shared_data_dir()
+    if root is None:
+      self.skipTest("real data not found: set JAXRECON_DATA_DIR or place shared/data beside the checkout")
+    d = tempfile.mkdtemp()
+    run_script("train.py", f"--workdir={d}", "--dataset=mnist", f"--data_dir={root}/mnist", "--n=20",
+               "--n_test=20", "--width=16,16", "--steps=20", "--log_every=10", "--clarke_iters=1",
+               "--optimizer=normalized_gd", "--lr=0.1")
+    with open(os.path.join(d, "summary.json")) as f:
+      self.assertEqual(json.load(f)["n_train"], 20)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -48,12 +48,12 @@ class TrainConfig:
   init_scales: Optional[tuple] = (1e-4,)
   first_bias: bool = False
   loss: str = "logistic"
-  optimizer: str = "normalized_gd"
-  lr: float = 0.5
+  optimizer: str = "log_normalized_gd"
+  lr: float = 10.0
   lr_cap: Optional[float] = None
   momentum: float = 0.0
   normalize: bool = False
-  steps: int = 2000
+  steps: int = 5000
   target_loss: float = 0.0
   max_wall_s: float = 0.0
   log_every: int = 100

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -239,19 +240,22 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
   key_data, key_init = jax.random.split(key)
   os.makedirs(workdir, exist_ok=True)
   cfg_path = os.path.join(workdir, "config.json")
-  resumed = os.path.exists(cfg_path)
+  data_path = os.path.join(workdir, "data.npz")
+  # A run to resume has a config, its data and at least one checkpoint; anything less starts afresh.
+  resumed = (os.path.exists(cfg_path) and os.path.exists(data_path)
+             and wd.latest_checkpoint(workdir) is not None)
   if resumed:
     _check_resumable(wd.read_json(cfg_path), config, workdir)
-  wd.write_json(cfg_path, config)
-
-  data_path = os.path.join(workdir, "data.npz")
-  if resumed and os.path.exists(data_path):
     arrays = wd.read_npz(data_path)
     ds = data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
                           image_shape=tuple(arrays["image_shape"].tolist()))
   else:
-    ds = prepare_data(config, key_data)
+    ds = prepare_data(config, key_data)  # bad data fail here, before anything is written
+    stale = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
+      shutil.rmtree(stale)
     wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
+  wd.write_json(cfg_path, config)
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
   xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
   n_out = 1 if config.data.task == "binary" or config.data.name not in ("mnist", "cifar10") else 10

@@ -246,9 +246,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
              and wd.latest_checkpoint(workdir) is not None)
   if resumed:
     _check_resumable(wd.read_json(cfg_path), config, workdir)
-    arrays = wd.read_npz(data_path)
-    ds = data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
-                          image_shape=tuple(arrays["image_shape"].tolist()))
+    ds = read_dataset(data_path)
   else:
     ds = prepare_data(config, key_data)  # bad data fail here, before anything is written
     stale = os.path.join(workdir, "checkpoints")
@@ -346,15 +344,20 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
   return summary
 
 
+def read_dataset(path: str) -> data_lib.Dataset:
+  """The Dataset a run saved in its data.npz."""
+  arrays = wd.read_npz(path)
+  return data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
+                          image_shape=tuple(arrays["image_shape"].tolist()))
+
+
 def load_run(workdir: str):
   """(config, dataset, [(step, params)]) of a training workdir."""
   cfg_path = os.path.join(workdir, "config.json")
   if not os.path.exists(cfg_path):
     raise FileNotFoundError(f"{workdir}: no config.json (not a training workdir)")
   config = TrainConfig.from_dict(wd.read_json(cfg_path))
-  arrays = wd.read_npz(os.path.join(workdir, "data.npz"))
-  ds = data_lib.Dataset(**{k: arrays[k] for k in data_lib.Dataset._fields if k != "image_shape"},
-                        image_shape=tuple(arrays["image_shape"].tolist()))
+  ds = read_dataset(os.path.join(workdir, "data.npz"))
   dtype = _dtype(config)
   n_out = 1 if ds.y_train.min() < 0 else int(ds.y_train.max()) + 1
   template = nets.init(jax.random.key(0), config.mlp(ds.x_train.shape[1], n_out), dtype)

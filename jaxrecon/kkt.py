@@ -108,13 +108,8 @@ def per_example_signals(params, x, y) -> _Signals:
 def gram(params, x, y) -> jax.Array:
   """G_ij = <grad q_i, grad q_j> = sum_l (a_{l-1,i} . a_{l-1,j}) (delta_{l,i} . delta_{l,j})."""
   sig = per_example_signals(params, x, y)
-  G = 0.0
-  for l, (a, d) in enumerate(zip(sig.acts, sig.deltas)):
-    aa = a @ a.T
-    if l == 0 and "b" in params[0]:
-      aa = aa + 1.0
-    G = G + aa * (d @ d.T)
-  return G
+  d1 = (sig.zs[0] > 0).astype(x.dtype)  # relu' with relu'(0) = 0, as in the VJP
+  return _gram_from(sig, d1, "b" in params[0])[0]
 
 
 def best_multipliers(params, x, y, slack_weight: float = 1e-6, **nnls_kwargs) -> nnls.NNLSResult:

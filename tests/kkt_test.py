@@ -178,10 +178,8 @@ class CertificateDepthTest(chex.TestCase):
     # fit, then scale far past where the loss weights -l'(q) underflow: the direction is unchanged
     q = kkt.margins_of(params, x, y)
     y = jnp.where(q > 0, y, -y)  # labels the net already fits
-    a = kkt.certificate(params, x, y)
     big = nets.scale_params(params, 1e3 / jnp.sqrt(jnp.min(kkt.margins_of(params, x, y))))
     b = kkt.certificate(big, x, y)
     chex.assert_tree_all_finite(b)
     self.assertLess(float(b[0]), 1.0)
     self.assertGreaterEqual(float(b[0]), float(report(big, x, y, clarke_iters=0).eps_rel) - 1e-9)
-    del a

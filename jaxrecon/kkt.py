@@ -79,7 +79,7 @@ def stationarity_residual(params, x, y, lam):
 
 
 def tree_norm(tree) -> jax.Array:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(v)) for v in jax.tree_util.tree_leaves(tree)))
+  return nets.param_norm(tree)
 
 
 class _Signals(NamedTuple):
@@ -121,10 +121,13 @@ def best_multipliers(params, x, y, slack_weight: float = 1e-6, **nnls_kwargs) ->
   """
   G = gram(params, x, y)
   q = margins_of(params, x, y)
-  b = nets.degree(params) * q
+  return nnls.nnls_gram(G, _prefer_margin(nets.degree(params) * q, q, slack_weight), **nnls_kwargs)
+
+
+def _prefer_margin(b, q, slack_weight: float):
+  """The NNLS linear term with the small penalty rho * sum_i lam_i (q_i / q_min - 1) folded in."""
   slack = q / jnp.min(q) - 1.0
-  b = b - slack_weight * jnp.mean(jnp.abs(b)) * jnp.where(jnp.min(q) > 0, slack, 0.0)
-  return nnls.nnls_gram(G, b, **nnls_kwargs)
+  return b - slack_weight * jnp.mean(jnp.abs(b)) * jnp.where(jnp.min(q) > 0, slack, 0.0)
 
 
 def kink_mask(params, x, kink_tol: float):
@@ -150,7 +153,7 @@ def _gram_from(sig: _Signals, d1: jax.Array, has_bias: bool):
   return G, b
 
 
-def clarke_multipliers(params, x, y, lam0, mask, iters: int = 5, inner_iters: int = 100,
+def clarke_multipliers(params, x, y, lam0, mask, iters: int = 3, inner_iters: int = 50,
                        slack_weight: float = 1e-6):
   """min ||theta - A(lam, mu)|| over lam >= 0 and 0 <= mu_ij <= lam_i on the first-layer kink pairs.
 
@@ -213,10 +216,7 @@ def clarke_multipliers(params, x, y, lam0, mask, iters: int = 5, inner_iters: in
     s = jnp.where(lam[:, None] > 0, mu / jnp.maximum(lam[:, None], tiny), 0.0)
     d1 = jnp.where(mask, jnp.clip(s, 0.0, 1.0), d_fixed)
     G, b = _gram_from(sig, d1, has_bias)
-    q = margins_of(params, x, y)
-    slack = q / jnp.min(q) - 1.0
-    b = b - slack_weight * jnp.mean(jnp.abs(b)) * jnp.where(jnp.min(q) > 0, slack, 0.0)
-    lam_n = nnls.nnls_gram(G, b).x
+    lam_n = nnls.nnls_gram(G, _prefer_margin(b, margins_of(params, x, y), slack_weight)).x
     return lam_n, jnp.where(mask, lam_n[:, None] * jnp.clip(s, 0.0, 1.0), 0.0)
 
   mu0 = jnp.where(mask, lam0[:, None] * d_fixed, 0.0)  # the relu'(0) = 0 choice, feasible

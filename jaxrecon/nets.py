@@ -12,7 +12,7 @@ layer when `first_bias` is set. The output is squeezed to shape (...,) when `n_o
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +123,3 @@ def tree_dot(a, b) -> jax.Array:
 
 def scale_params(params: Params, c) -> Params:
   return jax.tree_util.tree_map(lambda p: p * c, params)
-
-
-def widths_of(params: Params) -> Sequence[int]:
-  return tuple(int(layer["w"].shape[1]) for layer in params[:-1])

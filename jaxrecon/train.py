@@ -194,10 +194,6 @@ def _pow2_parts(n: int) -> list:
   return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
 
 
-def prepare_data(config: TrainConfig, key) -> data_lib.Dataset:
-  return data_lib.load(key, config.data)
-
-
 def _dtype(config):
   if config.dtype not in ("float32", "float64"):
     raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
@@ -248,7 +244,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
     _check_resumable(wd.read_json(cfg_path), config, workdir)
     ds = read_dataset(data_path)
   else:
-    ds = prepare_data(config, key_data)  # bad data fail here, before anything is written
+    ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
     stale = os.path.join(workdir, "checkpoints")
     if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
       shutil.rmtree(stale)

@@ -132,12 +132,10 @@ class KKTTest(chex.TestCase, parameterized.TestCase):
     params, x, y = random_net(6, (8,), n=10, n_out=3)
     rep = report(params, x, y, clarke_iters=5)
     chex.assert_tree_all_finite((rep.eps_rel, rep.delta, rep.lam))
-    J = flat_jacobian(params, x, y)
     tparams, _ = kkt.normalize(params, x, y)
     Jt = flat_jacobian(tparams, x, y)
     ref, rnorm = optimize.nnls(np.asarray(Jt.T), np.asarray(flat(tparams)))
     np.testing.assert_allclose(rep.eps_rel, rnorm / np.linalg.norm(flat(tparams)), rtol=1e-7)
-    del J
 
   def test_vmapped_sets_equal_loop_and_trace_once(self):
     params, _, _ = random_net(7, (6,), n=8)

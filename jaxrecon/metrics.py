@@ -1,0 +1,227 @@
+"""Evaluation of reconstructions as in Haim et al. 2022, plus rankings that need no training set.
+
+Images are rows of x (N, H*W*C) in the training set's (mean-subtracted) space; `image_shape` is (H, W, C).
+The reference protocol: for each training image the nearest candidate by normalized cross-correlation (NCC;
+at half resolution for CIFAR), then SSIM between the training image and the candidate after adding the mean
+back and min-max scaling the candidate to [0, 1]; pairs sorted by SSIM; SSIM > 0.4 is a good reconstruction.
+
+SSIM follows the reference's implementation (pytorch-ssim): a normalized Gaussian window (size 3, sigma 1.5
+by default), zero padding of window // 2 ('same' size), C1 = 0.01^2, C2 = 0.03^2 for data range 1, the map
+averaged over pixels and channels.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+GOOD_SSIM = 0.4
+
+
+def gaussian_window(size: int = 3, sigma: float = 1.5, dtype=jnp.float32) -> jax.Array:
+  """The 1-D normalized Gaussian of the reference (the 2-D window is its outer product)."""
+  t = jnp.arange(size, dtype=dtype) - (size // 2)
+  g = jnp.exp(-t ** 2 / (2.0 * sigma ** 2))
+  return g / jnp.sum(g)
+
+
+def _filter(img_HWC: jax.Array, g: jax.Array) -> jax.Array:
+  """Separable 'same' correlation with zero padding: sum_{a,b} g_a g_b img[h+a-r, w+b-r]."""
+  r = g.shape[0] // 2
+  h, w = img_HWC.shape[0], img_HWC.shape[1]
+  p = jnp.pad(img_HWC, ((r, r), (r, r), (0, 0)))
+  rows = sum(g[a] * p[a:a + h] for a in range(g.shape[0]))
+  return sum(g[b] * rows[:, b:b + w] for b in range(g.shape[0]))
+
+
+def ssim(a_HWC: jax.Array, b_HWC: jax.Array, window: int = 3, sigma: float = 1.5,
+         data_range: float = 1.0) -> jax.Array:
+  """Mean SSIM of two images (H, W, C); vmap over pairs."""
+  g = gaussian_window(window, sigma, a_HWC.dtype)
+  c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+  mu_a, mu_b = _filter(a_HWC, g), _filter(b_HWC, g)
+  s_aa = _filter(a_HWC * a_HWC, g) - mu_a ** 2
+  s_bb = _filter(b_HWC * b_HWC, g) - mu_b ** 2
+  s_ab = _filter(a_HWC * b_HWC, g) - mu_a * mu_b
+  num = (2 * mu_a * mu_b + c1) * (2 * s_ab + c2)
+  den = (mu_a ** 2 + mu_b ** 2 + c1) * (s_aa + s_bb + c2)
+  return jnp.mean(num / den)
+
+
+def minmax(x_ND: jax.Array) -> jax.Array:
+  """Each row scaled to [0, 1] (a constant row maps to 0)."""
+  lo = jnp.min(x_ND, axis=-1, keepdims=True)
+  hi = jnp.max(x_ND, axis=-1, keepdims=True)
+  return (x_ND - lo) / jnp.where(hi > lo, hi - lo, 1.0)
+
+
+def half_resolution(x_ND: jax.Array, image_shape: tuple) -> jax.Array:
+  """2x2 average pooling of flattened (H, W, C) images (H and W even)."""
+  h, w, c = image_shape
+  img = x_ND.reshape((-1, h // 2, 2, w // 2, 2, c))
+  return jnp.mean(img, axis=(2, 4)).reshape((x_ND.shape[0], -1))
+
+
+def ncc_matrix(a_ND: jax.Array, b_MD: jax.Array) -> jax.Array:
+  """(N, M) normalized cross-correlation: the cosine of the mean-centred rows."""
+  def unit(v):
+    v = v - jnp.mean(v, axis=-1, keepdims=True)
+    return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), jnp.finfo(v.dtype).tiny)
+  return unit(a_ND) @ unit(b_MD).T
+
+
+class Evaluation(NamedTuple):
+  """Reference-style evaluation of a candidate pool against a training set."""
+  ssim_train: np.ndarray      # (N,) SSIM of each training image with its NCC-nearest candidate
+  nearest_cand: np.ndarray    # (N,) index into the pool of that candidate
+  ssim_cand: np.ndarray       # (P,) SSIM of each candidate with ITS NCC-nearest training image
+  nearest_train: np.ndarray   # (P,) index of that training image
+  dist_train: np.ndarray      # (N,) L2 distance of each training point to its closest candidate
+  n_good: int                 # training images with ssim_train > threshold
+  mean_top10_ssim: float
+  pool_size: int
+
+
+def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: tuple, *,
+             half_res: bool = False, window: int = 3, sigma: float = 1.5,
+             threshold: float = GOOD_SSIM, batch: int = 4096) -> Evaluation:
+  """Reference evaluation; x_train (N, D) and pool (P, D) are in mean-subtracted space, mean (D,).
+
+  Needs an image shape (H, W, C); for vectors use `nearest_distances`.
+  """
+  x_train = jnp.asarray(x_train)
+  pool = jnp.asarray(pool, x_train.dtype)
+  n, p = x_train.shape[0], pool.shape[0]
+  if p == 0:
+    raise ValueError("empty candidate pool")
+  a, b = x_train, pool
+  if half_res:
+    a, b = half_resolution(a, image_shape), half_resolution(b, image_shape)
+  corr = _batched(lambda blk: ncc_matrix(a, blk), b, batch, axis=1)  # (N, P)
+  nearest_cand = jnp.argmax(corr, axis=1)
+  nearest_train = jnp.argmax(corr, axis=0)
+  mean = jnp.asarray(mean, x_train.dtype)[None, :]
+  train_img = (x_train + mean).reshape((n,) + tuple(image_shape))
+  cand_img = minmax(pool + mean).reshape((p,) + tuple(image_shape))
+  pair_ssim = jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma)))
+  ssim_train = pair_ssim(train_img, cand_img[nearest_cand])
+  ssim_cand = _batched(lambda blk: pair_ssim(train_img[nearest_train[blk]], cand_img[blk]),
+                       jnp.arange(p), batch, axis=0)
+  dist = nearest_distances(x_train, pool, batch)
+  s = np.sort(np.asarray(ssim_train))[::-1]
+  return Evaluation(np.asarray(ssim_train), np.asarray(nearest_cand), np.asarray(ssim_cand),
+                    np.asarray(nearest_train), np.asarray(dist), int(np.sum(s > threshold)),
+                    float(np.mean(s[:10])), int(p))
+
+
+def _batched(fn, xs, batch: int, axis: int):
+  parts = [fn(xs[i:i + batch]) for i in range(0, xs.shape[0], batch)]
+  return jnp.concatenate(parts, axis=axis)
+
+
+def sq_distances(a_ND: jax.Array, b_MD: jax.Array) -> jax.Array:
+  """(N, M) squared L2 distances, clipped at 0."""
+  d = (jnp.sum(a_ND ** 2, axis=1)[:, None] + jnp.sum(b_MD ** 2, axis=1)[None, :]
+       - 2.0 * a_ND @ b_MD.T)
+  return jnp.maximum(d, 0.0)
+
+
+def nearest_distances(x_ND: jax.Array, pool_MD: jax.Array, batch: int = 4096) -> jax.Array:
+  """(N,) distance of each row of x to its closest row of the pool."""
+  x_ND = jnp.asarray(x_ND)
+  pool_MD = jnp.asarray(pool_MD, x_ND.dtype)
+  mins = [jnp.min(sq_distances(x_ND, pool_MD[i:i + batch]), axis=1)
+          for i in range(0, pool_MD.shape[0], batch)]
+  return jnp.sqrt(jnp.min(jnp.stack(mins), axis=0))
+
+
+def greedy_match(x_ND, pool_MD) -> tuple:
+  """L2 greedy one-to-one matching: repeatedly pair the closest remaining (train, candidate).
+
+  Returns (train_idx, cand_idx, dist), each of length min(N, M), in the order the pairs were taken
+  (so `dist` is non-decreasing: the reconstruction curve in L2).
+  """
+  d = np.sqrt(np.asarray(sq_distances(jnp.asarray(x_ND), jnp.asarray(pool_MD, jnp.asarray(x_ND).dtype))))
+  n, m = d.shape
+  order = np.argsort(d, axis=None, kind="stable")
+  used_r, used_c = np.zeros(n, bool), np.zeros(m, bool)
+  ti, ci, dist = [], [], []
+  for flat in order:
+    r, c = divmod(int(flat), m)
+    if used_r[r] or used_c[c]:
+      continue
+    used_r[r] = used_c[c] = True
+    ti.append(r), ci.append(c), dist.append(d[r, c])
+    if len(ti) == min(n, m):
+      break
+  return np.array(ti), np.array(ci), np.array(dist)
+
+
+def reconstruction_curve(ssim_train) -> np.ndarray:
+  """The reference's curve: each training image's best SSIM, sorted from best to worst."""
+  return np.sort(np.asarray(ssim_train))[::-1]
+
+
+def pool_candidates(cands_CMD, losses_C, top: int = 0):
+  """Candidates of the `top` configurations with the smallest finite final loss (0 = all finite).
+
+  Returns (pool (P, D), config index per candidate (P,), candidate index within its config (P,)).
+  """
+  cands = np.asarray(cands_CMD)
+  losses_C = np.asarray(losses_C, np.float64)
+  ok = np.flatnonzero(np.isfinite(losses_C) & np.all(np.isfinite(cands), axis=(1, 2)))
+  ok = ok[np.argsort(losses_C[ok], kind="stable")]
+  if top:
+    ok = ok[:top]
+  m = cands.shape[1]
+  pool = cands[ok].reshape((-1, cands.shape[2]))
+  return pool, np.repeat(ok, m), np.tile(np.arange(m), ok.size)
+
+
+def margin_score(q_P: jax.Array, margin: Optional[float] = None) -> np.ndarray:
+  """How close a candidate's margin y_hat Phi(x_hat) is to the training margin: -|log(q / margin)|.
+
+  Without the training set the margin is unknown; by default it is estimated as the median of the positive
+  margins above a tenth of the largest (reconstructions of support vectors all sit at one margin, failed
+  candidates drift to 0). Candidates with q <= 0 score -inf.
+  """
+  q = np.asarray(q_P, np.float64)
+  if margin is None:
+    pos = q[q > 0.1 * np.max(q)] if np.any(q > 0) else q[:0]
+    margin = float(np.median(pos)) if pos.size else 1.0
+  with np.errstate(divide="ignore", invalid="ignore"):
+    s = -np.abs(np.log(q / margin))
+  return np.where(q > 0, s, -np.inf)
+
+
+def auc(score, positive) -> float:
+  """Area under the ROC curve of `score` for the boolean labels `positive` (ties count half)."""
+  score = np.asarray(score, np.float64)
+  positive = np.asarray(positive, bool)
+  n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  score = np.where(np.isfinite(score), score, np.where(score > 0, 1e300, -1e300))
+  order = np.argsort(score, kind="stable")
+  ranks = np.empty(score.size)
+  s_sorted = score[order]
+  i = 0
+  while i < score.size:  # average ranks over ties
+    j = i
+    while j + 1 < score.size and s_sorted[j + 1] == s_sorted[i]:
+      j += 1
+    ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
+    i = j + 1
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def ranking_quality(score, positive) -> dict:
+  """AUC of a training-set-free score for the good candidates, and precision among its top k (k = #good)."""
+  positive = np.asarray(positive, bool)
+  k = int(positive.sum())
+  top = np.argsort(-np.asarray(score, np.float64), kind="stable")[:k] if k else []
+  return {"auc": auc(score, positive), "precision_at_k": float(np.mean(positive[top])) if k else float("nan"),
+          "k": k}

@@ -1,0 +1,271 @@
+"""The attack as a job: sweep against one checkpoint of a training workdir, pool, evaluate, write.
+
+Writes into its workdir: config.json, metrics.jsonl (per chunk and log step: the loss terms of every
+configuration), candidates.npz (all final candidates, multipliers, swept values, losses, the pool and its
+evaluation), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, steps, wall_s, ...) and
+figures: pairs.png (the best reconstructions sorted by SSIM, each above its nearest training image, as in the
+paper) and curve.png (the reconstruction curve). For vector data (no image shape) the evaluation is by L2
+distance instead of SSIM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import attack
+from jaxrecon import metrics
+from jaxrecon import nets
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """Which configurations to run: `configs` random draws from `ranges` (the reference's by default; a
+  (lo, hi) pair with lo == hi fixes a value), or the Cartesian product of `grid` ({name: [values]})."""
+  configs: int = 16
+  kind: str = "random"
+  ranges: Optional[dict] = None
+  grid: Optional[dict] = None
+  seeds: int = 1
+  seed: int = 0
+
+  def hyper(self, key: jax.Array) -> attack.Hyper:
+    if self.kind == "random":
+      if self.configs < 1:
+        raise ValueError("configs must be >= 1")
+      ranges = {k: tuple(v) for k, v in (self.ranges or {}).items()}
+      unknown = set(ranges) - set(attack.REFERENCE_RANGES)
+      if unknown:
+        raise ValueError(f"unknown swept values {sorted(unknown)}; expected {list(attack.REFERENCE_RANGES)}")
+      return attack.random_sweep(key, self.configs, ranges, self.seeds)
+    if self.kind == "grid":
+      grid = dict(self.grid or {})
+      missing = set(attack.REFERENCE_RANGES) - set(grid)
+      if missing:
+        raise ValueError(f"grid sweep needs values for {sorted(missing)}")
+      return attack.grid_sweep(grid["init_scale"], grid["lr_x"], grid["lambda_min"], grid["alpha"],
+                               tuple(range(max(self.seeds, 1))))
+    raise ValueError(f"unknown sweep kind {self.kind!r}; expected 'random' or 'grid'")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructConfig:
+  """step: the checkpoint to attack (None = the last). theta_scale: multiply the attacked weights by this
+  (the attacker may rescale a homogeneous net; it moves the multipliers by theta_scale^(2 - L)).
+  pool_top: pool the candidates of this many best configurations by final loss (0 = all finite).
+  half_res: NCC at half resolution (None = for colour images, as the reference does for CIFAR).
+  close_tol: for vector data, a training point counts as reconstructed when a candidate is within
+  close_tol times the data's RMS norm."""
+  attack: attack.AttackConfig = attack.AttackConfig()
+  sweep: SweepConfig = SweepConfig()
+  step: Optional[int] = None
+  theta_scale: float = 1.0
+  pool_top: int = 0
+  half_res: Optional[bool] = None
+  ssim_window: int = 3
+  ssim_sigma: float = 1.5
+  figure_pairs: int = 40
+  close_tol: float = 0.1
+
+  @staticmethod
+  def from_dict(d: dict) -> "ReconstructConfig":
+    d = dict(d)
+    d["attack"] = attack.AttackConfig(**d.get("attack", {}))
+    d["sweep"] = SweepConfig(**d.get("sweep", {}))
+    return ReconstructConfig(**d)
+
+
+def pick_checkpoint(ckpts: list, step: Optional[int]):
+  if not ckpts:
+    raise ValueError("the training workdir has no checkpoints")
+  if step is None:
+    return ckpts[-1]
+  for s, p in ckpts:
+    if s == step:
+      return s, p
+  raise ValueError(f"no checkpoint at step {step}; available: {[s for s, _ in ckpts]}")
+
+
+def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Optional[jax.Array] = None,
+        log: Callable = print, mesh=None) -> dict:
+  """Attacks a checkpoint of `train_workdir`; writes `workdir`; returns the summary dict."""
+  tcfg, ds, ckpts = train.load_run(train_workdir)
+  step, params = pick_checkpoint(ckpts, config.step)
+  params_init = ckpts[0][1] if ckpts[0][0] == 0 else None
+  acfg = config.attack
+  multiclass = ds.y_train.min() >= 0
+  if multiclass and acfg.variant != "multiclass":
+    acfg = dataclasses.replace(acfg, variant="multiclass")
+  if acfg.variant == "multiclass" and acfg.n_classes <= 1:
+    acfg = dataclasses.replace(acfg, n_classes=int(ds.y_train.max()) + 1)
+  if not multiclass and acfg.variant == "multiclass":
+    raise ValueError("variant 'multiclass' needs a multiclass network; this one has one output")
+  if acfg.match_init and params_init is None:
+    raise ValueError(f"{train_workdir} has no step-0 checkpoint; match_init needs the initialization")
+  if acfg.dtype == "float64" and not jax.config.jax_enable_x64:
+    jax.config.update("jax_enable_x64", True)
+  if key is None:
+    key = jax.random.key(config.sweep.seed)
+  key_sweep, key_attack = jax.random.split(key)
+  hyper = config.sweep.hyper(key_sweep)
+  if config.theta_scale != 1.0:
+    params = nets.scale_params(params, config.theta_scale)
+    params_init = None if params_init is None else nets.scale_params(params_init, config.theta_scale)
+
+  os.makedirs(workdir, exist_ok=True)
+  wd.write_json(os.path.join(workdir, "config.json"),
+                {"attack": acfg, "sweep": config.sweep, "reconstruct": config,
+                 "train_workdir": os.path.abspath(train_workdir), "step": step})
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  wd.write_jsonl(metrics_path, [])
+  n, d = ds.x_train.shape
+  m = acfg.m or 2 * n
+  log(f"attacking {train_workdir} at step {step}: {nets.num_params(params):,} parameters, n={n}; "
+      f"{hyper.size} configurations x {m} candidates x {acfg.steps} steps ({acfg.optimizer}, prior "
+      f"{acfg.prior}, {acfg.dtype})")
+
+  def on_rows(rows):
+    for r in rows:
+      wd.append_jsonl(metrics_path, r)
+  res = attack.run_sweep(key_attack, params, hyper, d, acfg, params_init=params_init, n_train=n,
+                         mesh=mesh, log=log, on_rows=on_rows)
+
+  pool, pool_cfg, pool_idx = metrics.pool_candidates(res.x, res.loss, config.pool_top)
+  summary = {"configs": hyper.size, "steps": acfg.steps, "m": m, "wall_s": res.wall_s,
+             "compile_s": res.compile_s, "pool_size": int(pool.shape[0]),
+             "pool_configs": int(np.unique(pool_cfg).size), "diverged": int(res.diverged.sum()),
+             "attacked_step": step, "n_train": n,
+             "candidate_steps_per_s": hyper.size * m * acfg.steps / max(res.wall_s - res.compile_s, 1e-9),
+             "final_loss": [float(v) for v in res.loss], "final_stat": [float(v) for v in res.stat]}
+  finite = np.isfinite(res.loss)
+  if finite.any():
+    best = int(np.nanargmin(np.where(finite, res.loss, np.nan)))
+    summary["best_config"] = {**hyper.rows()[best], "index": best, "loss": float(res.loss[best])}
+  arrays = {"x": res.x, "lam": res.lam, "y_hat": res.y_hat, "loss": res.loss, "stat": res.stat,
+            "diverged": res.diverged, "pool_config": pool_cfg, "pool_index": pool_idx,
+            **{f"hyper_{k}": np.asarray(v) for k, v in hyper._asdict().items()}}
+  if pool.shape[0] == 0:
+    log("every configuration diverged: nothing to evaluate (lower the x learning rates)")
+    summary.update({"n_good_ssim_0.4": 0, "mean_top10_ssim": None})
+  else:
+    q = np.asarray(attack.candidate_margins(params, jnp.asarray(pool, params[0]["w"].dtype),
+                                            jnp.asarray(res.y_hat)[pool_idx]))
+    lam_pool = res.lam[pool_cfg, pool_idx]
+    scores = {"margin": metrics.margin_score(q), "lambda": lam_pool}
+    arrays.update(pool_margin=q, pool_lambda=lam_pool)
+    if ds.image_shape:
+      summary.update(_evaluate_images(config, ds, pool, scores, arrays, workdir))
+    else:
+      summary.update(_evaluate_vectors(config, ds, pool, scores, arrays, workdir))
+  wd.write_npz(os.path.join(workdir, "candidates.npz"), **arrays)
+  wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  log(summary["headline"] if "headline" in summary else "done")
+  return summary
+
+
+def _ranking(scores: dict, positive) -> dict:
+  return {name: metrics.ranking_quality(s, positive) for name, s in scores.items()}
+
+
+def _evaluate_images(config, ds, pool, scores, arrays, workdir) -> dict:
+  image_shape = tuple(ds.image_shape)
+  half = config.half_res if config.half_res is not None else image_shape[-1] == 3
+  ev = metrics.evaluate(ds.x_train, pool, ds.mean - ds.offset, image_shape, half_res=half,
+                        window=config.ssim_window, sigma=config.ssim_sigma)
+  arrays.update(ssim_train=ev.ssim_train, nearest_cand=ev.nearest_cand, ssim_cand=ev.ssim_cand,
+                nearest_train=ev.nearest_train, dist_train=ev.dist_train)
+  good = ev.ssim_cand > metrics.GOOD_SSIM
+  # What the threshold gives with no information: the mean image alone (a zero candidate), and held-out
+  # images of the same distribution (as many as the pool, up to the test split) standing in for candidates.
+  base = {}
+  for name, bpool in (("mean_image", np.zeros((1, pool.shape[1]))),
+                      ("heldout", np.asarray(ds.x_test)[:pool.shape[0]])):
+    if bpool.shape[0]:
+      b = metrics.evaluate(ds.x_train, bpool, ds.mean - ds.offset, image_shape, half_res=half,
+                           window=config.ssim_window, sigma=config.ssim_sigma)
+      base[name] = {"n_good_ssim_0.4": b.n_good, "mean_top10_ssim": b.mean_top10_ssim,
+                    "pool_size": b.pool_size}
+  out = {"n_good_ssim_0.4": ev.n_good, "mean_top10_ssim": ev.mean_top10_ssim, "baselines": base,
+         "good_candidates": int(good.sum()), "ssim_curve": metrics.reconstruction_curve(ev.ssim_train).tolist(),
+         "ranking": _ranking(scores, good), "half_res": half}
+  out["headline"] = (f"{ev.n_good} of {ds.x_train.shape[0]} training images reconstructed with SSIM > 0.4 "
+                     f"(mean top-10 SSIM {ev.mean_top10_ssim:.3f}) from a pool of {ev.pool_size} candidates; "
+                     + "; ".join(f"{k} baseline {v['n_good_ssim_0.4']} (top-10 {v['mean_top10_ssim']:.3f}, "
+                                 f"pool {v['pool_size']})" for k, v in base.items()))
+  plot_pairs(ds, pool, ev, os.path.join(workdir, "pairs.png"), config.figure_pairs)
+  plot_curve(out["ssim_curve"], "SSIM with the best candidate", os.path.join(workdir, "curve.png"))
+  return out
+
+
+def _evaluate_vectors(config, ds, pool, scores, arrays, workdir) -> dict:
+  x = jnp.asarray(ds.x_train)
+  dist = np.asarray(metrics.nearest_distances(x, pool))
+  cand_dist = np.asarray(metrics.nearest_distances(jnp.asarray(pool, x.dtype), x))
+  radius = float(np.sqrt(np.mean(np.sum(np.asarray(ds.x_train) ** 2, axis=1))))
+  tol = config.close_tol * radius
+  arrays.update(dist_train=dist, dist_cand=cand_dist)
+  curve = np.sort(dist)
+  out = {"n_good_ssim_0.4": None, "mean_top10_ssim": None, "data_radius": radius,
+         "n_close": int(np.sum(dist < tol)), "close_tol": config.close_tol,
+         "mean_best5_dist": float(np.mean(curve[:5])), "median_dist": float(np.median(dist)),
+         "ranking": _ranking(scores, cand_dist < tol), "dist_curve": curve.tolist()}
+  out["headline"] = (f"{out['n_close']} of {ds.x_train.shape[0]} training points have a candidate within "
+                     f"{config.close_tol:g} x the data radius; best-5 mean distance "
+                     f"{out['mean_best5_dist']:.3f} (radius {radius:.3f}), pool of {pool.shape[0]}")
+  plot_curve(curve / radius, "distance to the closest candidate / data radius",
+             os.path.join(workdir, "curve.png"))
+  return out
+
+
+def _to_image(v, image_shape):
+  img = np.asarray(v).reshape(image_shape)
+  return img[..., 0] if image_shape[-1] == 1 else np.clip(img, 0, 1)
+
+
+def plot_pairs(ds, pool, ev: metrics.Evaluation, path: str, k: int = 40, cols: int = 10) -> None:
+  """The best k training images by SSIM, each under its reconstruction (min-max scaled), sorted."""
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+  order = np.argsort(-ev.ssim_train, kind="stable")[:k]
+  shape = tuple(ds.image_shape)
+  mean = np.asarray(ds.mean - ds.offset)[None, :]
+  recon = np.asarray(metrics.minmax(jnp.asarray(pool[ev.nearest_cand[order]] + mean)))
+  truth = np.asarray(ds.x_train)[order] + mean
+  groups = int(np.ceil(len(order) / cols))
+  fig, axes = plt.subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  cmap = "gray" if shape[-1] == 1 else None
+  for i, t in enumerate(order):
+    g, c = divmod(i, cols)
+    axes[2 * g, c].imshow(_to_image(recon[i], shape), cmap=cmap)
+    axes[2 * g, c].set_title(f"{ev.ssim_train[t]:.2f}", fontsize=7,
+                             color="green" if ev.ssim_train[t] > metrics.GOOD_SSIM else "black")
+    axes[2 * g + 1, c].imshow(_to_image(truth[i], shape), cmap=cmap)
+  fig.suptitle(f"best reconstructions (top, SSIM) over their nearest training images; "
+               f"{ev.n_good} with SSIM > 0.4, pool {ev.pool_size}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_curve(curve, ylabel: str, path: str) -> None:
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.plot(np.arange(1, len(curve) + 1), curve)
+  ax.set_xlabel("training points, sorted")
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

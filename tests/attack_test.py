@@ -1,0 +1,228 @@
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import conftest
+import kkt_test
+from jaxrecon import attack
+from jaxrecon import kkt
+from jaxrecon import nets
+
+
+def small_net(seed=0, d=5, widths=(7,), n_out=1):
+  cfg = nets.MLPConfig(d_in=d, widths=widths, n_out=n_out, init_scales=None)
+  return nets.init(jax.random.key(seed), cfg, jnp.float64)
+
+
+def fixed_hyper(c, lr_x=0.01, init_scale=0.1, lambda_min=0.3, alpha=20.0):
+  return attack.Hyper(np.full(c, init_scale), np.full(c, lr_x), np.full(c, lambda_min), np.full(c, alpha),
+                      np.arange(c))
+
+
+CFG = attack.AttackConfig(m=6, steps=12, log_every=4, dtype="float64")
+
+
+class SurrogateTest(parameterized.TestCase):
+
+  def test_forward_exact_derivative_sigmoid_and_differentiated(self):
+    z = jnp.array([-2.0, -1e-3, 0.0, 1e-3, 0.7, 3.0])
+    alpha = 7.0
+    np.testing.assert_array_equal(attack.surrogate_relu(z, alpha), jax.nn.relu(z))
+    first = jax.grad(lambda t: jnp.sum(attack.surrogate_relu(t, alpha)))
+    s = jax.nn.sigmoid(alpha * z)
+    np.testing.assert_allclose(first(z), s, rtol=1e-14)
+    second = jax.grad(lambda t: jnp.sum(first(t)))(z)
+    np.testing.assert_allclose(second, alpha * s * (1 - s), rtol=1e-12)
+
+  def test_x_gradient_of_weighted_gradient_is_nonzero_only_with_surrogate(self):
+    params = small_net()
+    x = jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
+    lam, y = jnp.ones(4), jnp.array([1.0, -1.0, 1.0, -1.0])
+
+    def w1_sum(x, act_alpha):
+      g = attack.weighted_gradient(params, x, lam, y, act_alpha)
+      return jnp.sum(g[1]["w"] ** 2) + jnp.sum(g[0]["w"])
+    # Through the true ReLU relu'' = 0, so d/dx of sum(grad W1) would only see the x factor.
+    gx = jax.grad(w1_sum)(x, 50.0)
+    chex.assert_tree_all_finite(gx)
+    self.assertGreater(float(jnp.linalg.norm(gx)), 0.0)
+
+
+class LossTest(parameterized.TestCase):
+
+  @parameterized.parameters(1, 3)
+  def test_weighted_gradient_matches_kkt_with_large_alpha(self, n_out):
+    params = small_net(2, n_out=n_out)
+    x = jax.random.normal(jax.random.key(3), (6, 5), jnp.float64)
+    y = (attack.candidate_labels(6, n_out) if n_out > 1 else attack.candidate_labels(6).astype(jnp.float64))
+    lam = jax.random.uniform(jax.random.key(4), (6,), jnp.float64)
+    got = attack.weighted_gradient(params, x, lam, y, 1e8)
+    want = kkt.weighted_gradient(params, x, y, lam / 6.0)  # the (1/m) scaling
+    chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+
+  def test_stat_vanishes_at_exact_kkt_point(self):
+    params, x, y, lam = kkt_test.exact_kkt_net()
+    m = x.shape[0]
+    cfg = attack.AttackConfig(m=m)
+    # True candidates with lam_attack = m * lam; no pre-activation sits near the kink here, so a large alpha
+    # makes the surrogate derivative the step function to float precision.
+    loss, aux = attack.attack_loss((x, m * jnp.asarray(lam)), params, params, y.astype(jnp.float64), 1e6,
+                                   0.0, cfg)
+    self.assertLess(float(aux.stat), 1e-20)
+    perturbed = x + 0.1
+    _, aux2 = attack.attack_loss((perturbed, m * jnp.asarray(lam)), params, params, y.astype(jnp.float64),
+                                 1e6, 0.0, cfg)
+    self.assertGreater(float(aux2.stat), 1e-4)
+
+  def test_lambda_and_prior_terms(self):
+    params = small_net()
+    x = jnp.array([[1.5, -0.2, 0.0, -3.0, 1.0]])
+    lam = jnp.array([0.1])
+    y = jnp.array([1.0])
+    loss, aux = attack.attack_loss((x, lam), params, params, y, 10.0, 0.4, attack.AttackConfig(m=1))
+    np.testing.assert_allclose(aux.lam_pen, 5 * 0.3 ** 2, rtol=1e-12)
+    np.testing.assert_allclose(aux.prior, 0.5 ** 2 + 2.0 ** 2, rtol=1e-12)
+    np.testing.assert_allclose(loss, aux.stat + aux.lam_pen + aux.prior, rtol=1e-12)
+    _, aux = attack.attack_loss((x, -lam), params, params, y, 10.0, 0.4,
+                                attack.AttackConfig(m=1, variant="signed", prior="none"))
+    self.assertEqual(float(aux.lam_pen), 0.0)
+    self.assertEqual(float(aux.prior), 0.0)
+
+  def test_match_init_target(self):
+    p, p0 = small_net(0), small_net(1)
+    t = attack.attack_target(p, p0)
+    chex.assert_trees_all_close(t, jax.tree_util.tree_map(lambda a, b: a - b, p, p0))
+    self.assertIs(attack.attack_target(p), p)
+
+  def test_labels_balanced(self):
+    np.testing.assert_array_equal(attack.candidate_labels(4), [-1, -1, 1, 1])
+    np.testing.assert_array_equal(np.bincount(np.asarray(attack.candidate_labels(30, 10))), np.full(10, 3))
+
+
+class StepTest(parameterized.TestCase):
+
+  def test_sgd_momentum_matches_reference_update(self):
+    params = small_net()
+    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, lr_x=0.05)))
+    y = attack.candidate_labels(6).astype(jnp.float64)
+    state = attack.init_state(jax.random.key(0), 6, 5, h, CFG, jnp.float64)
+    step = jax.jit(attack.make_step(CFG))
+    grad = jax.grad(lambda xl: attack.attack_loss(xl, params, params, y, h.alpha, h.lambda_min, CFG)[0])
+    g0 = grad((state.x, state.lam))
+    s1, _ = step(state, h, params, params, y)
+    np.testing.assert_allclose(s1.x, state.x - 0.05 * g0[0], rtol=1e-12)
+    np.testing.assert_allclose(s1.lam, state.lam - CFG.lr_lambda * g0[1], rtol=1e-12)
+    g1 = grad((s1.x, s1.lam))
+    s2, _ = step(s1, h, params, params, y)
+    np.testing.assert_allclose(s2.x, s1.x - 0.05 * (0.9 * g0[0] + g1[0]), rtol=1e-12)
+
+  def test_divergence_freezes_state(self):
+    params = small_net()
+    res = attack.run_sweep(jax.random.key(0), params, fixed_hyper(2, lr_x=1e30, init_scale=1.0), 5,
+                           CFG, log=None)
+    self.assertTrue(res.diverged.all())
+    self.assertTrue(np.isfinite(res.x).all())
+
+  def test_sphere_init(self):
+    cfg = attack.AttackConfig(m=8, prior="sphere", sphere_radius=4.0, dtype="float64")
+    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1)))
+    s = attack.init_state(jax.random.key(0), 8, 5, h, cfg, jnp.float64)
+    np.testing.assert_allclose(jnp.linalg.norm(s.x, axis=1), 4.0, rtol=1e-12)
+
+
+class SweepTest(parameterized.TestCase):
+
+  @parameterized.parameters("sgd", "adam")
+  def test_vmapped_sweep_equals_loop(self, optimizer):
+    params = small_net()
+    cfg = attack.AttackConfig(m=6, steps=12, log_every=5, dtype="float64", optimizer=optimizer)
+    hyper = attack.random_sweep(jax.random.key(5), 3, {"lr_x": (1e-3, 1e-1), "init_scale": (0.01, 1.0)},
+                                seeds=2)
+    together = attack.run_sweep(jax.random.key(1), params, hyper, 5, cfg, log=None)
+    for c in range(3):
+      alone = attack.run_sweep(jax.random.key(1), params, hyper.take([c]), 5, cfg, log=None)
+      np.testing.assert_allclose(together.x[c], alone.x[0], rtol=1e-9, atol=1e-12)
+      np.testing.assert_allclose(together.loss[c], alone.loss[0], rtol=1e-9)
+    chunked = attack.run_sweep(jax.random.key(1), params, hyper, 5,
+                               attack.AttackConfig(**{**cfg.__dict__, "chunk": 2}), log=None)
+    np.testing.assert_allclose(chunked.x, together.x, rtol=1e-9, atol=1e-12)
+    self.assertLen(together.history, 3)  # steps 5, 10, 12
+    self.assertEqual(together.history[-1]["step"], 12)
+
+  def test_one_trace_for_all_chunks_and_segments(self):
+    params = small_net()
+    calls = []
+    orig = attack.attack_loss
+
+    def counting(*a, **k):
+      calls.append(1)
+      return orig(*a, **k)
+    attack.attack_loss = counting
+    try:
+      cfg = attack.AttackConfig(m=4, steps=8, log_every=4, dtype="float64", chunk=2)
+      attack.run_sweep(jax.random.key(0), params, fixed_hyper(4), 5, cfg, log=None)
+    finally:
+      attack.attack_loss = orig
+    self.assertLen(calls, 1)
+
+  def test_random_sweep_ranges(self):
+    h = attack.random_sweep(jax.random.key(0), 200, {"alpha": (20.0, 20.0)})
+    self.assertTrue(np.all(h.alpha == 20.0))
+    self.assertTrue(np.all((h.lr_x >= 1e-5) & (h.lr_x <= 1.0)))
+    self.assertTrue(np.all((h.lambda_min >= 0.01) & (h.lambda_min <= 0.5)))
+    # log-uniform: about half the draws below the geometric mean of the range
+    self.assertBetween(np.mean(h.init_scale < np.sqrt(1e-6 * 0.1)), 0.35, 0.65)
+    with self.assertRaisesRegex(ValueError, "bad range for lr_x"):
+      attack.random_sweep(jax.random.key(0), 2, {"lr_x": (0.0, 1.0)})
+
+  def test_grid_sweep(self):
+    h = attack.grid_sweep([1e-3], [0.1, 0.2], [0.4], [10.0, 20.0, 30.0], seeds=(0, 1))
+    self.assertEqual(h.size, 12)
+    self.assertEqual(len({(a, b, s) for a, b, s in zip(h.lr_x, h.alpha, h.seed)}), 12)
+
+  def test_bad_config(self):
+    with self.assertRaisesRegex(ValueError, "unknown prior"):
+      attack.AttackConfig(prior="gaussian")
+    with self.assertRaisesRegex(ValueError, "match_init needs"):
+      attack.run_sweep(jax.random.key(0), small_net(), fixed_hyper(1), 5,
+                       attack.AttackConfig(m=4, match_init=True), log=None)
+
+
+_SHARDED = r"""
+import os, sys
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+from jaxrecon import attack, nets
+assert jax.device_count() == 4, jax.devices()
+params = nets.init(jax.random.key(0), nets.MLPConfig(d_in=5, widths=(7,), init_scales=None), jnp.float64)
+hyper = attack.random_sweep(jax.random.key(5), 6, {"lr_x": (1e-3, 1e-1), "init_scale": (0.01, 1.0)})
+cfg = attack.AttackConfig(m=6, steps=10, log_every=5, dtype="float64")
+mesh = attack.config_mesh()
+a = attack.run_sweep(jax.random.key(1), params, hyper, 5, cfg, mesh=mesh, log=None)
+b = attack.run_sweep(jax.random.key(1), params, hyper, 5, cfg, mesh=None, log=None)
+np.testing.assert_allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+assert a.x.shape == (6, 6, 5)
+print("OK")
+"""
+
+
+class ShardingTest(absltest.TestCase):
+
+  def test_sharded_sweep_on_fake_devices_equals_unsharded(self):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=conftest.ROOT)
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, env=env,
+                          timeout=300)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertIn("OK", proc.stdout)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,129 @@
+import itertools
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from jaxrecon import metrics
+
+
+def ssim_reference(a, b, window=3, sigma=1.5):
+  """pytorch-ssim's definition written independently: 2-D Gaussian, zero-padded 'same' correlation."""
+  t = np.arange(window) - window // 2
+  g = np.exp(-t ** 2 / (2 * sigma ** 2))
+  g /= g.sum()
+  w2 = np.outer(g, g)
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  maps = []
+  for ch in range(a.shape[-1]):
+    f = lambda img: ndimage.correlate(img, w2, mode="constant", cval=0.0)
+    x, y = a[..., ch], b[..., ch]
+    mx, my = f(x), f(y)
+    sxx, syy, sxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+    maps.append(((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2)))
+  return float(np.mean(maps))
+
+
+class SSIMTest(parameterized.TestCase):
+
+  @parameterized.parameters(*itertools.product([3, 7, 11], [1, 3]))
+  def test_matches_independent_implementation(self, window, channels):
+    rng = np.random.default_rng(window + channels)
+    a = rng.uniform(size=(12, 10, channels))
+    b = np.clip(a + 0.3 * rng.normal(size=a.shape), 0, 1)
+    got = float(metrics.ssim(jnp.asarray(a), jnp.asarray(b), window=window))
+    self.assertAlmostEqual(got, ssim_reference(a, b, window), places=12)
+
+  def test_identity_and_symmetry(self):
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(2, 8, 8, 1))
+    self.assertAlmostEqual(float(metrics.ssim(jnp.asarray(a), jnp.asarray(a))), 1.0, places=12)
+    self.assertAlmostEqual(float(metrics.ssim(jnp.asarray(a), jnp.asarray(b))),
+                           float(metrics.ssim(jnp.asarray(b), jnp.asarray(a))), places=12)
+    self.assertLess(float(metrics.ssim(jnp.asarray(a), jnp.asarray(b))), 0.5)
+
+
+class NCCTest(absltest.TestCase):
+
+  def test_affine_invariant(self):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 20))
+    b = np.concatenate([2.5 * a + 7.0, rng.normal(size=(2, 20))])
+    c = np.asarray(metrics.ncc_matrix(jnp.asarray(a), jnp.asarray(b)))
+    np.testing.assert_allclose(np.diag(c[:, :3]), 1.0, rtol=1e-12)
+    self.assertTrue(np.all(np.abs(c) <= 1 + 1e-12))
+
+  def test_half_resolution(self):
+    img = np.arange(16.0).reshape(1, 4, 4, 1)
+    got = np.asarray(metrics.half_resolution(jnp.asarray(img.reshape(1, -1)), (4, 4, 1)))
+    np.testing.assert_allclose(got, [[2.5, 4.5, 10.5, 12.5]])
+
+
+class EvaluateTest(absltest.TestCase):
+
+  def test_exact_candidates_score_one_and_count(self):
+    rng = np.random.default_rng(2)
+    imgs = rng.uniform(size=(6, 8 * 8))
+    imgs[:, 0], imgs[:, 1] = 0.0, 1.0  # min 0 and max 1: min-max scaling leaves them unchanged
+    mean = imgs.mean(axis=0)
+    x = imgs - mean
+    noise = rng.uniform(-1, 1, size=(5, 64))
+    pool = np.concatenate([noise, 3.0 * x[:3] + 0.0 * mean])  # reconstructions up to scale (NCC, min-max)
+    pool[5:] = x[:3]  # exact copies
+    ev = metrics.evaluate(jnp.asarray(x), jnp.asarray(pool), jnp.asarray(mean), (8, 8, 1))
+    np.testing.assert_allclose(ev.ssim_train[:3], 1.0, rtol=1e-10)
+    np.testing.assert_array_equal(ev.nearest_cand[:3], [5, 6, 7])
+    self.assertEqual(ev.n_good, int(np.sum(ev.ssim_train > 0.4)))
+    self.assertGreaterEqual(ev.n_good, 3)
+    self.assertEqual(ev.pool_size, 8)
+    np.testing.assert_allclose(ev.dist_train[:3], 0.0, atol=1e-6)
+    np.testing.assert_array_equal(ev.nearest_train[5:], [0, 1, 2])
+    np.testing.assert_allclose(ev.ssim_cand[5:], 1.0, rtol=1e-10)
+
+  def test_greedy_match(self):
+    rng = np.random.default_rng(3)
+    x, pool = rng.normal(size=(5, 4)), rng.normal(size=(7, 4))
+    ti, ci, dist = metrics.greedy_match(x, pool)
+    self.assertLen(set(ti), 5)
+    self.assertLen(set(ci), 5)
+    self.assertTrue(np.all(np.diff(dist) >= 0))
+    full = np.linalg.norm(x[:, None] - pool[None], axis=-1)
+    self.assertAlmostEqual(dist[0], full.min(), places=10)
+    np.testing.assert_allclose(dist, full[ti, ci], rtol=1e-8)
+
+  def test_pool_candidates(self):
+    c = np.arange(4 * 3 * 2, dtype=float).reshape(4, 3, 2)
+    c[2, 0, 0] = np.nan
+    pool, cfg, idx = metrics.pool_candidates(c, np.array([3.0, 1.0, 0.5, np.inf]), top=0)
+    np.testing.assert_array_equal(cfg, [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(pool, c[[1, 0]].reshape(6, 2))
+    np.testing.assert_array_equal(idx, [0, 1, 2, 0, 1, 2])
+    pool, cfg, _ = metrics.pool_candidates(c, np.array([3.0, 1.0, 0.5, 0.1]), top=2)
+    np.testing.assert_array_equal(np.unique(cfg), [1, 3])  # config 2 has a non-finite candidate
+
+
+class RankingTest(absltest.TestCase):
+
+  def test_auc_matches_pair_count(self):
+    rng = np.random.default_rng(4)
+    s = rng.integers(0, 5, size=40).astype(float)  # many ties
+    pos = rng.uniform(size=40) < 0.4
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[pos] for b in s[~pos]]
+    self.assertAlmostEqual(metrics.auc(s, pos), float(np.mean(pairs)), places=12)
+    self.assertEqual(metrics.auc(np.arange(4.0), np.array([0, 0, 1, 1], bool)), 1.0)
+
+  def test_margin_score(self):
+    q = np.array([2.0, 2.0, 2.0, 1.0, 4.0, 0.01, -1.0])
+    s = metrics.margin_score(q)
+    self.assertEqual(s[0], 0.0)  # estimated margin: the median of the large positive margins, 2
+    self.assertEqual(s[-1], -np.inf)
+    self.assertAlmostEqual(s[3], -np.log(2.0))
+    r = metrics.ranking_quality(s, np.array([1, 1, 1, 0, 0, 0, 0], bool))
+    self.assertEqual(r["auc"], 1.0)
+    self.assertEqual(r["precision_at_k"], 1.0)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -18,6 +18,7 @@ configuration axis is sharded over a 1-D mesh.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -243,9 +244,11 @@ def make_step(config: AttackConfig) -> Callable:
   return step
 
 
+@functools.lru_cache(maxsize=32)
 def make_sweep_runner(config: AttackConfig, mesh: Optional[Mesh] = None) -> Callable:
   """jit((states, hyper, params, target, y_hat, length) -> (states, Aux of the last step)).
 
+  Cached per (config, mesh), so repeated sweeps with the same shapes reuse the compiled code.
   The configuration axis is vmapped; `length` steps run in one lax.scan. With a mesh, states and hyper are
   sharded along their leading (configuration) axis and the network is replicated.
   """
@@ -266,6 +269,11 @@ def make_sweep_runner(config: AttackConfig, mesh: Optional[Mesh] = None) -> Call
                  out_shardings=(sharded, sharded))
 
 
+@functools.lru_cache(maxsize=32)
+def _init_fn(m: int, d: int, config: AttackConfig, dtype) -> Callable:
+  return jax.jit(jax.vmap(lambda key, h: init_state(key, m, d, h, config, dtype), in_axes=(None, 0)))
+
+
 def config_mesh(devices: Optional[Sequence] = None) -> Optional[Mesh]:
   """A 1-D mesh named 'configs' over the devices when there are several, else None."""
   devices = list(jax.devices() if devices is None else devices)
@@ -278,7 +286,7 @@ class SweepResult(NamedTuple):
   x: np.ndarray          # (C, m, d) final candidates
   lam: np.ndarray        # (C, m)
   y_hat: np.ndarray      # (m,)
-  loss: np.ndarray       # (C,) final loss (of the last good state's step)
+  loss: np.ndarray       # (C,) loss at the last step (NaN where the configuration diverged)
   stat: np.ndarray       # (C,)
   diverged: np.ndarray   # (C,) bool
   history: list          # rows {step, loss: [C], stat: [C], ...}
@@ -322,7 +330,7 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   chunk = config.chunk or total
   chunk = int(math.ceil(chunk / n_dev) * n_dev)
   runner = make_sweep_runner(config, mesh)
-  init_fn = jax.jit(jax.vmap(lambda h: init_state(key, m, d, h, config, dtype)))
+  init_fn = _init_fn(m, d, config, dtype)
   seg = config.log_every or config.steps
   xs, lams, loss, stat, div = [], [], [], [], []
   history = []
@@ -333,7 +341,7 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
     pad = np.concatenate([idx, np.full(chunk - idx.size, idx[-1])]) if idx.size < chunk else idx
     h = hyper.take(pad)
     h = Hyper(*(jnp.asarray(v, jnp.int32 if i == 4 else dtype) for i, v in enumerate(h)))
-    states = init_fn(h)
+    states = init_fn(key, h)
     if mesh is not None:
       sh = NamedSharding(mesh, P("configs"))
       states, h = jax.device_put((states, h), sh)
@@ -368,9 +376,10 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
     xs.append(np.asarray(states.x)[:k])
     lams.append(np.asarray(states.lam)[:k])
     last = rows[-1]
-    loss.append(np.asarray(last["loss"]))
-    stat.append(np.asarray(last["stat"]))
-    div.append(np.asarray(states.diverged)[:k])
+    diverged = np.asarray(states.diverged)[:k]
+    loss.append(np.where(diverged, np.nan, last["loss"]))  # a diverged configuration has no final loss
+    stat.append(np.where(diverged, np.nan, last["stat"]))
+    div.append(diverged)
   return SweepResult(np.concatenate(xs), np.concatenate(lams), np.asarray(y_hat),
                      np.concatenate(loss), np.concatenate(stat), np.concatenate(div), history,
                      time.time() - t0, compile_s)

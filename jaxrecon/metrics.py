@@ -86,12 +86,18 @@ class Evaluation(NamedTuple):
 
 
 def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: tuple, *,
-             half_res: bool = False, window: int = 3, sigma: float = 1.5,
+             half_res: bool = False, window: int = 3, sigma: float = 1.5, scale: str = "minmax",
              threshold: float = GOOD_SSIM, batch: int = 4096) -> Evaluation:
   """Reference evaluation; x_train (N, D) and pool (P, D) are in mean-subtracted space, mean (D,).
 
-  Needs an image shape (H, W, C); for vectors use `nearest_distances`.
+  scale: how a candidate becomes an image after the mean is added back: 'minmax' (the reference: each
+  candidate scaled to [0, 1]) or 'clip' (clipped to the pixel range [0, 1]). Min-max scaling maps a
+  candidate's most negative pixel to 0, so a reconstruction whose background dips below 0 gets a grey
+  background, and SSIM's luminance term punishes that heavily with a 3x3 window. Needs an image shape
+  (H, W, C); for vectors use `nearest_distances`.
   """
+  if scale not in ("minmax", "clip"):
+    raise ValueError(f"unknown scale {scale!r}; expected 'minmax' or 'clip'")
   x_train = jnp.asarray(x_train)
   pool = jnp.asarray(pool, x_train.dtype)
   n, p = x_train.shape[0], pool.shape[0]
@@ -105,7 +111,8 @@ def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: 
   nearest_train = jnp.argmax(corr, axis=0)
   mean = jnp.asarray(mean, x_train.dtype)[None, :]
   train_img = (x_train + mean).reshape((n,) + tuple(image_shape))
-  cand_img = minmax(pool + mean).reshape((p,) + tuple(image_shape))
+  cand = minmax(pool + mean) if scale == "minmax" else jnp.clip(pool + mean, 0.0, 1.0)
+  cand_img = cand.reshape((p,) + tuple(image_shape))
   pair_ssim = jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma)))
   ssim_train = pair_ssim(train_img, cand_img[nearest_cand])
   ssim_cand = _batched(lambda blk: pair_ssim(train_img[nearest_train[blk]], cand_img[blk]),

@@ -4,18 +4,26 @@ r"""The main job on the embedded default (no download): the paper's synthetic se
 
 Trains a width-1000 2-layer ReLU net on 500 points uniform on the unit sphere in R^784 (label = sign of
 x_1) with the default schedule, measures the KKT residuals (eps_rel, delta, Clarke-aware eps_rel) of every
-checkpoint and writes summary.json with the headline. Any training flag of scripts/train.py applies.
+checkpoint, runs a small reconstruction attack sweep (--configs configurations x --attack_steps steps, the
+flags of scripts/attack.py with an attack_ prefix where training uses the same name) on the last checkpoint,
+and writes summary.json with the headline. Any training flag of scripts/train.py applies.
 """
 
 from absl import app
 from absl import flags
 import jax
 
+import attack_flags
 import train_flags
 from jaxrecon import diagnostics
 from jaxrecon import pipeline
 
 flags.DEFINE_string("workdir", "runs/main", "Output directory.")
+flags.DEFINE_bool("attack", True, "Run the attack stage.")
+attack_flags.define(prefix="attack_")
+_MAIN = pipeline.MainConfig().attack
+flags.FLAGS.set_default("configs", _MAIN.sweep.configs)
+flags.FLAGS.set_default("attack_steps", _MAIN.attack.steps)
 FLAGS = flags.FLAGS
 
 
@@ -24,7 +32,8 @@ def main(argv):
   jax.config.update("jax_enable_x64", True)
   tcfg = train_flags.config_from_flags()
   kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, clarke_iters=tcfg.clarke_iters)
-  pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg), FLAGS.workdir)
+  acfg = attack_flags.config_from_flags() if FLAGS.attack else None
+  pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg, attack=acfg), FLAGS.workdir)
 
 
 if __name__ == "__main__":

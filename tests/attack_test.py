@@ -128,6 +128,7 @@ class StepTest(parameterized.TestCase):
     res = attack.run_sweep(jax.random.key(0), params, fixed_hyper(2, lr_x=1e30, init_scale=1.0), 5,
                            CFG, log=None)
     self.assertTrue(res.diverged.all())
+    self.assertTrue(np.isnan(res.loss).all())
     self.assertTrue(np.isfinite(res.x).all())
 
   def test_sphere_init(self):
@@ -158,6 +159,7 @@ class SweepTest(parameterized.TestCase):
 
   def test_one_trace_for_all_chunks_and_segments(self):
     params = small_net()
+    attack.make_sweep_runner.cache_clear()  # a runner cached by an earlier test would not trace at all
     calls = []
     orig = attack.attack_loss
 

@@ -8,7 +8,10 @@ import tempfile
 
 from absl.testing import absltest
 
+import numpy as np
+
 import conftest
+import data_test
 
 SCRIPTS = os.path.join(conftest.ROOT, "scripts")
 TINY = ["--n=20", "--d=6", "--n_test=10", "--width=8", "--init_scales=0.3", "--steps=30",
@@ -89,6 +92,55 @@ class ScriptsTest(absltest.TestCase):
     self.assertTrue(res["nnls"]["float64"]["converged"])
     self.assertEqual(set(res["schedules"]), {"gd:lr=0.5", "normalized_gd:lr=0.1/lr_cap=10"})
     self.assertTrue(os.path.exists(os.path.join(d, "bench_eps_vs_wall.png")))
+
+  def test_attack_on_images(self):
+    d = tempfile.mkdtemp()
+    data_test.write_mnist(d, n_train=40, n_test=20)
+    tr = os.path.join(d, "train")
+    run_script("train.py", f"--workdir={tr}", "--dataset=mnist", f"--data_dir={d}", "--n=10", "--width=8",
+               "--init_scales=0.3", "--steps=20", "--log_every=10", "--clarke_iters=1", "--lr=0.1")
+    out = os.path.join(d, "attack")
+    proc = run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}", "--configs=3", "--steps=12",
+                      "--log_every=5", "--m=6", "--lr_x=0.01,0.1")
+    self.assertIn("candidate-steps/s", proc.stdout)
+    self.assertIn("left", proc.stdout)
+    with open(os.path.join(out, "summary.json")) as f:
+      summary = json.load(f)
+    for k in ("n_good_ssim_0.4", "mean_top10_ssim", "pool_size", "configs", "steps", "wall_s", "baselines",
+              "ranking"):
+      self.assertIn(k, summary)
+    self.assertEqual((summary["configs"], summary["steps"], summary["pool_size"]), (3, 12, 18))
+    self.assertEqual(summary["attacked_step"], 20)
+    with np.load(os.path.join(out, "candidates.npz")) as z:
+      self.assertEqual(z["x"].shape, (3, 6, 784))
+      self.assertEqual(z["ssim_train"].shape, (10,))
+    rows = read_jsonl(os.path.join(out, "metrics.jsonl"))
+    self.assertEqual([r["step"] for r in rows], [5, 10, 12])
+    self.assertLen(rows[0]["loss"], 3)
+    self.assertGreater(os.path.getsize(os.path.join(out, "pairs.png")), 1000)
+    self.assertGreater(os.path.getsize(os.path.join(out, "curve.png")), 1000)
+    # an earlier checkpoint, a grid sweep, and a checkpoint that does not exist
+    run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}2", "--step=10", "--sweep=grid",
+               "--lr_x=0.01,0.1", "--init_scale=0.01", "--lambda_min=0.4", "--alpha=20", "--steps=3", "--m=4")
+    with open(os.path.join(out + "2", "summary.json")) as f:
+      self.assertEqual((json.load(f)["configs"]), 2)
+    proc = run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}3", "--step=7", check=False)
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("no checkpoint at step 7", proc.stderr)
+    proc = run_script("attack.py", f"--train_workdir={d}/none", f"--workdir={out}3", check=False)
+    self.assertIn("not a training workdir", proc.stderr)
+
+  def test_bench_attack(self):
+    d = tempfile.mkdtemp()
+    out = os.path.join(d, "bench.json")
+    run_script("bench_attack.py", f"--out={out}", "--sizes=small", "--dtypes=float32", "--sweeps=1,2",
+               "--steps=2", "--repeats=1")
+    with open(out) as f:
+      res = json.load(f)
+    r = res["runs"][0]
+    self.assertGreater(r["sweep2"]["candidate_steps_per_s"], 0)
+    self.assertGreater(r["sequential"]["speedup"], 0)
+    self.assertGreater(r["matmuls"]["matmul_s"], 0)
 
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()

@@ -59,6 +59,8 @@ class SweepConfig:
 class ReconstructConfig:
   """step: the checkpoint to attack (None = the last). theta_scale: multiply the attacked weights by this
   (the attacker may rescale a homogeneous net; it moves the multipliers by theta_scale^(2 - L)).
+  theta_norm: if > 0, rescale the weights to this norm instead (a data-free choice that makes one learning-rate
+  range fit networks trained to very different norms).
   pool_top: pool the candidates of this many best configurations by final loss (0 = all finite).
   half_res: NCC at half resolution (None = for colour images, as the reference does for CIFAR).
   close_tol: for vector data, a training point counts as reconstructed when a candidate is within
@@ -67,6 +69,7 @@ class ReconstructConfig:
   sweep: SweepConfig = SweepConfig()
   step: Optional[int] = None
   theta_scale: float = 1.0
+  theta_norm: float = 0.0
   pool_top: int = 0
   half_res: Optional[bool] = None
   ssim_window: int = 3
@@ -93,6 +96,12 @@ def pick_checkpoint(ckpts: list, step: Optional[int]):
   raise ValueError(f"no checkpoint at step {step}; available: {[s for s, _ in ckpts]}")
 
 
+def theta_scale(config: ReconstructConfig, params) -> float:
+  if config.theta_norm > 0:
+    return config.theta_norm / float(nets.param_norm(params))
+  return config.theta_scale
+
+
 def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Optional[jax.Array] = None,
         log: Callable = print, mesh=None) -> dict:
   """Attacks a checkpoint of `train_workdir`; writes `workdir`; returns the summary dict."""
@@ -115,9 +124,10 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     key = jax.random.key(config.sweep.seed)
   key_sweep, key_attack = jax.random.split(key)
   hyper = config.sweep.hyper(key_sweep)
-  if config.theta_scale != 1.0:
-    params = nets.scale_params(params, config.theta_scale)
-    params_init = None if params_init is None else nets.scale_params(params_init, config.theta_scale)
+  scale = theta_scale(config, params)
+  if scale != 1.0:
+    params = nets.scale_params(params, scale)
+    params_init = None if params_init is None else nets.scale_params(params_init, scale)
 
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"),
@@ -139,7 +149,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
 
   summary = {"configs": hyper.size, "steps": acfg.steps, "m": m, "wall_s": res.wall_s,
              "compile_s": res.compile_s, "diverged": int(res.diverged.sum()), "attacked_step": step,
-             "n_train": n, "theta_scale": config.theta_scale,
+             "n_train": n, "theta_scale": scale,
              "candidate_steps_per_s": hyper.size * m * acfg.steps / max(res.wall_s - res.compile_s, 1e-9),
              "final_loss": [float(v) for v in res.loss], "final_stat": [float(v) for v in res.stat]}
   finite = np.isfinite(res.loss)
@@ -160,7 +170,7 @@ def reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
   config = dataclasses.replace(ReconstructConfig.from_dict(saved["reconstruct"]), **overrides)
   _, ds, ckpts = train.load_run(saved["train_workdir"])
   _, params = pick_checkpoint(ckpts, saved["step"])
-  params = nets.scale_params(params, config.theta_scale)
+  params = nets.scale_params(params, theta_scale(config, params))
   arrays = wd.read_npz(os.path.join(workdir, "candidates.npz"))
   raw = {k: v for k, v in arrays.items() if k in ("x", "lam", "y_hat", "loss", "stat", "diverged")
          or k.startswith("hyper_")}

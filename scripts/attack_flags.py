@@ -36,6 +36,7 @@ def define(prefix: str = "") -> None:
   flags.DEFINE_integer(P + "log_every", _A.log_every, "Metrics row and progress line every this many steps.")
   flags.DEFINE_integer("pool_top", 0, "Pool the candidates of the best this-many configurations (0 = all).")
   flags.DEFINE_float("theta_scale", 1.0, "Multiply the attacked weights by this before the attack.")
+  flags.DEFINE_float("theta_norm", 0.0, "If > 0, rescale the attacked weights to this norm instead.")
   flags.DEFINE_integer(P + "seed", 0, "Seed of the sweep and the candidates.")
 
 FLAGS = flags.FLAGS
@@ -65,4 +66,5 @@ def config_from_flags(step=None) -> reconstruct.ReconstructConfig:
       prior=FLAGS.prior, sphere_radius=FLAGS.sphere_radius, variant=variant, match_init=FLAGS.match_init,
       dtype=FLAGS[P + "dtype"].value, chunk=FLAGS.chunk, log_every=FLAGS[P + "log_every"].value)
   return reconstruct.ReconstructConfig(attack=acfg, sweep=sweep, step=step, theta_scale=FLAGS.theta_scale,
+                                       theta_norm=FLAGS.theta_norm,
                                        pool_top=FLAGS.pool_top)

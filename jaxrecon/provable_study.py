@@ -1,0 +1,258 @@
+"""The studies of the provable attacks (2410.07632): univariate reconstruction against its 1/4 guarantee, and
+membership inference against the input dimension. Each trains many small nets in one compiled call per group
+(vmapped over seeds) and writes a workdir: config.json, metrics.jsonl (one row per seed / per d), summary.json
+and PNG figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import data as data_lib
+from jaxrecon import kkt
+from jaxrecon import nets
+from jaxrecon import provable
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+
+@dataclasses.dataclass(frozen=True)
+class UnivariateConfig:
+  """Datasets: for each size n and label pattern (random | alternating | blocks, over the sorted points),
+  `seeds` sets of n points uniform in [-1, 1]. Nets: width `width`, first-layer bias, trained by `optimizer`.
+  A seed counts when it fits (q_min > 0) with log10 loss <= max_log10_loss. A candidate is a training point
+  when within `tol` of one."""
+  sizes: tuple = (4, 6, 8, 10)
+  patterns: tuple = ("random", "alternating", "blocks")
+  seeds: int = 8
+  width: int = 200
+  init_scale: float = 0.1
+  optimizer: str = "log_normalized_gd"
+  lr: float = 0.05
+  steps: int = 20000
+  max_log10_loss: float = -3.0
+  tol: float = 1e-3
+  neuron_tol: float = 1e-3
+
+
+def univariate_data(key: jax.Array, n: int, pattern: str, seeds: int):
+  """(x (S, n, 1) sorted in [-1, 1], y (S, n)) with both labels present."""
+  key_x, key_y = jax.random.split(key)
+  x = jnp.sort(jax.random.uniform(key_x, (seeds, n), jnp.float64, -1.0, 1.0), axis=1)
+  idx = jnp.arange(n)
+  if pattern == "alternating":
+    y = jnp.tile(jnp.where(idx % 2 == 0, 1, -1), (seeds, 1))
+  elif pattern == "blocks":
+    y = jnp.tile(jnp.where(idx < n // 2, -1, 1), (seeds, 1))
+  elif pattern == "random":
+    y = jnp.where(jax.random.bernoulli(key_y, 0.5, (seeds, n)), 1, -1)
+    y = y.at[:, 0].set(1).at[:, 1].set(-1)  # both classes present
+  else:
+    raise ValueError(f"unknown label pattern {pattern!r}")
+  return x[..., None], y.astype(jnp.int32)
+
+
+def _report_many(params, x, y):
+  rep = jax.jit(jax.vmap(functools.partial(kkt.kkt_report, clarke_iters=1)))(params, x, y)
+  return rep
+
+
+def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
+  os.makedirs(workdir, exist_ok=True)
+  wd.write_json(os.path.join(workdir, "config.json"), config)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  wd.write_jsonl(metrics_path, [])
+  tcfg = train.TrainConfig(widths=(config.width,), init_scales=(config.init_scale, config.init_scale),
+                           optimizer=config.optimizer, lr=config.lr, steps=config.steps)
+  rows = []
+  groups = [(n, p) for n in config.sizes for p in config.patterns]
+  t0 = time.time()
+  for g, (n, pattern) in enumerate(groups):
+    key_data, key_fit = jax.random.split(jax.random.fold_in(key, g))
+    x, y = univariate_data(key_data, n, pattern, config.seeds)
+    params, q, log_loss = provable.fit_many(key_fit, x, y, tcfg)
+    rep = _report_many(params, x, y)
+    for s in range(config.seeds):
+      p = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
+      q_min = float(q[s].min())
+      log10_loss = float(log_loss[s]) / np.log(10.0)
+      row = {"n": n, "pattern": pattern, "seed": s, "q_min": q_min, "log10_loss": log10_loss,
+             "eps_rel": float(rep.eps_rel[s]), "eps_rel_clarke": float(rep.eps_rel_clarke[s]),
+             "fitted": bool(q_min > 0 and log10_loss <= config.max_log10_loss)}
+      if q_min > 0:
+        for name, m in (("known", q_min), ("leaked", provable.margin_from_leak(p, x[s, int(jnp.argmin(q[s]))]))):
+          res = provable.univariate_candidates(p, m, neuron_tol=config.neuron_tol)
+          frac, rec = provable.fraction_training(res.candidates, x[s], config.tol)
+          row[f"{name}_candidates"] = int(res.candidates.size)
+          row[f"{name}_fraction"] = frac
+          row[f"{name}_recovered"] = rec
+        bal = provable.balancedness(p)
+        v = np.abs(np.asarray(p[1]["w"][:, 0]))
+        row["max_imbalance"] = float(np.max(np.abs(bal[v > 0.1 * v.max()])))
+      rows.append(row)
+      wd.append_jsonl(metrics_path, row)
+    done = (g + 1) / len(groups)
+    el = time.time() - t0
+    fitted = [r for r in rows[-config.seeds:] if r["fitted"]]
+    log(f"n={n:<3d} {pattern:<11s} fitted {len(fitted)}/{config.seeds}  mean fraction "
+        f"{np.mean([r['known_fraction'] for r in fitted]) if fitted else float('nan'):.3f}  "
+        f"left {el / done - el:.0f}s")
+  fitted = [r for r in rows if r["fitted"]]
+  fr = np.array([r["known_fraction"] for r in fitted])
+  summary = {"seeds_total": len(rows), "seeds_fitted": len(fitted), "guarantee": 0.25}
+  if fitted:
+    summary.update({"mean_fraction": float(fr.mean()), "min_fraction": float(fr.min()),
+                    "median_fraction": float(np.median(fr)),
+                    "fraction_at_least_quarter": float(np.mean(fr >= 0.25 - 1e-12)),
+                    "mean_recovered": float(np.mean([r["known_recovered"] for r in fitted])),
+                    "mean_candidates": float(np.mean([r["known_candidates"] for r in fitted])),
+                    "mean_fraction_leaked_margin": float(np.mean([r["leaked_fraction"] for r in fitted])),
+                    "corr_fraction_eps_rel": float(np.corrcoef(fr, [r["eps_rel_clarke"] for r in fitted])[0, 1])
+                    if fr.size > 2 and np.std(fr) > 0 else None,
+                    "median_eps_rel_clarke": float(np.median([r["eps_rel_clarke"] for r in fitted])),
+                    "max_imbalance": float(np.max([r["max_imbalance"] for r in fitted]))})
+  summary["headline"] = (f"{len(fitted)}/{len(rows)} seeds fitted; fraction of candidates that are training "
+                         f"points: mean {summary.get('mean_fraction', float('nan')):.3f}, min "
+                         f"{summary.get('min_fraction', float('nan')):.3f}, >= 1/4 in "
+                         f"{100 * summary.get('fraction_at_least_quarter', float('nan')):.0f}% of seeds")
+  wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  _plot_univariate(fitted, os.path.join(workdir, "fraction_vs_eps.png"))
+  log(summary["headline"])
+  return summary
+
+
+def _plot_univariate(rows, path):
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for pattern in sorted({r["pattern"] for r in rows}):
+    rs = [r for r in rows if r["pattern"] == pattern]
+    ax.scatter([r["eps_rel_clarke"] for r in rs], [r["known_fraction"] for r in rs], s=14, label=pattern)
+  ax.axhline(0.25, color="k", ls="--", lw=1, label="guarantee 1/4")
+  ax.set_xscale("log")
+  ax.set_xlabel("Clarke-aware eps_rel of the trained net")
+  ax.set_ylabel("fraction of candidates that are training points")
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+@dataclasses.dataclass(frozen=True)
+class MembershipConfig:
+  """The reported protocol: n = 20 training points, width 10,000, full-batch GD lr 1 for 100 steps from the
+  PyTorch default init times 1e-3; data on the sqrt(d)-sphere with parity labels, and two Gaussians. Fresh
+  points: `n_fresh` from the same distribution. Margin variants: known (q_min), leaked (|Phi| of one
+  training point), bounded (m_lo = q_min / bound_factor)."""
+  dims: tuple = (10, 20, 50, 100, 200, 500, 1000)
+  datasets: tuple = ("parity_sphere", "two_gaussians")
+  n: int = 20
+  n_fresh: int = 500
+  seeds: int = 3
+  width: int = 10000
+  init_factor: float = 1e-3
+  optimizer: str = "gd"
+  lr: float = 1.0
+  steps: int = 100
+  threshold: float = 0.9
+  bound_factor: float = 2.0
+  gaussian_sep: float = 1.0
+
+
+def membership_data(key, name: str, n: int, d: int, sep: float):
+  if name == "parity_sphere":
+    return data_lib.parity_sphere(key, n, d, dtype=jnp.float64)
+  if name == "two_gaussians":
+    return data_lib.two_gaussians(key, n, d, sep=sep, dtype=jnp.float64)
+  raise ValueError(f"unknown dataset {name!r}; expected parity_sphere or two_gaussians")
+
+
+def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
+  os.makedirs(workdir, exist_ok=True)
+  wd.write_json(os.path.join(workdir, "config.json"), config)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  wd.write_jsonl(metrics_path, [])
+  rows = []
+  t0 = time.time()
+  jobs = [(name, d) for name in config.datasets for d in config.dims]
+  for j, (name, d) in enumerate(jobs):
+    f = config.init_factor / np.sqrt(3.0)  # PyTorch's U(+-1/sqrt(fan_in)) has std 1/sqrt(3 fan_in)
+    tcfg = train.TrainConfig(widths=(config.width,), init_scales=(f / np.sqrt(d), f / np.sqrt(config.width)),
+                             optimizer=config.optimizer, lr=config.lr, steps=config.steps)
+    key_j = jax.random.fold_in(key, j)
+    keys = jax.random.split(key_j, config.seeds + 1)
+    xs, ys = zip(*(membership_data(k, name, config.n + config.n_fresh, d, config.gaussian_sep)
+                   for k in keys[:-1]))
+    x_all, y_all = jnp.stack(xs), jnp.stack(ys)
+    x_tr, y_tr = x_all[:, :config.n], y_all[:, :config.n]
+    x_fr = x_all[:, config.n:]
+    params, q, log_loss = provable.fit_many(keys[-1], x_tr, y_tr, tcfg)
+    score = jax.jit(jax.vmap(lambda p, x: jnp.abs(nets.apply(p, x))))
+    phi_tr, phi_fr = np.asarray(score(params, x_tr)), np.asarray(score(params, x_fr))
+    q = np.asarray(q)
+    per_seed = []
+    for s in range(config.seeds):
+      m = float(q[s].min())
+      variants = {"known": m, "leaked": float(phi_tr[s, 0]), "bounded": m / config.bound_factor}
+      rep = {v: provable.membership_report(phi_tr[s] / mv, phi_fr[s] / mv, config.threshold)
+             for v, mv in variants.items()}
+      per_seed.append({"seed": s, "q_min": m, "fitted": bool(m > 0), "log10_loss": float(log_loss[s]) /
+                       np.log(10.0), **{f"{v}_{k}": val for v, r in rep.items() for k, val in r.items()}})
+    row = {"dataset": name, "d": d, "seeds": config.seeds,
+           "fitted": int(sum(r["fitted"] for r in per_seed)),
+           **{k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]
+              if k not in ("seed", "fitted")},
+           "min_auc": float(np.min([r["known_auc"] for r in per_seed]))}
+    rows.append(row)
+    wd.append_jsonl(metrics_path, row)
+    el = time.time() - t0
+    log(f"{name:<14s} d={d:<5d} fitted {row['fitted']}/{config.seeds}  AUC {row['known_auc']:.3f}  members "
+        f"within 10% {row['known_members_within_10pct']:.2f}  fresh reaching m "
+        f"{row['known_fresh_reaching_margin']:.3f}  left {el / (j + 1) * (len(jobs) - j - 1):.0f}s")
+  summary = {"rows": rows}
+  for name in config.datasets:
+    rs = [r for r in rows if r["dataset"] == name]
+    ok = [r["d"] for r in rs if r["min_auc"] >= 0.99 and r["fitted"] == config.seeds]
+    summary[f"smallest_d_auc_0.99_{name}"] = min(ok) if ok else None
+  summary["headline"] = "; ".join(f"{name}: AUC >= 0.99 (every seed) from d = "
+                                  f"{summary[f'smallest_d_auc_0.99_{name}']}" for name in config.datasets)
+  wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  _plot_membership(rows, config, os.path.join(workdir, "membership_vs_d.png"))
+  log(summary["headline"])
+  return summary
+
+
+def _plot_membership(rows, config, path):
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  for name in config.datasets:
+    rs = sorted([r for r in rows if r["dataset"] == name], key=lambda r: r["d"])
+    d = [r["d"] for r in rs]
+    axes[0].plot(d, [r["known_members_within_10pct"] for r in rs], "o-", label=name)
+    axes[1].plot(d, [r["known_fresh_reaching_margin"] for r in rs], "o-", label=name)
+    axes[2].plot(d, [r["known_auc"] for r in rs], "o-", label=f"{name} (m known)")
+    axes[2].plot(d, [r["leaked_auc"] for r in rs], "x--", label=f"{name} (m leaked)")
+  axes[0].set_ylabel("training points within 10% of m")
+  axes[1].set_ylabel("fresh points with |Phi| >= 0.9 m")
+  axes[2].set_ylabel("AUC")
+  for ax in axes:
+    ax.set_xscale("log")
+    ax.set_xlabel("d")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"membership inference, n = {config.n}, width {config.width}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

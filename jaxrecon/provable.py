@@ -43,22 +43,28 @@ def _two_layer(params):
 # Training many small nets at once
 
 
-def fit_many(key: jax.Array, x_SND: jax.Array, y_SN: jax.Array, config: train.TrainConfig):
-  """Trains one 2-layer net (first-layer bias) per leading index of x and y, all in one compiled scan.
+def fit_many(key: jax.Array, x_SND: jax.Array, y_SN: jax.Array, config: train.TrainConfig,
+             warmup: Optional[train.TrainConfig] = None):
+  """Trains one 2-layer net (first-layer bias) per leading index of x and y, all in one compiled call.
 
   Returns (params stacked over S, margins q (S, N), log loss (S,)). Uses config's widths, init_scales, loss,
-  optimizer, lr and steps; one subkey per set.
+  optimizer, lr and steps; one subkey per set. `warmup` (optimizer, lr, steps) runs first, e.g. Adam to fit
+  data that plain or loss-normalized GD from a small init fits slowly; `config` then takes over.
   """
-  optimizer, normalized = train.make_optimizer(config)
-  step = train.make_train_step(config, optimizer, normalized)
   cfg = nets.MLPConfig(d_in=x_SND.shape[-1], widths=tuple(config.widths), n_out=1,
                        init_scales=config.init_scales, first_bias=True)
+  phases = [c for c in (warmup, config) if c is not None and c.steps > 0]
+  opts = [train.make_optimizer(c) for c in phases]
+  steps = [train.make_train_step(c, o, norm) for c, (o, norm) in zip(phases, opts)]
 
   def one(k, x, y):
     params = nets.init(k, cfg, x.dtype)
-    state = train.TrainState(params, optimizer.init(params))
-    state, logs = jax.lax.scan(lambda s, _: step(s, x, y), state, None, length=config.steps)
-    return state.params, kkt.margins_of(state.params, x, y), logs[-1]
+    for c, (opt, _), step in zip(phases, opts, steps):
+      state = train.TrainState(params, opt.init(params))
+      state, _ = jax.lax.scan(lambda s, _, step=step: step(s, x, y), state, None, length=c.steps)
+      params = state.params
+    q = kkt.margins_of(params, x, y)
+    return params, q, train.log_loss_fn(params, x, y, config.loss)
 
   keys = jax.random.split(key, x_SND.shape[0])
   return jax.jit(jax.vmap(one))(keys, x_SND, y_SN)

@@ -21,6 +21,9 @@ flags.DEFINE_list("patterns", list(_D.patterns), "Label patterns: random, altern
 flags.DEFINE_integer("seeds", _D.seeds, "Datasets per (size, pattern).")
 flags.DEFINE_integer("width", _D.width, "Hidden width.")
 flags.DEFINE_float("init_scale", _D.init_scale, "Init std of both layers.")
+flags.DEFINE_string("warmup_optimizer", _D.warmup_optimizer, "Optimizer of the fitting phase.")
+flags.DEFINE_float("warmup_lr", _D.warmup_lr, "Learning rate of the fitting phase.")
+flags.DEFINE_integer("warmup_steps", _D.warmup_steps, "Steps of the fitting phase (0 = none).")
 flags.DEFINE_string("optimizer", _D.optimizer, "Training optimizer (see scripts/train.py).")
 flags.DEFINE_float("lr", _D.lr, "Learning rate.")
 flags.DEFINE_integer("steps", _D.steps, "Training steps.")
@@ -35,7 +38,9 @@ def main(argv):
   jax.config.update("jax_enable_x64", True)
   config = provable_study.UnivariateConfig(
       sizes=tuple(int(s) for s in FLAGS.sizes), patterns=tuple(FLAGS.patterns), seeds=FLAGS.seeds,
-      width=FLAGS.width, init_scale=FLAGS.init_scale, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
+      width=FLAGS.width, init_scale=FLAGS.init_scale,
+      warmup_optimizer=FLAGS.warmup_optimizer, warmup_lr=FLAGS.warmup_lr, warmup_steps=FLAGS.warmup_steps,
+      optimizer=FLAGS.optimizer, lr=FLAGS.lr,
       steps=FLAGS.steps, tol=FLAGS.tol, neuron_tol=FLAGS.neuron_tol)
   provable_study.run_univariate(config, FLAGS.workdir, jax.random.key(FLAGS.seed))
 

@@ -142,6 +142,28 @@ class ScriptsTest(absltest.TestCase):
     self.assertGreater(r["sequential"]["speedup"], 0)
     self.assertGreater(r["matmuls"]["matmul_s"], 0)
 
+  def test_provable_scripts(self):
+    d = tempfile.mkdtemp()
+    run_script("provable_univariate.py", f"--workdir={d}/u", "--sizes=4", "--patterns=blocks,random",
+               "--seeds=2", "--steps=300", "--width=20", "--init_scale=0.3", "--lr=0.1", "--optimizer=gd")
+    rows = read_jsonl(os.path.join(d, "u", "metrics.jsonl"))
+    self.assertLen(rows, 4)
+    for k in ("n", "pattern", "seed", "q_min", "eps_rel", "fitted"):
+      self.assertIn(k, rows[0])
+    with open(os.path.join(d, "u", "summary.json")) as f:
+      self.assertEqual(json.load(f)["seeds_total"], 4)
+    self.assertTrue(os.path.exists(os.path.join(d, "u", "fraction_vs_eps.png")))
+    run_script("provable_membership.py", f"--workdir={d}/m", "--dims=8,16", "--datasets=parity_sphere",
+               "--seeds=2", "--width=32", "--n=6", "--n_fresh=20", "--steps=20")
+    rows = read_jsonl(os.path.join(d, "m", "metrics.jsonl"))
+    self.assertEqual([r["d"] for r in rows], [8, 16])
+    for k in ("known_auc", "leaked_auc", "bounded_tpr", "known_members_within_10pct",
+              "known_fresh_reaching_margin", "known_tpr_at_fpr_0.01"):
+      self.assertIn(k, rows[0])
+    with open(os.path.join(d, "m", "summary.json")) as f:
+      self.assertIn("smallest_d_auc_0.99_parity_sphere", json.load(f))
+    self.assertTrue(os.path.exists(os.path.join(d, "m", "membership_vs_d.png")))
+
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()
     if root is None:

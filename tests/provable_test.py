@@ -1,4 +1,5 @@
 from absl.testing import absltest
+from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,15 @@ def two_point_net():
   return params, jnp.array([[-1.0], [1.0]]), jnp.array([-1, 1]), np.array([1 / S2, 1 / S2])
 
 
-class KKTFactsTest(absltest.TestCase):
+def two_point_net_at(a):
+  """The same construction for x = -a, +a (a > 1): lambda = 1/sqrt(1 + a^2), kinks at -+1/a, margin
+  sqrt(1 + a^2); Phi is flat-free and its middle piece (slope 2 lam a) never reaches the margin."""
+  lam = 1 / np.sqrt(1 + a * a)
+  params = net([lam * a, -lam * a], [lam, lam], [1.0, -1.0])
+  return params, jnp.array([[-a], [a]]), jnp.array([-1, 1]), np.array([lam, lam])
+
+
+class KKTFactsTest(parameterized.TestCase):
 
   def test_hand_built_net_is_an_exact_kkt_point(self):
     params, x, y, lam = two_point_net()
@@ -46,7 +55,19 @@ class KKTFactsTest(absltest.TestCase):
     self.assertGreater(provable.kink_identity_residual(bad, x, y, lam)[0], 0.1)
 
 
-class UnivariateTest(absltest.TestCase):
+class UnivariateTest(parameterized.TestCase):
+
+  @parameterized.parameters(1.5, 2.0, 3.0)
+  def test_exact_kkt_family(self, a):
+    params, x, y, lam = two_point_net_at(a)
+    rep = kkt.kkt_report(params, x, y)
+    self.assertLess(float(rep.eps_rel), 1e-12)
+    self.assertAlmostEqual(float(rep.q_min), np.sqrt(1 + a * a), places=12)
+    np.testing.assert_allclose(provable.balancedness(params), 0.0, atol=1e-15)
+    np.testing.assert_allclose(provable.kink_identity_residual(params, x, y, lam), 0.0, atol=1e-14)
+    res = provable.univariate_candidates(params, float(rep.q_min))
+    np.testing.assert_allclose(res.candidates, [-a, a], atol=1e-12)
+    np.testing.assert_allclose(res.kinks, [-1 / a, 1 / a], atol=1e-12)
 
   def test_recovers_training_points_of_exact_net(self):
     params, x, _, _ = two_point_net()

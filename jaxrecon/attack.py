@@ -36,7 +36,7 @@ from jaxrecon import nets
 
 PRIORS = ("box", "none", "sphere")
 VARIANTS = ("binary", "multiclass", "signed")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sumo")
 
 
 @jax.custom_jvp
@@ -138,7 +138,7 @@ class AttackConfig:
       raise ValueError(f"unknown prior {self.prior!r}; expected one of {PRIORS}")
     if self.variant not in VARIANTS:
       raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
-    if self.optimizer not in OPTIMIZERS and self.optimizer != "sumo":
+    if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown attack optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
     if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0:
       raise ValueError(f"bad AttackConfig sizes: {self}")
@@ -205,9 +205,10 @@ def make_optimizer(config: AttackConfig) -> optax.GradientTransformation:
     return optax.trace(decay=config.momentum)  # torch SGD: buf = mu buf + g; p -= lr buf
   if config.optimizer == "adam":
     return optax.scale_by_adam()
-  if config.optimizer == "sumo":
-    from jaxrecon import sumo  # noqa: PLC0415 (optional until the SUMO issue lands)
-    return sumo.scale_by_sumo()
+  if config.optimizer == "sumo":  # SUMO direction for the candidate matrix, momentum for the multipliers
+    from jaxrecon import sumo  # noqa: PLC0415
+    return optax.partition({"x": sumo.scale_by_sumo(), "lam": optax.trace(decay=config.momentum)},
+                           ("x", "lam"))
   raise ValueError(config.optimizer)
 
 

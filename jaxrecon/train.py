@@ -93,8 +93,9 @@ def make_optimizer(config: TrainConfig) -> tuple:
   if name in ("gd", "normalized_gd", "log_normalized_gd"):
     opt = optax.sgd(config.lr, momentum=config.momentum or None)
     return opt, name != "gd" or config.normalize
-  if name == "sumo":
-    raise ValueError("optimizer 'sumo' is not available yet")
+  if name == "sumo":  # SUMO on the weight matrices, AdamW (same lr) on biases
+    from jaxrecon import sumo  # noqa: PLC0415
+    return sumo.sumo(config.lr), config.normalize
   factory = getattr(optax, name, None)
   if factory is None or not callable(factory):
     raise ValueError(f"unknown optimizer {name!r}: use 'gd', 'normalized_gd' or an optax name like 'adam'")

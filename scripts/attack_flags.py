@@ -25,7 +25,7 @@ def define(prefix: str = "") -> None:
   flags.DEFINE_integer("seeds", 1, "Seeds per configuration (grid) / seeds cycled over (random).")
   flags.DEFINE_integer(P + "steps", _A.steps, "Attack steps per configuration.")
   flags.DEFINE_integer("m", 0, "Candidates per configuration (0 = twice the training set).")
-  flags.DEFINE_string(P + "optimizer", _A.optimizer, "sgd (momentum 0.9, the reference) | adam.")
+  flags.DEFINE_string(P + "optimizer", _A.optimizer, "sgd (momentum 0.9, the reference) | adam | sumo.")
   flags.DEFINE_float("lr_lambda", _A.lr_lambda, "Learning rate of the multipliers.")
   flags.DEFINE_string("prior", _A.prior, "box | none | sphere (init on a sphere, no penalty).")
   flags.DEFINE_float("sphere_radius", _A.sphere_radius, "Radius of the init sphere for --prior=sphere.")

@@ -164,6 +164,20 @@ class ScriptsTest(absltest.TestCase):
       self.assertIn("smallest_d_auc_0.99_parity_sphere", json.load(f))
     self.assertTrue(os.path.exists(os.path.join(d, "m", "membership_vs_d.png")))
 
+  def test_bench_optim(self):
+    d = tempfile.mkdtemp()
+    out = os.path.join(d, "optim.json")
+    run_script("bench_optim.py", f"--out={out}", "--steps=4", "--eval_every=2", "--seeds=2", "--lrs=3e-3",
+               "--d_model=16", "--layers=1", "--heads=2", "--seq=16", "--hidden=32", "--rank=2", "--refresh=2")
+    with open(out) as f:
+      res = json.load(f)
+    self.assertEqual(set(res["table"]), {"transformer", "mlp"})
+    self.assertEqual(set(res["table"]["mlp"]), {"adamw", "muon", "galore", "sumo"})
+    sumo_run = next(r for r in res["runs"] if r["method"] == "sumo")
+    for row in sumo_run["sumo_state_per_matrix"]:
+      self.assertEqual(row["state_numbers"], row["m_plus_n_times_r"])
+    self.assertTrue(os.path.exists(os.path.join(d, "optim.png")))
+
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()
     if root is None:

@@ -60,31 +60,28 @@ def matmul_shapes(sizes, m):
   return shapes
 
 
+def _times(fn, arg, repeats):
+  """Wall times of `repeats` calls of a jitted fn after one warm-up call."""
+  jax.block_until_ready(fn(arg))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(arg))
+    times.append(time.perf_counter() - t)
+  return times
+
+
 def time_matmuls(shapes, dtype, repeats):
   keys = jax.random.split(jax.random.key(0), 2 * len(shapes))
   ops = [(jax.random.normal(keys[2 * i], (a, k), dtype), jax.random.normal(keys[2 * i + 1], (k, b), dtype))
          for i, (a, k, b) in enumerate(shapes)]
-  fn = jax.jit(lambda ops: [x @ y for x, y in ops])
-  jax.block_until_ready(fn(ops))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(ops))
-    times.append(time.perf_counter() - t)
-  flops = sum(2.0 * a * k * b for a, k, b in shapes)
-  return statistics.median(times), flops
+  times = _times(jax.jit(lambda ops: [x @ y for x, y in ops]), ops, repeats)
+  return statistics.median(times), sum(2.0 * a * k * b for a, k, b in shapes)
 
 
 def matmul_peak(dtype, n=4096 if jax.default_backend() != "cpu" else 2048, repeats=5):
   x = jax.random.normal(jax.random.key(1), (n, n), dtype)
-  fn = jax.jit(lambda a: a @ a)
-  jax.block_until_ready(fn(x))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(x))
-    times.append(time.perf_counter() - t)
-  return 2.0 * n ** 3 / min(times)
+  return 2.0 * n ** 3 / min(_times(jax.jit(lambda a: a @ a), x, repeats))
 
 
 def one_sweep(params, hyper, d, cfg):

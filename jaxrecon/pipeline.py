@@ -22,8 +22,10 @@ from jaxrecon import workdir as wd
 class MainConfig:
   train: train.TrainConfig = train.TrainConfig()
   kkt: diagnostics.KKTConfig = diagnostics.KKTConfig()
+  # A small sweep; the trained weights are rescaled to norm 10 (loss-normalized training leaves ||theta|| in
+  # the hundreds, where the reference's x learning rates diverge).
   attack: Optional[reconstruct.ReconstructConfig] = reconstruct.ReconstructConfig(
-      attack=attack_lib.AttackConfig(steps=300), sweep=reconstruct.SweepConfig(configs=4))
+      attack=attack_lib.AttackConfig(steps=300), sweep=reconstruct.SweepConfig(configs=4), theta_norm=10.0)
 
 
 def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:

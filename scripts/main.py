@@ -24,6 +24,7 @@ attack_flags.define(prefix="attack_")
 _MAIN = pipeline.MainConfig().attack
 flags.FLAGS.set_default("configs", _MAIN.sweep.configs)
 flags.FLAGS.set_default("attack_steps", _MAIN.attack.steps)
+flags.FLAGS.set_default("theta_norm", _MAIN.theta_norm)
 FLAGS = flags.FLAGS
 
 

@@ -48,6 +48,7 @@ flags.DEFINE_integer("heads", 4, "Attention heads.")
 flags.DEFINE_integer("hidden", 256, "MLP hidden width.")
 flags.DEFINE_integer("rank", 8, "Rank of GaLore and SUMO.")
 flags.DEFINE_integer("refresh", 100, "Subspace refresh period of GaLore and SUMO.")
+flags.DEFINE_bool("extend", False, "Add these runs to those already in --out (e.g. more learning rates).")
 
 
 def load_text():
@@ -255,6 +256,9 @@ def main(argv):
   del argv
   train_ids, val_ids, vocab = load_text()
   runs = []
+  if FLAGS.extend and os.path.exists(FLAGS.out):
+    with open(FLAGS.out) as f:
+      runs = json.load(f)["runs"]
   for task in FLAGS.tasks:
     for method in FLAGS.methods:
       for lr in (float(x) for x in FLAGS.lrs):

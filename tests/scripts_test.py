@@ -119,6 +119,13 @@ class ScriptsTest(absltest.TestCase):
     self.assertLen(rows[0]["loss"], 3)
     self.assertGreater(os.path.getsize(os.path.join(out, "pairs.png")), 1000)
     self.assertGreater(os.path.getsize(os.path.join(out, "curve.png")), 1000)
+    # the evaluation can be re-run from the saved candidates with other settings
+    from jaxrecon import reconstruct  # noqa: PLC0415
+    again = reconstruct.reevaluate(out, log=lambda _: None, ssim_window=5, pool_top=1)
+    self.assertEqual(again["pool_size"], 6)
+    self.assertEqual(again["configs"], 3)
+    with open(os.path.join(out, "summary.json")) as f:
+      self.assertEqual(json.load(f)["pool_size"], 6)
     # an earlier checkpoint, a grid sweep, and a checkpoint that does not exist
     run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}2", "--step=10", "--sweep=grid",
                "--lr_x=0.01,0.1", "--init_scale=0.01", "--lambda_min=0.4", "--alpha=20", "--steps=3", "--m=4")

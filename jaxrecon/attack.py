@@ -307,8 +307,8 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   """Runs every configuration of `hyper` for config.steps steps; returns their final states and history.
 
   Configurations advance in chunks of config.chunk (all at once by default), each chunk one compiled scan per
-  `log_every` steps; chunks are padded to a multiple of the mesh size. `on_rows(rows)` receives the history
-  rows of each chunk as they are made (for metrics.jsonl).
+  `log_every` steps; chunks are padded to a multiple of the mesh size. `on_rows(rows)` receives each history
+  row as it is made (for metrics.jsonl).
   """
   dtype = jnp.dtype(config.dtype)
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
@@ -361,6 +361,8 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
              **{k: [float(v) for v in np.asarray(getattr(aux, k))[:idx.size]] for k in Aux._fields},
              "wall_s": te - t0}
       rows.append(row)
+      if on_rows is not None:
+        on_rows([row])
       if log is not None:
         done = (c0 + idx.size * step / config.steps) / total
         elapsed = time.time() - t0
@@ -369,8 +371,6 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
             if np.any(np.isfinite(row["loss"])) else float("nan")
         log(f"configs {c0 + 1}-{c0 + idx.size}/{total}  step {step}/{config.steps}  best loss {best:.4g}  "
             f"{rate:,.0f} candidate-steps/s  left {_fmt_time(elapsed / max(done, 1e-9) - elapsed)}")
-    if on_rows is not None:
-      on_rows(rows)
     history.extend(rows)
     states = jax.device_get(states)
     k = idx.size

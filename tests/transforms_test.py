@@ -1,0 +1,128 @@
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import kkt_test
+from jaxrecon import kkt
+from jaxrecon import nets
+from jaxrecon import transforms
+
+
+def kkt_set():
+  params, x, y, lam = kkt_test.exact_kkt_net()
+  return params, x, y, jnp.asarray(lam)
+
+
+class SplitTest(parameterized.TestCase):
+
+  @parameterized.parameters(1e-2, 1.0, 1e2, 1e4)
+  def test_exact_direction_keeps_everything_at_any_magnitude(self, a):
+    params, x, y, lam = kkt_set()
+    self.assertLess(float(kkt.kkt_report(params, x, y).eps_rel), 1e-9)
+    nu = transforms.orthogonal_direction(jax.random.key(0), x)
+    np.testing.assert_allclose(x @ nu, 0.0, atol=1e-12)
+    kept = transforms.check_split(params, x, y, lam, 0, nu, a, 0.5 * a)
+    self.assertLess(float(kept.weighted_gradient_change), 1e-12)
+    self.assertLess(float(kept.max_margin_change), 1e-12 * max(1.0, a))
+    self.assertTrue(bool(kept.patterns_kept))
+    self.assertGreater(float(transforms.max_safe_magnitude(params, x[0], nu)), 1e12)  # inf up to rounding
+    # the split set is far from the true one and still an exact KKT set
+    (z1, z2), _ = transforms.split(x[0], lam[0], nu, a, 0.5 * a)
+    x_new = jnp.concatenate([x.at[0].set(z1), z2[None, :]])
+    y_new = jnp.concatenate([y, y[:1]])
+    self.assertLess(float(kkt.kkt_report(params, x_new, y_new).eps_rel), 1e-6)  # NNLS on a 1e4-norm point
+    self.assertGreater(float(jnp.linalg.norm(z1 - x[0])), 0.99 * a)
+
+  def test_derived_weights_are_the_ones_that_work(self):
+    params, x, y, lam = kkt_set()
+    # a direction inside the data span that keeps point 0's pattern and margin (g_A . nu = 0)
+    g = transforms.linear_gradient(params, x[0])
+    nu = x[1] - x[0]
+    nu = nu - (nu @ g) / (g @ g) * g
+    a, b = 0.3, 0.1
+    self.assertLess(a, float(transforms.max_safe_magnitude(params, x[0], nu)))
+    self.assertLess(b, float(transforms.max_safe_magnitude(params, x[0], -nu)))
+    kept = transforms.check_split(params, x, y, lam, 0, nu, a, b)
+    self.assertLess(float(kept.weighted_gradient_change), 1e-12)
+    self.assertLess(float(kept.max_margin_change), 1e-12)
+    # swapping the weights (l a/(a+b) on x + a nu) breaks stationarity
+    (z1, z2), (l1, l2) = transforms.split(x[0], lam[0], nu, a, b)
+    xs = jnp.concatenate([x.at[0].set(z1), z2[None, :]])
+    ys = jnp.concatenate([y, y[:1]])
+    good = kkt.weighted_gradient(params, xs, ys, jnp.concatenate([lam.at[0].set(l1), l2[None]]))
+    bad = kkt.weighted_gradient(params, xs, ys, jnp.concatenate([lam.at[0].set(l2), l1[None]]))
+    ref = kkt.weighted_gradient(params, x, y, lam)
+    err = lambda t: float(nets.param_norm(jax.tree_util.tree_map(lambda u, v: u - v, t, ref)))
+    self.assertLess(err(good), 1e-12)
+    self.assertGreater(err(bad), 1e-3)
+
+  def test_margin_moves_unless_orthogonal_to_g(self):
+    params, x, y, lam = kkt_set()
+    g = transforms.linear_gradient(params, x[0])
+    kept = transforms.check_split(params, x, y, lam, 0, g / jnp.linalg.norm(g), 0.1, 0.1)
+    self.assertGreater(float(kept.max_margin_change), 0.05)
+
+
+class MergeTest(absltest.TestCase):
+
+  def test_merge_keeps_stationarity_and_margin(self):
+    params, x, y, lam = kkt_set()  # points 0 and 1 (u +- e2, label +1) share a pattern, lam = 1/2 each
+    self.assertTrue(bool(transforms.same_pattern(params, x[0], x[1])))
+    m, lm = transforms.merge(x[0], x[1], lam[0], lam[1])
+    np.testing.assert_allclose(lm, 1.0)
+    x_new = x[1:].at[0].set(m)
+    y_new, lam_new = y[1:], lam[1:].at[0].set(lm)
+    ref = kkt.weighted_gradient(params, x, y, lam)
+    got = kkt.weighted_gradient(params, x_new, y_new, lam_new)
+    err = nets.param_norm(jax.tree_util.tree_map(lambda u, v: u - v, got, ref))
+    self.assertLess(float(err), 1e-12)
+    np.testing.assert_allclose(kkt.margins_of(params, m[None, :], y[:1]), 1.0, rtol=1e-12)
+
+
+class MagnitudeTest(parameterized.TestCase):
+
+  @parameterized.parameters(0, 1, 2, 3)
+  def test_closed_form_is_tight(self, seed):
+    cfg = nets.MLPConfig(d_in=5, widths=(9,), init_scales=None)
+    params = nets.init(jax.random.key(seed), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(seed + 10), (5,), jnp.float64)
+    nu = jax.random.normal(jax.random.key(seed + 20), (5,), jnp.float64)
+    t = float(transforms.max_safe_magnitude(params, x, nu))
+    self.assertTrue(np.isfinite(t))
+    self.assertTrue(bool(transforms.same_pattern(params, x, x + (1 - 1e-9) * t * nu)))
+    self.assertFalse(bool(transforms.same_pattern(params, x, x + (1 + 1e-6) * t * nu)))
+
+
+class DirectionTest(absltest.TestCase):
+
+  def test_first_layer_null_space_split_is_exact_for_deep_nets_at_any_point(self):
+    # width 4 < d = 7: nu W_1 = 0, so no pre-activation moves; the weighted gradient is unchanged for ANY
+    # multipliers (no KKT point needed), any magnitude, a 3-layer net
+    cfg = nets.MLPConfig(d_in=7, widths=(4, 6), init_scales=None)
+    params = nets.init(jax.random.key(1), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(2), (5, 7), jnp.float64)
+    y = jnp.array([1, -1, 1, -1, 1])
+    lam = jax.random.uniform(jax.random.key(3), (5,), jnp.float64)
+    nu = transforms.first_layer_null_direction(jax.random.key(4), params)
+    np.testing.assert_allclose(nu @ params[0]["w"], 0.0, atol=1e-12)
+    for a in (1.0, 1e3):
+      kept = transforms.check_split(params, x, y, lam, 2, nu, a, 2 * a)
+      self.assertLess(float(kept.weighted_gradient_change), 1e-11)
+      self.assertLess(float(kept.max_margin_change), 1e-9)
+      self.assertTrue(bool(kept.patterns_kept))
+
+  def test_svd_direction_bound(self):
+    params, x, y, lam = kkt_set()
+    nu, sigma = transforms.svd_direction(params, x, x[0])
+    u = jnp.linalg.svd(x, full_matrices=True)[2][-1]
+    w, v = params[0]["w"], params[1]["w"][:, 0]
+    lhs = jnp.abs(u @ w)
+    rhs = jnp.abs(v) * jnp.linalg.norm(lam) * sigma
+    self.assertTrue(bool(jnp.all(lhs <= rhs + 1e-12)))
+    np.testing.assert_allclose(nu @ transforms.linear_gradient(params, x[0]), 0.0, atol=1e-12)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -185,6 +185,19 @@ class ScriptsTest(absltest.TestCase):
       self.assertEqual(row["state_numbers"], row["m_plus_n_times_r"])
     self.assertTrue(os.path.exists(os.path.join(d, "optim.png")))
 
+  def test_study_split(self):
+    d = tempfile.mkdtemp()
+    run_script("train.py", f"--workdir={d}/t", "--n=20", "--d=12", "--n_test=10", "--width=4",
+               "--init_scales=0.3", "--steps=200", "--log_every=100", "--clarke_iters=1", "--lr=1")
+    run_script("study_split.py", f"--train_workdir={d}/t", f"--workdir={d}/s", "--n_split=3",
+               "--factors=0.1,100")
+    with open(os.path.join(d, "s", "summary.json")) as f:
+      s = json.load(f)
+    self.assertGreater(s["max_distance_over_radius"], 99.0)
+    for r in s["rows"]:  # the attack's stationarity with the transported multipliers is unchanged
+      self.assertAlmostEqual(r["attack_stat_rel"], s["true_attack_stat_rel"], places=8)
+    self.assertTrue(os.path.exists(os.path.join(d, "s", "split.png")))
+
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()
     if root is None:

@@ -126,6 +126,14 @@ class ScriptsTest(absltest.TestCase):
     self.assertEqual(again["configs"], 3)
     with open(os.path.join(out, "summary.json")) as f:
       self.assertEqual(json.load(f)["pool_size"], 6)
+    # study_chance on the attack's candidates
+    run_script("study_chance.py", f"--attack_workdir={out}", f"--workdir={d}/chance")
+    with open(os.path.join(d, "chance", "summary.json")) as f:
+      ch = json.load(f)
+    self.assertEqual((ch["pool_size"], ch["n_train"], ch["n_heldout"]), (18, 10, 10))
+    self.assertBetween(ch["fraction_closer_to_train_l2"], 0.0, 1.0)
+    with np.load(os.path.join(d, "chance", "distances.npz")) as z:
+      self.assertEqual(z["dist_train"].shape, (18,))
     # an earlier checkpoint, a grid sweep, and a checkpoint that does not exist
     run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}2", "--step=10", "--sweep=grid",
                "--lr_x=0.01,0.1", "--init_scale=0.01", "--lambda_min=0.4", "--alpha=20", "--steps=3", "--m=4")

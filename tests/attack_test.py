@@ -41,18 +41,38 @@ class SurrogateTest(parameterized.TestCase):
     second = jax.grad(lambda t: jnp.sum(first(t)))(z)
     np.testing.assert_allclose(second, alpha * s * (1 - s), rtol=1e-12)
 
-  def test_x_gradient_of_weighted_gradient_is_nonzero_only_with_surrogate(self):
+  def test_outer_gradient_sees_the_surrogate_second_derivative(self):
+    # d/dx of the weighted gradient: with a true ReLU relu'' = 0, so only the explicit x factors count; the
+    # surrogate adds alpha s (1 - s) terms, which vanish as alpha grows (away from the kink).
     params = small_net()
     x = jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
     lam, y = jnp.ones(4), jnp.array([1.0, -1.0, 1.0, -1.0])
 
-    def w1_sum(x, act_alpha):
-      g = attack.weighted_gradient(params, x, lam, y, act_alpha)
-      return jnp.sum(g[1]["w"] ** 2) + jnp.sum(g[0]["w"])
-    # Through the true ReLU relu'' = 0, so d/dx of sum(grad W1) would only see the x factor.
-    gx = jax.grad(w1_sum)(x, 50.0)
-    chex.assert_tree_all_finite(gx)
-    self.assertGreater(float(jnp.linalg.norm(gx)), 0.0)
+    def w1_term(x, alpha):
+      return jnp.sum(jnp.sin(attack.weighted_gradient(params, x, lam, y, alpha)[0]["w"]))
+
+    def w1_term_relu(x):
+      g = jax.grad(lambda p: jnp.sum(lam * y * nets.apply(p, x)) / 4)(params)
+      return jnp.sum(jnp.sin(g[0]["w"]))
+    @jax.custom_jvp
+    def frozen(z):  # the same derivative sigmoid(5 z), but NOT differentiated again
+      return jax.nn.relu(z)
+    frozen.defjvp(lambda p, t: (jax.nn.relu(p[0]),
+                                jax.lax.stop_gradient(jax.nn.sigmoid(5.0 * p[0])) * t[0]))
+
+    def w1_term_frozen(x):
+      g = jax.grad(lambda p: jnp.sum(lam * y * nets.apply(p, x, frozen)) / 4)(params)
+      return jnp.sum(jnp.sin(g[0]["w"]))
+    want = jax.grad(w1_term_relu)(x)
+    small = jax.grad(w1_term)(x, 5.0)
+    # same first derivative, so the weighted gradients agree; the x-gradients differ by the alpha s(1-s) terms
+    np.testing.assert_allclose(attack.weighted_gradient(params, x, lam, y, 5.0)[0]["w"],
+                               jax.grad(lambda p: jnp.sum(lam * y * nets.apply(p, x, frozen)) / 4)(
+                                   params)[0]["w"], rtol=1e-12)
+    self.assertGreater(float(jnp.max(jnp.abs(small - jax.grad(w1_term_frozen)(x)))), 1e-3)
+    large = jax.grad(w1_term)(x, 1e9)
+    self.assertGreater(float(jnp.max(jnp.abs(small - want))), 1e-3)
+    np.testing.assert_allclose(large, want, atol=1e-8)
 
 
 class LossTest(parameterized.TestCase):

@@ -2,7 +2,9 @@
 
 Stages write into one workdir: train/ (a training workdir with its checkpoints; train/kkt/ holds kkt.jsonl,
 summary.json and kkt.png from the diagnostics), attack/ (the reconstruction attack on the last checkpoint:
-candidates.npz, metrics.jsonl, summary.json, curve.png) and summary.json with the headline numbers.
+candidates.npz, metrics.jsonl, summary.json, curve.png), split/ (study_split at every checkpoint: how far from
+the training set a split support point can go with eps_rel within 1% of the true set's; split_approx.png) and
+summary.json with the headline numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable, Optional
 from jaxrecon import attack as attack_lib
 from jaxrecon import diagnostics
 from jaxrecon import reconstruct
+from jaxrecon import split_study
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -26,13 +29,16 @@ class MainConfig:
   # the hundreds, where the reference's x learning rates diverge).
   attack: Optional[reconstruct.ReconstructConfig] = reconstruct.ReconstructConfig(
       attack=attack_lib.AttackConfig(steps=300), sweep=reconstruct.SweepConfig(configs=4), theta_norm=10.0)
+  # study_split at every checkpoint (the exact part too when the first layer is narrower than d)
+  split: Optional[split_study.SplitStudyConfig] = split_study.SplitStudyConfig(steps=(), n_points=3,
+                                                                               n_split=20)
 
 
 def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"), config)
   train_dir = os.path.join(workdir, "train")
-  stages = 2 + (config.attack is not None)
+  stages = 2 + (config.split is not None) + (config.attack is not None)
   log(f"== stage 1/{stages}: training")
   tsum = train.run(config.train, train_dir, log=log)
   log(f"== stage 2/{stages}: KKT residuals of every checkpoint")
@@ -53,8 +59,29 @@ def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
                    f"{first['eps_rel_clarke']:.4f} at step {first['step']}"),
   }
   figures = [f"{train_dir}/kkt/kkt.png"]
+  stage = 3
+  if config.split is not None:
+    log(f"== stage {stage}/{stages}: split study (KKT-consistent sets far from the training set)")
+    stage += 1
+    split_dir = os.path.join(workdir, "split")
+    ssum = split_study.run(train_dir, config.split, split_dir, log=log)
+    summary["split"] = {k: ssum[k] for k in ("headline", "radius", "width", "d") if k in ssum}
+    summary["split"]["by_step"] = {t["step"]: {k: t.get(k) for k in (
+        "loss", "eps_rel", "approx_within_tol_over_radius", "approx_safe_over_radius", "approx_best_direction",
+        "exact_max_distance_over_radius")} for t in ssum["checkpoints"]}
+    last = ssum["checkpoints"][-1]
+    if "approx_within_tol_over_radius" in last:
+      first = next((t for t in ssum["checkpoints"] if t["step"] >= 10), ssum["checkpoints"][0])
+      reach = last["approx_within_tol_over_radius"]
+      summary["headline"] += (f". Split study: one support point splits to {reach:.3g} x the data radius with "
+                              f"eps_rel within 1% at step {last['step']} (vs "
+                              f"{first['approx_within_tol_over_radius']:.3g} x at step {first['step']})")
+    if "exact_max_distance_over_radius" in last:
+      summary["headline"] += (f"; exact null-space splits reach {ssum['max_distance_over_radius']:.3g} x with "
+                              f"the residual unchanged ({ssum['max_transported_eps_rel_change']:.1e})")
+    figures.append(f"{split_dir}/split_approx.png")
   if config.attack is not None:
-    log(f"== stage 3/{stages}: reconstruction attack on the last checkpoint")
+    log(f"== stage {stage}/{stages}: reconstruction attack on the last checkpoint")
     attack_dir = os.path.join(workdir, "attack")
     asum = reconstruct.run(config.attack, train_dir, attack_dir, log=log)
     summary["attack"] = {k: asum.get(k) for k in (

@@ -100,6 +100,55 @@ def svd_direction(params, x_ND: jax.Array, point_D: jax.Array) -> tuple:
   return nu / jnp.maximum(jnp.linalg.norm(nu), jnp.finfo(nu.dtype).tiny), sigma
 
 
+def neuron_importance(params) -> jax.Array:
+  """|outgoing weights| of each first-layer neuron: |v_j| for 2-layer nets, ||W_2[j, :]|| for deeper ones."""
+  return jnp.linalg.norm(params[1]["w"], axis=1)
+
+
+def weighted_direction(params, x_ND: jax.Array, point_D: jax.Array, kind: str = "flip") -> jax.Array:
+  """The unit nu orthogonal to the data span and to g_A(point) that least moves the first layer, weighted.
+
+  Minimizes sum_j c_j (w_j . nu)^2 over that subspace (the smallest eigenvector of the weighted first-layer
+  Gram matrix restricted to it) with
+  - kind='importance': c_j = |v_j|^2 (the pre-activation change weighted by what a flip of j costs, ~|v_j|);
+  - kind='flip': c_j = |v_j|^2 / (w_j . point)^2, i.e. the squared inverse of the magnitude at which neuron j
+    flips along nu, weighted by its cost: it keeps the important neurons near their kink still.
+  Returns zeros if the data and g_A span R^d (then no direction keeps the margin and the span exactly).
+  """
+  g = linear_gradient(params, point_D)
+  basis = jnp.concatenate([x_ND.T, g[:, None]], axis=1)
+  u, s, _ = jnp.linalg.svd(basis, full_matrices=True)
+  tol = jnp.max(s) * max(basis.shape) * jnp.finfo(basis.dtype).eps
+  rank = jnp.sum(s > tol)
+  comp = jnp.arange(u.shape[1]) >= rank  # columns of u outside the span
+  w = params[0]["w"]  # (d, width)
+  c = neuron_importance(params) ** 2
+  if kind == "flip":
+    z = point_D @ w
+    c = c / jnp.maximum(z * z, jnp.finfo(z.dtype).tiny)
+  elif kind != "importance":
+    raise ValueError(f"unknown direction kind {kind!r}; expected 'flip' or 'importance'")
+  c = c / jnp.max(c)
+  wu = w.T @ u  # (width, d): pre-activation change per basis direction
+  gram = wu.T @ (c[:, None] * wu)
+  # keep only the admissible block; the span's coordinates get an eigenvalue above every admissible one
+  big = jnp.trace(gram) + 1.0
+  gram = gram * (comp[:, None] & comp[None, :]) + jnp.diag(jnp.where(comp, 0.0, big))
+  _, vecs = jnp.linalg.eigh(gram)
+  nu = u @ vecs[:, 0]
+  ok = jnp.any(comp)
+  return jnp.where(ok, nu / jnp.linalg.norm(nu), 0.0)
+
+
+def split_stationarity_change(params, x_D, y, lam, nu_D, a, b):
+  """sum_new lam' grad q - lam grad q(x) for one split x -> (x + a nu, x - b nu): the change of the weighted
+  gradient (a params-shaped pytree; zero while both points keep x's pattern). One vector-Jacobian product."""
+  (z1, z2), (l1, l2) = split(x_D, lam, nu_D, a, b)
+  pts = jnp.stack([x_D, z1, z2])
+  ys = jnp.stack([y, y, y])
+  return kkt.weighted_gradient(params, pts, ys, jnp.stack([-lam, l1, l2]))
+
+
 class Kept(NamedTuple):
   """What a transform kept: stationarity (the weighted gradient), margins and activation patterns."""
   weighted_gradient_change: jax.Array  # ||sum lam' grad q(new) - sum lam grad q(old)|| / ||theta||

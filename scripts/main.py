@@ -4,7 +4,8 @@ r"""The main job on the embedded default (no download): the paper's synthetic se
 
 Trains a width-1000 2-layer ReLU net on 500 points uniform on the unit sphere in R^784 (label = sign of
 x_1) with the default schedule, measures the KKT residuals (eps_rel, delta, Clarke-aware eps_rel) of every
-checkpoint, runs a small reconstruction attack sweep (--configs configurations x --attack_steps steps, the
+checkpoint, runs the split study at every checkpoint (how far from the training set a support point can be
+split with eps_rel within 1% of the true set's; --nosplit skips it), runs a small reconstruction attack sweep (--configs configurations x --attack_steps steps, the
 flags of scripts/attack.py with an attack_ prefix where training uses the same name) on the last checkpoint,
 and writes summary.json with the headline. Any training flag of scripts/train.py applies.
 """
@@ -20,6 +21,7 @@ from jaxrecon import pipeline
 
 flags.DEFINE_string("workdir", "runs/main", "Output directory.")
 flags.DEFINE_bool("attack", True, "Run the attack stage.")
+flags.DEFINE_bool("split", True, "Run the split-study stage (every checkpoint).")
 attack_flags.define(prefix="attack_")
 _MAIN = pipeline.MainConfig().attack
 flags.FLAGS.set_default("configs", _MAIN.sweep.configs)
@@ -34,7 +36,8 @@ def main(argv):
   tcfg = train_flags.config_from_flags()
   kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, clarke_iters=tcfg.clarke_iters)
   acfg = attack_flags.config_from_flags() if FLAGS.attack else None
-  pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg, attack=acfg), FLAGS.workdir)
+  scfg = pipeline.MainConfig().split if FLAGS.split else None
+  pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,11 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("headline", summary)
     self.assertIn(summary["headline"], out.stdout)
     self.assertTrue(os.path.exists(os.path.join(d, "train", "kkt", "kkt.png")))
+    # the split stage studied every checkpoint after step 0 and put its result in the headline
+    steps = sorted(int(s) for s in summary["split"]["by_step"])
+    self.assertEqual(steps, sorted(int(s) for s in summary["eps_rel_by_step"] if int(s) > 0))
+    self.assertIn("Split study", summary["headline"])
+    self.assertTrue(os.path.exists(os.path.join(d, "split", "split_approx.png")))
 
   def test_bad_input_is_a_clear_error(self):
     d = tempfile.mkdtemp()
@@ -202,9 +207,47 @@ class ScriptsTest(absltest.TestCase):
     with open(os.path.join(d, "s", "summary.json")) as f:
       s = json.load(f)
     self.assertGreater(s["max_distance_over_radius"], 99.0)
-    for r in s["rows"]:  # the attack's stationarity with the transported multipliers is unchanged
-      self.assertAlmostEqual(r["attack_stat_rel"], s["true_attack_stat_rel"], places=8)
-    self.assertTrue(os.path.exists(os.path.join(d, "s", "split.png")))
+    for r in s["exact_rows_last"]:  # stationarity with the transported multipliers is unchanged
+      self.assertAlmostEqual(r["attack_stat_rel"], s["checkpoints"][-1]["true_attack_stat_rel"], places=8)
+      self.assertAlmostEqual(r["eps_rel_transported"], r["true_eps_rel_transported"], places=10)
+    # approximate part: the new set's own best multipliers do at least as well as the transported ones
+    check = s["checkpoints"][-1]["approx_check"]
+    self.assertLessEqual(check["eps_rel_best_multipliers"], (1 + s["approx_tol"]) * check["true_eps_rel"] + 1e-3)
+    for name in ("split.png", "split_approx.png"):
+      self.assertTrue(os.path.exists(os.path.join(d, "s", name)))
+
+  def test_attack_studies(self):
+    d = tempfile.mkdtemp()
+    tiny = ["--n=10", "--d=8", "--n_test=10", "--width=16", "--init_scales=0.3", "--log_every=100",
+            "--clarke_iters=1", "--lr=1"]
+    run_script("train.py", f"--workdir={d}/t", *tiny, "--steps=200")
+    frozen = ["--configs=1", "--lr_x=1e-12", "--m=8"]  # candidates stay where they start
+    run_script("study_radius.py", f"--train_workdir={d}/t", f"--workdir={d}/r", "--radii=1,4", "--steps=3",
+               *frozen)
+    rows = read_jsonl(os.path.join(d, "r", "metrics.jsonl"))
+    self.assertEqual([r["radius"] for r in rows], [1.0, 4.0])
+    # unit-sphere data, candidates of norm 4: every distance is at least 3 (the radius reached the attack)
+    self.assertGreaterEqual(rows[1]["mean_best5_dist"], 3.0 - 1e-5)
+    self.assertLess(rows[0]["mean_best5_dist"], 2.0 + 1e-5)
+    self.assertTrue(os.path.exists(os.path.join(d, "r", "radius.png")))
+
+    run_script("study_training_length.py", f"--train_workdir={d}/t", f"--workdir={d}/l", "--steps=3",
+               "--max_loss=1e-3", *frozen)
+    rows = read_jsonl(os.path.join(d, "l", "metrics.jsonl"))
+    train_summary = json.load(open(os.path.join(d, "t", "summary.json")))
+    self.assertTrue(all(r["loss"] <= 1e-3 for r in rows))
+    self.assertEqual(rows[-1]["step"], 200)
+    self.assertAlmostEqual(rows[-1]["eps_rel"], train_summary["eps_rel"], places=6)
+    self.assertTrue(os.path.exists(os.path.join(d, "l", "step_200", "summary.json")))
+
+    run_script("study_offset.py", f"--workdir={d}/o", *tiny, "--steps=50", "--offsets=0,1.5",
+               "--attack_steps=3", *frozen)
+    rows = read_jsonl(os.path.join(d, "o", "metrics.jsonl"))
+    self.assertEqual([r["offset"] for r in rows], [0.0, 1.5])
+    with np.load(os.path.join(d, "o", "offset_0", "train", "data.npz")) as z0, \
+         np.load(os.path.join(d, "o", "offset_1.5", "train", "data.npz")) as z1:
+      np.testing.assert_allclose(z1["x_train"] - z0["x_train"], 1.5, atol=1e-12)
+    self.assertTrue(os.path.exists(os.path.join(d, "o", "offset.png")))
 
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()

@@ -124,5 +124,37 @@ class DirectionTest(absltest.TestCase):
     np.testing.assert_allclose(nu @ transforms.linear_gradient(params, x[0]), 0.0, atol=1e-12)
 
 
+  def test_weighted_directions_are_admissible_and_minimize_their_objective(self):
+    # an arbitrary (non-KKT) net, 4 points in R^10: the admissible subspace (orthogonal to the data and to
+    # g_A) has dimension 5; the weighted direction must lie in it and beat every other direction there
+    cfg = nets.MLPConfig(d_in=10, widths=(12,), init_scales=None)
+    params = nets.init(jax.random.key(5), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(6), (4, 10), jnp.float64)
+    g = transforms.linear_gradient(params, x[1])
+    w, c = params[0]["w"], transforms.neuron_importance(params) ** 2
+    for kind, weights in (("importance", c), ("flip", c / (x[1] @ w) ** 2)):
+      nu = transforms.weighted_direction(params, x, x[1], kind)
+      self.assertAlmostEqual(float(jnp.linalg.norm(nu)), 1.0, places=10)
+      np.testing.assert_allclose(x @ nu, 0.0, atol=1e-10)
+      self.assertAlmostEqual(float(g @ nu), 0.0, places=10)
+      objective = lambda u, weights=weights: float(jnp.sum(weights * (u @ w) ** 2))  # noqa: E731
+      for k in range(20):
+        other = transforms.orthogonal_direction(jax.random.key(10 + k), x, g[:, None])
+        self.assertLessEqual(objective(nu), objective(other) * (1 + 1e-9))
+    with self.assertRaisesRegex(ValueError, "unknown direction kind"):
+      transforms.weighted_direction(params, x, x[1], "nope")
+
+  def test_split_stationarity_change_is_the_weighted_gradient_difference(self):
+    params, x, y, lam = kkt_set()
+    theta = float(nets.param_norm(params))
+    exact = transforms.orthogonal_direction(jax.random.key(0), x)
+    rough = jax.random.normal(jax.random.key(1), (x.shape[1],), x.dtype)  # flips neurons at this size
+    for nu, a, b in ((exact, 50.0, 20.0), (rough, 30.0, 10.0)):
+      change = transforms.split_stationarity_change(params, x[0], y[0].astype(x.dtype), lam[0], nu, a, b)
+      kept = transforms.check_split(params, x, y, lam, 0, nu, a, b)
+      np.testing.assert_allclose(float(nets.param_norm(change)) / theta, float(kept.weighted_gradient_change),
+                                 rtol=1e-9, atol=1e-14)
+    self.assertGreater(float(kept.weighted_gradient_change), 1e-3)  # the rough split did change something
+
 if __name__ == "__main__":
   absltest.main()

@@ -1,0 +1,40 @@
+r"""study_training_length: trained longer, less leakage? Attack every checkpoint of one run with one sweep.
+
+  python scripts/train.py --workdir=runs/mnist50 --dataset=mnist --data_dir=DIR --n=50 --lr=1 --steps=2000
+  python scripts/study_training_length.py --train_workdir=runs/mnist50 --workdir=runs/study_length
+
+Attacks every checkpoint whose training loss is <= --max_loss (or the --at_steps) with the same sweep (the flags
+of scripts/attack.py, same configurations and seed); writes an attack workdir per checkpoint (step_<s>/),
+metrics.jsonl and summary.json (good reconstructions, eps_rel and delta per checkpoint) and
+training_length.png.
+"""
+
+from absl import app
+from absl import flags
+import jax
+
+import attack_flags
+from jaxrecon import studies
+
+flags.DEFINE_string("train_workdir", None, "Training workdir whose checkpoints are attacked.")
+flags.DEFINE_string("workdir", "runs/study_training_length", "Output directory.")
+flags.DEFINE_float("max_loss", 1e-2, "Attack the checkpoints with training loss at or below this.")
+flags.DEFINE_list("at_steps", [], "Attack exactly these checkpoint steps instead.")
+attack_flags.define()
+flags.FLAGS.set_default("configs", 4)
+flags.FLAGS.set_default("steps", 1000)
+flags.FLAGS.set_default("theta_norm", 10.0)
+flags.mark_flag_as_required("train_workdir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  jax.config.update("jax_enable_x64", True)
+  config = studies.LengthStudyConfig(reconstruct=attack_flags.config_from_flags(), max_loss=FLAGS.max_loss,
+                                     steps=tuple(int(s) for s in FLAGS.at_steps), seed=FLAGS.seed)
+  studies.run_training_length(config, FLAGS.train_workdir, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

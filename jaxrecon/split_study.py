@@ -240,6 +240,11 @@ def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callabl
            f"({entry['approx_best_direction']}), pattern-safe {entry['approx_safe_over_radius']:.3g}"
            if config.approx else ""))
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
+  if config.approx:  # eps_rel (transported) per checkpoint, direction and magnitude
+    wd.write_npz(os.path.join(out_dir, "curves.npz"), steps=np.asarray([t["step"] for t in table]),
+                 magnitude_over_radius=np.asarray(curves_last[1]), directions=np.asarray(config.directions),
+                 eps_rel=np.asarray([[t["approx_curves"][k] for k in config.directions] for t in table]),
+                 true_eps_rel=np.asarray([t["eps_rel"] for t in table]))
   last = table[-1]
   summary = {"train_workdir": train_workdir, "radius": radius, "width": int(w[1]), "d": int(w[0]),
              "n_train": int(x.shape[0]), "checkpoints": [{k: v for k, v in t.items() if k != "approx_curves"}

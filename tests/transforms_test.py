@@ -156,5 +156,18 @@ class DirectionTest(absltest.TestCase):
                                  rtol=1e-9, atol=1e-14)
     self.assertGreater(float(kept.weighted_gradient_change), 1e-3)  # the rough split did change something
 
+  def test_vmapped_over_magnitudes_and_directions_equals_a_loop(self):
+    params, x, y, lam = kkt_set()
+    nus = jax.random.normal(jax.random.key(2), (3, x.shape[1]), x.dtype)
+    ts = jnp.asarray([0.1, 1.0, 10.0, 100.0], x.dtype)
+    norm = lambda nu, t: nets.param_norm(transforms.split_stationarity_change(  # noqa: E731
+        params, x[0], y[0].astype(x.dtype), lam[0], nu, t, 2 * t))
+    batched = jax.jit(jax.vmap(lambda nu: jax.vmap(lambda t: norm(nu, t))(ts)))(nus)
+    safe = jax.vmap(lambda nu: transforms.max_safe_magnitude(params, x[0], nu))(nus)
+    for i in range(3):
+      self.assertEqual(float(safe[i]), float(transforms.max_safe_magnitude(params, x[0], nus[i])))
+      for j in range(4):
+        np.testing.assert_allclose(float(batched[i, j]), float(norm(nus[i], ts[j])), rtol=1e-12, atol=1e-15)
+
 if __name__ == "__main__":
   absltest.main()

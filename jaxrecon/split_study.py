@@ -190,8 +190,8 @@ def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callabl
         raise ValueError(f"no checkpoint at step {s}; have {sorted(by_step)}")
   else:
     chosen = [c for c in ckpts if c[0] > 0]
-  w = params_shape = chosen[0][1][0]["w"].shape
-  has_null = params_shape[1] < params_shape[0]
+  w = chosen[0][1][0]["w"].shape  # (d, width of the first layer)
+  has_null = w[1] < w[0]
   do_exact = config.exact == "yes" or (config.exact == "auto" and has_null)
   if do_exact and not has_null:
     raise ValueError(f"the exact split study needs a first layer narrower than d (width {w[1]} >= d {w[0]})")

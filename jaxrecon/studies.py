@@ -50,7 +50,7 @@ def _attack_numbers(s: dict) -> dict:
   return row
 
 
-def _finish(out_dir, config, rows, summary, plot, log):
+def _finish(out_dir, rows, summary, plot, log):
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
   summary["rows"] = rows
   wd.write_json(os.path.join(out_dir, "summary.json"), summary)
@@ -126,7 +126,7 @@ def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log:
       a.set_xlabel("initialization radius / data radius (no box prior)")
       a.grid(alpha=0.3)
     _save(plt, fig, os.path.join(out_dir, "radius.png"))
-  return _finish(out_dir, config, rows, summary, plot, log)
+  return _finish(out_dir, rows, summary, plot, log)
 
 
 # ------------------------------------------------------------------------------------ training length
@@ -148,21 +148,22 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
   x, y = ds.x_train, ds.y_train
   report = jax.jit(functools.partial(kkt.kkt_report, clarke_iters=1))
   chosen = []
-  for step, params in ckpts:
-    loss = float(train.loss_fn(params, x.astype(params[0]["w"].dtype), y, tcfg.loss))
-    if (step in config.steps) if config.steps else (step > 0 and loss <= config.max_loss):
-      chosen.append((step, params, loss))
+  for step, params in ckpts:  # the loss in log space: it underflows long before training ends
+    log_loss = float(train.log_loss_fn(params, x.astype(params[0]["w"].dtype), y, tcfg.loss))
+    if (step in config.steps) if config.steps else (step > 0 and log_loss <= np.log(config.max_loss)):
+      chosen.append((step, params, log_loss))
   if not chosen:
     raise ValueError(f"no checkpoint of {train_workdir} with loss <= {config.max_loss} (or in {config.steps})")
   os.makedirs(out_dir, exist_ok=True)
   wd.write_json(os.path.join(out_dir, "config.json"), {"study": config, "train_workdir": train_workdir})
   rows = []
-  for i, (step, params, loss) in enumerate(chosen):
+  for i, (step, params, log_loss) in enumerate(chosen):
     rep = report(params, x.astype(params[0]["w"].dtype), y)
-    log(f"== step {step} (loss {loss:.3g}, eps_rel {float(rep.eps_rel):.4f}) ({i + 1}/{len(chosen)})")
+    log10_loss = log_loss / np.log(10.0)
+    log(f"== step {step} (loss 10^{log10_loss:.1f}, eps_rel {float(rep.eps_rel):.4f}) ({i + 1}/{len(chosen)})")
     s = reconstruct.run(dataclasses.replace(config.reconstruct, step=step), train_workdir,
                         os.path.join(out_dir, f"step_{step}"), key=jax.random.key(config.seed), log=log)
-    rows.append({"step": step, "loss": loss, "log10_loss": float(np.log10(max(loss, 1e-320))),
+    rows.append({"step": step, "loss": float(np.exp(log_loss)), "log10_loss": log10_loss,
                  "eps_rel": float(rep.eps_rel), "delta": float(rep.delta),
                  "eps_rel_clarke": float(rep.eps_rel_clarke), **_attack_numbers(s)})
   vec = "mean_best5_dist" in rows[0]
@@ -192,7 +193,7 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
       a.set_xlabel("training step")
       a.grid(alpha=0.3)
     _save(plt, fig, os.path.join(out_dir, "training_length.png"))
-  return _finish(out_dir, config, rows, summary, plot, log)
+  return _finish(out_dir, rows, summary, plot, log)
 
 
 # --------------------------------------------------------------------------------------------- offset
@@ -220,6 +221,10 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
     tcfg = dataclasses.replace(config.train, data=dataclasses.replace(config.train.data, offset=float(off)))
     tdir = os.path.join(out_dir, f"offset_{off:g}", "train")
     ts = train.run(tcfg, tdir, log=train_log or log)
+    if not ts.get("train_acc") or ts["train_acc"] < 1.0:
+      log(f"WARNING offset {off:g}: training did not separate the data (train acc {ts.get('train_acc')}); the "
+          f"attack below targets a network that is not near a KKT point (lower --lr: a large offset makes the "
+          f"inputs ill-conditioned)")
     s = reconstruct.run(config.reconstruct, tdir, os.path.join(out_dir, f"offset_{off:g}", "attack"),
                         key=jax.random.key(config.seed), log=log)
     rows.append({"offset": off, "train_acc": ts.get("train_acc"), "test_acc": ts.get("test_acc"),
@@ -252,4 +257,4 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
       a.set_xlabel("secret offset added to every pixel")
       a.grid(alpha=0.3)
     _save(plt, fig, os.path.join(out_dir, "offset.png"))
-  return _finish(out_dir, config, rows, summary, plot, log)
+  return _finish(out_dir, rows, summary, plot, log)

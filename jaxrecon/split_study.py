@@ -190,6 +190,9 @@ def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callabl
         raise ValueError(f"no checkpoint at step {s}; have {sorted(by_step)}")
   else:
     chosen = [c for c in ckpts if c[0] > 0]
+  if chosen[0][1][-1]["w"].shape[1] != 1:
+    raise ValueError("the split study supports one-output (binary) networks; this one has "
+                     f"{chosen[0][1][-1]['w'].shape[1]} outputs")
   w = chosen[0][1][0]["w"].shape  # (d, width of the first layer)
   has_null = w[1] < w[0]
   do_exact = config.exact == "yes" or (config.exact == "auto" and has_null)

@@ -229,6 +229,9 @@ class ScriptsTest(absltest.TestCase):
     # unit-sphere data, candidates of norm 4: every distance is at least 3 (the radius reached the attack)
     self.assertGreaterEqual(rows[1]["mean_best5_dist"], 3.0 - 1e-5)
     self.assertLess(rows[0]["mean_best5_dist"], 2.0 + 1e-5)
+    for r in (1, 4):  # every candidate starts (and, frozen, stays) on the sphere of radius r x data radius
+      with np.load(os.path.join(d, "r", f"r{r}", "candidates.npz")) as z:
+        np.testing.assert_allclose(np.linalg.norm(z["x"], axis=-1), r * rows[0]["data_radius"], rtol=1e-4)
     self.assertTrue(os.path.exists(os.path.join(d, "r", "radius.png")))
 
     run_script("study_training_length.py", f"--train_workdir={d}/t", f"--workdir={d}/l", "--steps=3",

@@ -41,7 +41,14 @@ OPTIMIZERS = ("sgd", "adam", "sumo")
 
 @jax.custom_jvp
 def surrogate_relu(z: jax.Array, alpha: jax.Array) -> jax.Array:
-  """relu(z) forward; derivative sigmoid(alpha z) (itself differentiable: d/dz = alpha s (1 - s))."""
+  """relu(z) forward; EVERY derivative of the output is sigmoid(alpha z), in every pass.
+
+  This is the reference's modified ReLU (a torch autograd Function whose backward is sigmoid(alpha z),
+  differentiated again by create_graph=True). The JVP rule returns the primal through `surrogate_relu`
+  itself, so when an outer derivative differentiates the rule (the attack's x-gradient of grad_theta Phi),
+  paths through the activation's VALUE (h_l in grad W_{l+1}, z_{l+1} = h_l W_{l+1}) again see
+  sigmoid(alpha z) and never the true step 1[z > 0]. The tangent's own derivative is alpha s (1 - s).
+  """
   return jax.nn.relu(z)
 
 
@@ -49,7 +56,7 @@ def surrogate_relu(z: jax.Array, alpha: jax.Array) -> jax.Array:
 def _surrogate_relu_jvp(primals, tangents):
   z, alpha = primals
   dz, _ = tangents  # alpha is a hyperparameter: never differentiated
-  return jax.nn.relu(z), jax.nn.sigmoid(alpha * z) * dz
+  return surrogate_relu(z, alpha), jax.nn.sigmoid(alpha * z) * dz
 
 
 class Hyper(NamedTuple):

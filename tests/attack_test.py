@@ -75,6 +75,107 @@ class SurrogateTest(parameterized.TestCase):
     np.testing.assert_allclose(large, want, atol=1e-8)
 
 
+
+def _reference_jacobian(params, x, alpha):
+  """d(grad_theta Phi)/dx for ONE input by hand, with the reference's modified-ReLU semantics.
+
+  Every derivative of an activation's output is s = sigmoid(alpha z), and of s itself alpha s (1 - s);
+  values are the true relu. Written out layer by layer for 2- or 3-layer nets (first-layer bias optional).
+  Returns a tuple of per-layer dicts of arrays of shape param.shape + (d,).
+  """
+  p = [{k: np.asarray(v) for k, v in layer.items()} for layer in params]
+  x = np.asarray(x)
+  d = x.size
+  sig = lambda t: 1.0 / (1.0 + np.exp(-alpha * t))
+  z1 = x @ p[0]["w"] + p[0].get("b", 0.0)
+  D1, h1 = sig(z1), np.maximum(z1, 0.0)
+  Jz1 = p[0]["w"].T                                  # (w1, d)
+  Jh1, JD1 = D1[:, None] * Jz1, (alpha * D1 * (1 - D1))[:, None] * Jz1
+  if len(p) == 2:
+    w2 = p[1]["w"][:, 0]
+    d1 = w2 * D1                                     # dPhi/dz1
+    Jd1 = w2[:, None] * JD1
+    g_out = Jh1[:, None, :]                          # d h1 / dx, shape (w1, 1, d)
+  else:
+    W2, w3 = p[1]["w"], p[2]["w"][:, 0]
+    z2 = h1 @ W2
+    D2, h2 = sig(z2), np.maximum(z2, 0.0)
+    Jz2 = W2.T @ Jh1
+    Jh2, JD2 = D2[:, None] * Jz2, (alpha * D2 * (1 - D2))[:, None] * Jz2
+    d2 = w3 * D2
+    Jd2 = w3[:, None] * JD2
+    d1 = D1 * (W2 @ d2)
+    Jd1 = JD1 * (W2 @ d2)[:, None] + D1[:, None] * (W2 @ Jd2)
+    J_W2 = Jh1[:, None, :] * d2[None, :, None] + h1[:, None, None] * Jd2[None, :, :]
+    g_out = Jh2[:, None, :]
+  J_W1 = np.eye(d)[:, None, :] * d1[None, :, None] + x[:, None, None] * Jd1[None, :, :]
+  out = [{"w": J_W1}]
+  if "b" in p[0]:
+    out[0]["b"] = Jd1
+  if len(p) == 3:
+    out.append({"w": J_W2})
+  out.append({"w": g_out})
+  return tuple(out)
+
+
+class ReferenceSecondDerivativeTest(parameterized.TestCase):
+  """The outer x-gradient of grad_theta Phi follows the reference's modified ReLU in every pass."""
+
+  def test_toy_from_the_issue(self):
+    # Phi = w2 relu(w1 x), alpha = 2, w = 1: d/dx (dPhi/dw2) = sigmoid(2 x) = 0.6457 / 0.3543 at x = +-0.3
+    def dphi_dw2(x):
+      return jax.grad(lambda w: w[1] * attack.surrogate_relu(w[0] * x, 2.0))(jnp.array([1.0, 1.0]))[1]
+    self.assertAlmostEqual(float(jax.grad(dphi_dw2)(0.3)), 0.6456563062257954, places=12)
+    self.assertAlmostEqual(float(jax.grad(dphi_dw2)(-0.3)), 0.3543436937742046, places=12)
+
+  def _jac(self, params, x, alpha):
+    one = jnp.ones(1, jnp.float64)
+    return jax.jacrev(lambda v: attack.weighted_gradient(params, v[None], one, one, alpha))(x)
+
+  @parameterized.parameters(((7,), False), ((7,), True), ((6, 5), False), ((6, 5), True))
+  def test_against_hand_formula(self, widths, bias):
+    cfg = nets.MLPConfig(d_in=4, widths=widths, init_scales=None, first_bias=bias)
+    params = nets.init(jax.random.key(3), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(4), (4,), jnp.float64)
+    got = self._jac(params, x, 3.0)
+    want = _reference_jacobian(params, x, 3.0)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+      np.testing.assert_allclose(np.asarray(g).reshape(w.shape), w, rtol=1e-12, atol=1e-14)
+
+  @parameterized.parameters(((7,),), ((6, 5),))
+  def test_against_finite_differences_of_the_first_derivative(self, widths):
+    # The reference's second derivative is the exact derivative of a net whose activations are anchored
+    # softplus curves relu(z0) + sp(z) - sp(z0), sp(z) = log(1 + e^{alpha z}) / alpha, z0 the pre-activations
+    # at x0: same value and first derivative sigmoid(alpha z) at x0, and second derivative alpha s (1 - s).
+    # Its first derivative (plain jax.grad, no custom rule) differenced centrally in x gives the Jacobian.
+    alpha = 3.0
+    cfg = nets.MLPConfig(d_in=4, widths=widths, init_scales=None, first_bias=True)
+    params = nets.init(jax.random.key(5), cfg, jnp.float64)
+    x0 = jax.random.normal(jax.random.key(6), (4,), jnp.float64)
+    z0 = nets.preactivations(params, x0)[:-1]
+    sp = lambda z: jnp.logaddexp(0.0, alpha * z) / alpha
+
+    def anchored_grad(x):
+      def phi(p):
+        h = x
+        for l, layer in enumerate(p):
+          z = h @ layer["w"] + layer.get("b", 0.0)
+          if l < len(p) - 1:
+            a = z0[l]
+            h = jax.nn.relu(a) + sp(z) - sp(a)
+        return z[0]
+      return jax.grad(phi)(params)
+    eps = 1e-6
+    cols = []
+    for k in range(4):
+      e = jnp.zeros(4).at[k].set(eps)
+      cols.append(jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * eps), anchored_grad(x0 + e),
+                                         anchored_grad(x0 - e)))
+    fd = jax.tree_util.tree_map(lambda *c: jnp.stack(c, axis=-1), *cols)
+    got = self._jac(params, x0, alpha)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(fd)):
+      np.testing.assert_allclose(np.asarray(g).reshape(w.shape), w, rtol=1e-6, atol=1e-8)
+
 class LossTest(parameterized.TestCase):
 
   @parameterized.parameters(1, 3)

@@ -5,9 +5,15 @@ The reference protocol: for each training image the nearest candidate by normali
 at half resolution for CIFAR), then SSIM between the training image and the candidate after adding the mean
 back and min-max scaling the candidate to [0, 1]; pairs sorted by SSIM; SSIM > 0.4 is a good reconstruction.
 
-SSIM follows the reference's implementation (pytorch-ssim): a normalized Gaussian window (size 3, sigma 1.5
-by default), zero padding of window // 2 ('same' size), C1 = 0.01^2, C2 = 0.03^2 for data range 1, the map
-averaged over pixels and channels.
+SSIM follows the reference's call `kornia.metrics.ssim(x, y, window_size=3)` averaged over the map: a
+normalized Gaussian window (size 3, sigma 1.5 by default), reflection padding of window // 2 ('same' size, the
+border pixel not repeated), C1 = 0.01^2, C2 = 0.03^2 for data range 1, and 1e-12 added to the denominator.
+`padding='zero'` (with eps 0) gives the pytorch-ssim variant earlier versions of jaxrecon used.
+
+Colour images (CIFAR) are matched as the reference does: both sets downsampled by torch's bicubic
+interpolation at scale 1/2 (Keys' cubic with a = -0.75, half-pixel centres, edge indices clamped, no
+antialiasing), then NCC with each channel standardized on its own (the reference's per-channel `normalize_batch`
+then L2 distance, whose nearest neighbour is the one with the largest SUM of per-channel correlations).
 """
 
 from __future__ import annotations
@@ -28,27 +34,39 @@ def gaussian_window(size: int = 3, sigma: float = 1.5, dtype=jnp.float32) -> jax
   return g / jnp.sum(g)
 
 
-def _filter(img_HWC: jax.Array, g: jax.Array) -> jax.Array:
-  """Separable 'same' correlation with zero padding: sum_{a,b} g_a g_b img[h+a-r, w+b-r]."""
+SSIM_PADDINGS = ("reflect", "zero")
+KORNIA_EPS = 1e-12
+
+
+def _filter(img_HWC: jax.Array, g: jax.Array, padding: str = "reflect") -> jax.Array:
+  """Separable 'same' correlation sum_{a,b} g_a g_b img[h+a-r, w+b-r], padded by reflection or zeros."""
   r = g.shape[0] // 2
   h, w = img_HWC.shape[0], img_HWC.shape[1]
-  p = jnp.pad(img_HWC, ((r, r), (r, r), (0, 0)))
+  p = jnp.pad(img_HWC, ((r, r), (r, r), (0, 0)), mode="reflect" if padding == "reflect" else "constant")
   rows = sum(g[a] * p[a:a + h] for a in range(g.shape[0]))
   return sum(g[b] * rows[:, b:b + w] for b in range(g.shape[0]))
 
 
 def ssim(a_HWC: jax.Array, b_HWC: jax.Array, window: int = 3, sigma: float = 1.5,
-         data_range: float = 1.0) -> jax.Array:
-  """Mean SSIM of two images (H, W, C); vmap over pairs."""
+         data_range: float = 1.0, padding: str = "reflect", eps: Optional[float] = None) -> jax.Array:
+  """Mean SSIM of two images (H, W, C); vmap over pairs.
+
+  padding 'reflect' with eps 1e-12 is the reference's kornia SSIM; 'zero' (eps 0 by default) is pytorch-ssim.
+  """
+  if padding not in SSIM_PADDINGS:
+    raise ValueError(f"unknown SSIM padding {padding!r}; expected one of {SSIM_PADDINGS}")
+  if eps is None:
+    eps = KORNIA_EPS if padding == "reflect" else 0.0
   g = gaussian_window(window, sigma, a_HWC.dtype)
   c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-  mu_a, mu_b = _filter(a_HWC, g), _filter(b_HWC, g)
-  s_aa = _filter(a_HWC * a_HWC, g) - mu_a ** 2
-  s_bb = _filter(b_HWC * b_HWC, g) - mu_b ** 2
-  s_ab = _filter(a_HWC * b_HWC, g) - mu_a * mu_b
+  f = lambda t: _filter(t, g, padding)
+  mu_a, mu_b = f(a_HWC), f(b_HWC)
+  s_aa = f(a_HWC * a_HWC) - mu_a ** 2
+  s_bb = f(b_HWC * b_HWC) - mu_b ** 2
+  s_ab = f(a_HWC * b_HWC) - mu_a * mu_b
   num = (2 * mu_a * mu_b + c1) * (2 * s_ab + c2)
   den = (mu_a ** 2 + mu_b ** 2 + c1) * (s_aa + s_bb + c2)
-  return jnp.mean(num / den)
+  return jnp.mean(num / (den + eps))
 
 
 def minmax(x_ND: jax.Array) -> jax.Array:
@@ -58,19 +76,37 @@ def minmax(x_ND: jax.Array) -> jax.Array:
   return (x_ND - lo) / jnp.where(hi > lo, hi - lo, 1.0)
 
 
+# torch's bicubic kernel (a = -0.75) at the fractional offset 0.5 that scale 1/2 with half-pixel centres gives:
+# output i reads inputs 2i - 1, 2i, 2i + 1, 2i + 2 (clamped to the image).
+_HALF_BICUBIC = (-0.09375, 0.59375, 0.59375, -0.09375)
+
+
+def _half_axis(img: jax.Array, axis: int) -> jax.Array:
+  n = img.shape[axis]
+  i = np.arange(n // 2)
+  return sum(wt * jnp.take(img, np.clip(2 * i + off, 0, n - 1), axis=axis)
+             for wt, off in zip(_HALF_BICUBIC, (-1, 0, 1, 2)))
+
+
 def half_resolution(x_ND: jax.Array, image_shape: tuple) -> jax.Array:
-  """2x2 average pooling of flattened (H, W, C) images (H and W even)."""
+  """torch.nn.functional.interpolate(scale_factor=1/2, mode='bicubic') of flattened (H, W, C) images."""
   h, w, c = image_shape
-  img = x_ND.reshape((-1, h // 2, 2, w // 2, 2, c))
-  return jnp.mean(img, axis=(2, 4)).reshape((x_ND.shape[0], -1))
+  img = x_ND.reshape((-1, h, w, c))
+  img = _half_axis(_half_axis(img, 1), 2)
+  return img.reshape((x_ND.shape[0], -1))
 
 
-def ncc_matrix(a_ND: jax.Array, b_MD: jax.Array) -> jax.Array:
-  """(N, M) normalized cross-correlation: the cosine of the mean-centred rows."""
+def ncc_matrix(a_ND: jax.Array, b_MD: jax.Array, channels: int = 1) -> jax.Array:
+  """(N, M) normalized cross-correlation, the mean over channels of each channel's correlation.
+
+  Rows are flattened (H, W, C) images with C = `channels` (1: the cosine of the mean-centred rows).
+  """
   def unit(v):
-    v = v - jnp.mean(v, axis=-1, keepdims=True)
-    return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), jnp.finfo(v.dtype).tiny)
-  return unit(a_ND) @ unit(b_MD).T
+    v = v.reshape(v.shape[0], -1, channels)
+    v = v - jnp.mean(v, axis=1, keepdims=True)
+    v = v / jnp.maximum(jnp.linalg.norm(v, axis=1, keepdims=True), jnp.finfo(v.dtype).tiny)
+    return v.reshape(v.shape[0], -1)
+  return (unit(a_ND) @ unit(b_MD).T) / channels
 
 
 class Evaluation(NamedTuple):
@@ -87,14 +123,14 @@ class Evaluation(NamedTuple):
 
 def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: tuple, *,
              half_res: bool = False, window: int = 3, sigma: float = 1.5, scale: str = "minmax",
-             threshold: float = GOOD_SSIM, batch: int = 4096) -> Evaluation:
+             threshold: float = GOOD_SSIM, batch: int = 4096, padding: str = "reflect") -> Evaluation:
   """Reference evaluation; x_train (N, D) and pool (P, D) are in mean-subtracted space, mean (D,).
 
   scale: how a candidate becomes an image after the mean is added back: 'minmax' (the reference: each
   candidate scaled to [0, 1]) or 'clip' (clipped to the pixel range [0, 1]). Min-max scaling maps a
   candidate's most negative pixel to 0, so a reconstruction whose background dips below 0 gets a grey
   background, and SSIM's luminance term punishes that heavily with a 3x3 window. Needs an image shape
-  (H, W, C); for vectors use `nearest_distances`.
+  (H, W, C); for vectors use `nearest_distances`. padding: the SSIM's ('reflect' = the reference's kornia).
   """
   if scale not in ("minmax", "clip"):
     raise ValueError(f"unknown scale {scale!r}; expected 'minmax' or 'clip'")
@@ -106,14 +142,14 @@ def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: 
   a, b = x_train, pool
   if half_res:
     a, b = half_resolution(a, image_shape), half_resolution(b, image_shape)
-  corr = _batched(lambda blk: ncc_matrix(a, blk), b, batch, axis=1)  # (N, P)
+  corr = _batched(lambda blk: ncc_matrix(a, blk, image_shape[-1]), b, batch, axis=1)  # (N, P)
   nearest_cand = jnp.argmax(corr, axis=1)
   nearest_train = jnp.argmax(corr, axis=0)
   mean = jnp.asarray(mean, x_train.dtype)[None, :]
   train_img = (x_train + mean).reshape((n,) + tuple(image_shape))
   cand = minmax(pool + mean) if scale == "minmax" else jnp.clip(pool + mean, 0.0, 1.0)
   cand_img = cand.reshape((p,) + tuple(image_shape))
-  pair_ssim = jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma)))
+  pair_ssim = jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma, padding=padding)))
   ssim_train = pair_ssim(train_img, cand_img[nearest_cand])
   ssim_cand = _batched(lambda blk: pair_ssim(train_img[nearest_train[blk]], cand_img[blk]),
                        jnp.arange(p), batch, axis=0)

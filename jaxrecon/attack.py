@@ -206,15 +206,18 @@ def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConf
   return loss, Aux(loss, stat, lam_pen, prior)
 
 
-def make_optimizer(config: AttackConfig) -> optax.GradientTransformation:
-  """The direction transform; learning rates (per configuration for x) are applied in the step."""
+def make_optimizer(config: AttackConfig, key: Optional[jax.Array] = None) -> optax.GradientTransformation:
+  """The direction transform; learning rates (per configuration for x) are applied in the step.
+
+  key: SUMO's projector key, needed by `init` only (the state carries it afterwards).
+  """
   if config.optimizer == "sgd":
     return optax.trace(decay=config.momentum)  # torch SGD: buf = mu buf + g; p -= lr buf
   if config.optimizer == "adam":
     return optax.scale_by_adam()
   if config.optimizer == "sumo":  # SUMO direction for the candidate matrix, momentum for the multipliers
     from jaxrecon import sumo  # noqa: PLC0415
-    return optax.partition({"x": sumo.scale_by_sumo(), "lam": optax.trace(decay=config.momentum)},
+    return optax.partition({"x": sumo.scale_by_sumo(key=key), "lam": optax.trace(decay=config.momentum)},
                            ("x", "lam"))
   raise ValueError(config.optimizer)
 
@@ -230,7 +233,7 @@ def init_state(key: jax.Array, m: int, d: int, hyper_one: Hyper, config: AttackC
   else:
     x = x * hyper_one.init_scale.astype(dtype)
   lam = jax.random.uniform(key_lam, (m,), dtype)
-  opt = make_optimizer(config)
+  opt = make_optimizer(config, jax.random.fold_in(key, 7))
   return AttackState(x, lam, opt.init((x, lam)), jnp.zeros((), bool))
 
 

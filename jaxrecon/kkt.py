@@ -8,11 +8,14 @@ with the best multipliers lambda >= 0 from a non-negative least squares. sum_i c
 vector-Jacobian product; the NNLS needs only the n x n Gram matrix of the per-example gradients, built from a
 few matrix products (no per-example Jacobian), and J theta = L q (Euler's identity).
 
-ReLU kinks: where w_j . x_i = 0 the Clarke subdifferential lets relu' be anything in [0, 1]. The
-Clarke-aware residual gives each first-layer pair within `kink_tol` (relative to the largest first-layer
-pre-activation; default 1e-3, i.e. a Goldstein-style neighbourhood of the kink, since gradient descent
-chatters across it) its own multiplier mu_ij in [0, lambda_i], solved jointly with lambda (a convex QP).
-For deeper layers only the number of such pairs is reported: their freedom is not jointly convex.
+ReLU kinks. eps_rel above is the paper's epsilon at theta: relu'(0) = 0, every other derivative exact. Where
+w_j . x_i = 0 exactly, the Clarke subdifferential lets relu' be anything in [0, 1]; such pairs are counted
+(`exact_kink_pairs`, within 1e-6 of the largest pre-activation). The RELAXED residual `eps_rel_relaxed` is a
+different quantity: every first-layer pair within `kink_tol` x max|z_1| of its kink (pairs that are NOT at the
+kink) gets its own derivative in [0, 1], solved jointly with lambda (a convex QP, certified by a duality gap).
+It is a Goldstein-type residual over a neighbourhood of theta, not epsilon at theta: it depends on the
+tolerance, and `relax_radius` says how far that neighbourhood reaches in the data's units (the largest distance
+of a freed point to its neuron's hyperplane, relative to the data radius). Deeper layers are not freed.
 
 All functions are pure and act on one training set; vmap them over sets or checkpoints at the boundary.
 """
@@ -42,11 +45,16 @@ class KKTReport(NamedTuple):
   slack: jax.Array              # (N,) q_tilde_i - 1
   support: jax.Array            # (N,) lambda_i > 0
   nnls_converged: jax.Array
-  eps_rel_clarke: jax.Array     # the same with first-layer kink pairs free in [0, lambda_i]
-  delta_clarke: jax.Array
-  lam_clarke: jax.Array         # (N,)
-  kink_pairs: jax.Array         # number of first-layer (point, neuron) pairs within kink_tol
-  exact_kink_pairs: jax.Array   # of those, pairs within 1e-6 (at the kink up to rounding)
+  eps_rel_relaxed: jax.Array    # NOT eps at theta: first-layer pairs within kink_tol of the kink freed in [0, 1]
+  eps_rel_relaxed_lower: jax.Array  # certified lower bound on the relaxed QP's optimum (lam <= 4 max lam)
+  relaxed_gap: jax.Array        # its duality gap relative to 1/2 ||r||^2 (<= 1e-6 when solved)
+  relaxed_iters: jax.Array
+  delta_relaxed: jax.Array
+  lam_relaxed: jax.Array        # (N,)
+  relax_radius: jax.Array       # largest distance of a freed x_i to its neuron's hyperplane / max ||x_i||
+  kink_pairs: jax.Array         # number of first-layer (point, neuron) pairs within kink_tol of the kink
+  freed_pairs: jax.Array        # of those, the ones the relaxation frees (the closest RELAX_MAX_PAIRS)
+  exact_kink_pairs: jax.Array   # pairs within 1e-6 (at the kink up to rounding): the only Clarke freedom at theta
   kink_pairs_deep: jax.Array    # the same for deeper hidden layers (not freed)
   kink_tol: jax.Array
   cert_eps_rel: jax.Array       # upper bound on eps_rel from lambda ~ -l'(q): sin angle(theta, -grad Loss)
@@ -153,84 +161,155 @@ def _gram_from(sig: _Signals, d1: jax.Array, has_bias: bool):
   return G, b
 
 
-def clarke_multipliers(params, x, y, lam0, mask, iters: int = 3, inner_iters: int = 50,
-                       slack_weight: float = 1e-6):
-  """min ||theta - A(lam, mu)|| over lam >= 0 and 0 <= mu_ij <= lam_i on the first-layer kink pairs.
+class RelaxedFit(NamedTuple):
+  """The relaxed (kink-neighbourhood) multipliers and the certificate of their optimality."""
+  lam: jax.Array        # (N,)
+  mu: jax.Array         # (N, W1) mu_ij in [0, lam_i] on freed pairs, 0 elsewhere
+  residual: jax.Array   # ||theta - A(lam, mu)||, computed explicitly (one VJP)
+  lower: jax.Array      # certified lower bound on the QP's optimal residual over lam_i <= lam_bound
+  lam_bound: jax.Array  # the bound the certificate assumes (RELAX_LAM_BOUND x the largest lam found)
+  gap: jax.Array        # Frank-Wolfe duality gap of 1/2 ||r||^2 on {lam_i <= lam_bound}
+  iterations: jax.Array
 
-  A(lam, mu) puts derivative mu_ij / lam_i in [0, 1] in place of relu'(z_ij) on each kink pair (the Clarke
-  subdifferential); the problem is a convex QP. Solved by alternating exact minimizations, each of which can
-  only lower the objective: (a) lam by NNLS with the kink derivatives s = mu / lam held fixed (a modified
-  Gram matrix), (b) mu with lam held fixed, a box-constrained least squares that splits into one small
-  problem per neuron (FISTA with a per-neuron step, in Gram space). Starts from relu'(0) = 0 with lam0 and
-  returns (lam, mu, ||residual||) of the best iterate, never worse than the start.
+
+RELAX_MAX_ITERS = 10000   # accelerated projected-gradient steps at most
+RELAX_CHECK_EVERY = 50    # steps between duality-gap checks
+RELAX_TOL = 1e-5          # stop when gap <= RELAX_TOL * 1/2 ||r||^2 (residual certified to ~5e-6 relative)
+RELAX_LAM_BOUND = 4.0     # the certificate covers multipliers up to 4x the largest one found
+RELAX_MAX_PAIRS = 512     # at most this many freed pairs (the closest to their kink) enter the QP
+
+
+class FreedPairs(NamedTuple):
+  """First-layer (point, neuron) pairs freed by the relaxation: a static-size list, `valid` marks real ones."""
+  point: jax.Array   # (P,) int
+  neuron: jax.Array  # (P,) int
+  valid: jax.Array   # (P,) bool: |z_ij| <= kink_tol * max |z_1|
+
+
+def freed_pairs(params, x, kink_tol: float, max_pairs: int = RELAX_MAX_PAIRS) -> FreedPairs:
+  """The pairs within kink_tol x max|z_1| of their kink, the closest `max_pairs` of them when there are more."""
+  z = nets.preactivations(params, x)[0]
+  s = jnp.abs(z) / jnp.max(jnp.abs(z))
+  k = min(max_pairs, s.size)
+  neg, flat = lax.top_k(-s.reshape(-1), k)
+  return FreedPairs(flat // z.shape[1], flat % z.shape[1], -neg <= kink_tol)
+
+
+def _project_pairs(a: jax.Array, v: jax.Array, pairs: FreedPairs):
+  """Euclidean projection of (lam, mu) = (a (N,), v (P,)) onto {lam_i >= 0, 0 <= mu_p <= lam_point(p)}.
+
+  Per point: lam* = max_k (a + sum of its k largest v) / (1 + k) (the root of lam - a - sum relu(v - lam);
+  every candidate is a lower bound on it), then lam = max(lam*, 0), mu = clip(v, 0, lam). Pairs are grouped
+  by point with one sort; invalid pairs sit in a dummy group and get mu = 0.
+  """
+  n = a.shape[0]
+  seg = jnp.where(pairs.valid, pairs.point, n)
+  order = jnp.lexsort((-v, seg))                      # by point, then value descending
+  vs, ss = v[order], seg[order]
+  pos = jnp.arange(v.shape[0])
+  start = jax.ops.segment_min(pos, ss, num_segments=n + 1)[ss]
+  cs = jnp.cumsum(vs)
+  within = cs - jnp.where(start > 0, cs[jnp.maximum(start - 1, 0)], 0.0)
+  a_ext = jnp.concatenate([a, jnp.zeros((1,), a.dtype)])
+  cand = (a_ext[ss] + within) / (1.0 + (pos - start + 1)).astype(a.dtype)
+  best = jax.ops.segment_max(cand, ss, num_segments=n + 1)[:n]
+  lam = jnp.maximum(jnp.maximum(a, best), 0.0)
+  return lam, jnp.where(pairs.valid, jnp.clip(v, 0.0, lam[pairs.point]), 0.0)
+
+
+def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
+  """min ||theta - A(lam, mu)|| over lam >= 0 and 0 <= mu_p <= lam_i on the freed first-layer pairs p = (i, j).
+
+  A(lam, mu) = sum_i lam_i grad q_i with relu'(z_ij) replaced by mu_ij / lam_i in [0, 1] on each freed pair.
+  A is linear in (lam, mu) jointly and the constraints form a convex cone, so this is a convex QP; it is
+  solved jointly by accelerated projected gradient in Gram space (adaptive restart, exact projection onto the
+  cone) from the relu'(0) = 0 solution lam0, on the (N + P)-dimensional Gram matrix (N points, P freed pairs).
+  Every RELAX_CHECK_EVERY steps the Frank-Wolfe gap on {lam_i <= lam_bound} is evaluated: f(z) - gap is a
+  certified lower bound on the optimum there (f = 1/2 ||r||^2); the loop stops when gap <= RELAX_TOL f.
+  Pure; jit/vmap-able (a while_loop).
   """
   if len(params) < 2:
-    raise ValueError("the Clarke-aware residual needs a hidden layer")
+    raise ValueError("the relaxed residual needs a hidden layer")
   dtype = x.dtype
   sig = per_example_signals(params, x, y)
   has_bias = "b" in params[0]
   B = sig.back1                                   # (N, W1) d q_i / d a_1
-  d_fixed = (sig.zs[0] > 0).astype(dtype)        # relu' with relu'(0) = 0
-  mask = mask.astype(bool)
-  xx = x @ x.T + (1.0 if has_bias else 0.0)       # (N, N)
+  pi, pj = pairs.point, pairs.neuron
+  act = (sig.zs[0] > 0).astype(dtype)
+  freed = jnp.zeros(B.shape, bool).at[pi, pj].set(pairs.valid)
+  d_free = jnp.where(freed, 0.0, act)             # relu' off the freed pairs
+  G, bl = _gram_from(sig, d_free, has_bias)       # the lam-part: quadratic and linear terms
+  Mf = d_free * B
+  xx = x @ x.T + (1.0 if has_bias else 0.0)
+  Bp = jnp.where(pairs.valid, B[pi, pj], 0.0)     # g_p = Bp [x_i; 1] e_j^T: the freed pair's gradient
+  C = Mf[:, pj] * xx[:, pi] * Bp[None, :]          # (N, P) <g_k(lam-part), g_p>
+  H = jnp.where(pj[:, None] == pj[None, :], xx[pi][:, pi], 0.0) * (Bp[:, None] * Bp[None, :])
+  bm = Bp * sig.zs[0][pi, pj]                     # <theta, g_p>
+  half_t2 = 0.5 * tree_norm(params) ** 2
   tiny = jnp.finfo(dtype).tiny
 
-  def residual_norm(lam, mu):
-    # explicit residual: the VJP part with relu'(0)=0, corrected on kink pairs
-    g = weighted_gradient(params, x, y, lam)
-    m = (mu - lam[:, None] * jnp.where(mask, d_fixed, 0.0)) * B
-    g0 = dict(g[0])
-    g0["w"] = g0["w"] + x.T @ m
-    if has_bias:
-      g0["b"] = g0["b"] + jnp.sum(m, axis=0)
-    r = jax.tree_util.tree_map(lambda p, u: p - u, params, (g0,) + tuple(g[1:]))
-    return tree_norm(r)
+  def grad(lam, mu):
+    return G @ lam + C @ mu - bl, H @ mu + C.T @ lam - bm
 
-  def hmul(v):  # per-neuron Hessian of the mu-problem applied to v (N, W1), masked
-    return jnp.where(mask, B * (xx @ (v * B)), 0.0)
+  def value(lam, mu, gl, gm):  # f = 1/2 ||theta||^2 - <b, z> + 1/2 <z, Qz>, Qz = grad + b
+    return half_t2 + 0.5 * (jnp.vdot(lam, gl - bl) + jnp.vdot(mu, gm - bm))
 
-  # Per-neuron Lipschitz constants by power iteration (columns are independent problems).
   def pw(_, v):
-    w = hmul(v)
-    return w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), tiny)
-  v = lax.fori_loop(0, 20, pw, jnp.where(mask, 1.0, 0.0).astype(dtype))
-  lip = 1.05 * jnp.maximum(jnp.linalg.norm(hmul(v), axis=0, keepdims=True), tiny)  # (1, W1)
+    gl, gm = grad(*v)
+    nrm = jnp.maximum(jnp.sqrt(jnp.sum((gl + bl) ** 2) + jnp.sum((gm + bm) ** 2)), tiny)
+    return (gl + bl) / nrm, (gm + bm) / nrm
+  v = lax.fori_loop(0, 50, pw, (jnp.ones_like(lam0), pairs.valid.astype(dtype)))
+  gl, gm = grad(*v)
+  lip = 1.02 * jnp.sqrt(jnp.sum((gl + bl) ** 2) + jnp.sum((gm + bm) ** 2)) + tiny
 
-  def mu_step(lam, mu):
-    # r0: residual of W_1 (and b_1) with only the non-kink derivatives, projected on each x_i: C_ij.
-    m0 = lam[:, None] * jnp.where(mask, 0.0, d_fixed) * B
-    c = B * (x @ (params[0]["w"] - x.T @ m0))
-    if has_bias:
-      c = c + B * (params[0]["b"] - jnp.sum(m0, axis=0))[None, :]
-    c = jnp.where(mask, c, 0.0)
-    hi = jnp.where(mask, lam[:, None], 0.0)
-    def body(_, st):
-      mu, z, t = st
-      mu_n = jnp.clip(z - (hmul(z) - c) / lip, 0.0, hi)
-      t_n = 0.5 * (1 + jnp.sqrt(1 + 4 * t * t))
-      return mu_n, mu_n + ((t - 1) / t_n) * (mu_n - mu), t_n
-    mu, _, _ = lax.fori_loop(0, inner_iters, body, (mu, mu, jnp.ones((), dtype)))
-    return mu
+  def gap_of(lam, mu, bound):
+    gl, gm = grad(lam, mu)
+    inner = jnp.vdot(gl, lam) + jnp.vdot(gm, mu)
+    ray = gl + jax.ops.segment_sum(jnp.where(pairs.valid, jnp.minimum(gm, 0.0), 0.0), pi,
+                                   num_segments=lam.shape[0])
+    return inner - bound * jnp.sum(jnp.minimum(ray, 0.0)), value(lam, mu, gl, gm)
 
-  def lam_step(lam, mu):
-    s = jnp.where(lam[:, None] > 0, mu / jnp.maximum(lam[:, None], tiny), 0.0)
-    d1 = jnp.where(mask, jnp.clip(s, 0.0, 1.0), d_fixed)
-    G, b = _gram_from(sig, d1, has_bias)
-    lam_n = nnls.nnls_gram(G, _prefer_margin(b, margins_of(params, x, y), slack_weight)).x
-    return lam_n, jnp.where(mask, lam_n[:, None] * jnp.clip(s, 0.0, 1.0), 0.0)
+  def fista(_, st):
+    lam, mu, zl, zm, t = st
+    gl, gm = grad(zl, zm)
+    nl, nm = _project_pairs(zl - gl / lip, zm - gm / lip, pairs)
+    restart = jnp.vdot(zl - nl, nl - lam) + jnp.vdot(zm - nm, nm - mu) > 0
+    t_n = jnp.where(restart, 1.0, 0.5 * (1 + jnp.sqrt(1 + 4 * t * t)))
+    beta = jnp.where(restart, 0.0, (t - 1) / t_n)
+    return nl, nm, nl + beta * (nl - lam), nm + beta * (nm - mu), t_n
 
-  mu0 = jnp.where(mask, lam0[:, None] * d_fixed, 0.0)  # the relu'(0) = 0 choice, feasible
-  best = (lam0, mu0, residual_norm(lam0, mu0))
-  def outer(_, st):
-    lam, mu, best = st
-    mu = mu_step(lam, mu)
-    lam, mu = lam_step(lam, mu)
-    f = residual_norm(lam, mu)
-    better = f < best[2]
-    best = (jnp.where(better, lam, best[0]), jnp.where(better, mu, best[1]), jnp.minimum(f, best[2]))
-    return lam, mu, best
-  _, _, best = lax.fori_loop(0, iters, outer, (lam0, mu0, best))
-  return best
+  def cond(st):
+    return (st[0] < RELAX_MAX_ITERS) & (st[2] > RELAX_TOL * st[3])
+
+  def body(st):
+    it, inner, _, _ = st
+    inner = lax.fori_loop(0, RELAX_CHECK_EVERY, fista, inner)
+    gap, f = gap_of(inner[0], inner[1], RELAX_LAM_BOUND * jnp.max(inner[0]))
+    return it + RELAX_CHECK_EVERY, inner, gap, f
+
+  lam, mu = _project_pairs(lam0, lam0[pi] * act[pi, pj], pairs)
+  gap, f = gap_of(lam, mu, RELAX_LAM_BOUND * jnp.max(lam))
+  st = (jnp.zeros((), jnp.int32), (lam, mu, lam, mu, jnp.ones((), dtype)), gap, f)
+  it, (lam, mu, _, _, _), gap, f = lax.while_loop(cond, body, st)
+
+  g = weighted_gradient(params, x, y, lam)      # the explicit residual: VJP with relu'(0) = 0, corrected
+  m = jnp.zeros(B.shape, dtype).at[pi, pj].add(jnp.where(pairs.valid, (mu - lam[pi] * act[pi, pj]) * B[pi, pj],
+                                                         0.0))
+  g0 = dict(g[0])
+  g0["w"] = g0["w"] + x.T @ m
+  if has_bias:
+    g0["b"] = g0["b"] + jnp.sum(m, axis=0)
+  r = jax.tree_util.tree_map(lambda p, u: p - u, params, (g0,) + tuple(g[1:]))
+  lower = jnp.sqrt(2.0 * jnp.maximum(f - gap, 0.0))
+  return RelaxedFit(lam, mu, tree_norm(r), lower, RELAX_LAM_BOUND * jnp.max(lam), gap, it)
+
+
+def relax_radius(params, x, pairs: FreedPairs) -> jax.Array:
+  """Largest distance |w_j . x_i + b_j| / ||w_j|| of a freed pair, relative to the data radius max ||x_i||."""
+  z = nets.preactivations(params, x)[0][pairs.point, pairs.neuron]
+  dist = jnp.abs(z) / jnp.maximum(jnp.linalg.norm(params[0]["w"], axis=0)[pairs.neuron], 1e-300)
+  r = jnp.max(jnp.linalg.norm(x, axis=1))
+  return jnp.max(jnp.where(pairs.valid, dist, 0.0)) / jnp.maximum(r, jnp.finfo(x.dtype).tiny)
 
 
 def certificate(params, x, y, loss: str = "logistic"):
@@ -253,9 +332,12 @@ def certificate(params, x, y, loss: str = "logistic"):
   return eps_rel, eps_abs
 
 
-def kkt_report(params, x, y, *, kink_tol: float = 1e-3, clarke_iters: int = 3,
-               clarke_inner: int = 50, loss: str = "logistic") -> KKTReport:
-  """All KKT diagnostics of one network on one set (x (N, D), y (N,)). Pure; jit/vmap at the caller."""
+def kkt_report(params, x, y, *, kink_tol: float = 1e-3, relaxed: bool = True,
+               loss: str = "logistic") -> KKTReport:
+  """All KKT diagnostics of one network on one set (x (N, D), y (N,)). Pure; jit/vmap at the caller.
+
+  relaxed=False skips the relaxed QP (its fields then repeat the exact ones, with gap 0 and 0 iterations).
+  """
   L = nets.degree(params)
   q_raw = margins_of(params, x, y)
   theta_norm = tree_norm(params)
@@ -271,18 +353,24 @@ def kkt_report(params, x, y, *, kink_tol: float = 1e-3, clarke_iters: int = 3,
   delta = jnp.max(lam * slack)
 
   mask, deep = kink_mask(tparams, x, kink_tol)
-  if clarke_iters > 0:
-    lam_c, _, res_c = clarke_multipliers(tparams, x, y, lam, mask, clarke_iters, clarke_inner)
-    eps_c = jnp.minimum(res_c / theta_t_norm, eps_rel)
+  pairs = freed_pairs(tparams, x, kink_tol)
+  zero = jnp.zeros((), x.dtype)
+  if relaxed:
+    rf = relaxed_multipliers(tparams, x, y, lam, pairs)
+    lam_c, eps_c, eps_lo = rf.lam, rf.residual / theta_t_norm, rf.lower / theta_t_norm
+    gap_rel = rf.gap / jnp.maximum(0.5 * rf.residual ** 2, jnp.finfo(x.dtype).tiny)
+    iters = rf.iterations
   else:
-    lam_c, eps_c = lam, eps_rel
+    lam_c, eps_c, eps_lo, gap_rel, iters = lam, eps_rel, eps_rel, zero, jnp.zeros((), jnp.int32)
   cert_rel, cert_abs = certificate(params, x, y, loss)
   return KKTReport(
       q_min=q_min, normalized_margin=jnp.min(q_raw) / theta_norm ** L, theta_norm=theta_norm,
       feasible=q_min > 0, eps_rel=eps_rel, delta=delta, lam=lam, slack=slack, support=lam > 0,
-      nnls_converged=fit.converged, eps_rel_clarke=eps_c, delta_clarke=jnp.max(lam_c * slack),
-      lam_clarke=lam_c, kink_pairs=jnp.sum(mask), kink_pairs_deep=deep,
-      exact_kink_pairs=jnp.sum(kink_mask(tparams, x, 1e-6)[0]),
+      nnls_converged=fit.converged, eps_rel_relaxed=eps_c, eps_rel_relaxed_lower=eps_lo,
+      relaxed_gap=gap_rel, relaxed_iters=iters, delta_relaxed=jnp.max(lam_c * slack),
+      lam_relaxed=lam_c, relax_radius=relax_radius(tparams, x, pairs), kink_pairs=jnp.sum(mask),
+      freed_pairs=jnp.sum(pairs.valid),
+      kink_pairs_deep=deep, exact_kink_pairs=jnp.sum(kink_mask(tparams, x, 1e-6)[0]),
       kink_tol=jnp.asarray(kink_tol, x.dtype), cert_eps_rel=cert_rel, cert_eps_abs=cert_abs)
 
 

@@ -32,7 +32,7 @@ from optax.contrib import MuonDimensionNumbers as DimensionNumbers
 
 class ScaleBySumoState(NamedTuple):
   count: jax.Array   # int32 step counter
-  key: jax.Array     # PRNG key of the randomized projector
+  key: jax.Array     # raw uint32 data of the randomized projector's PRNG key (checkpointable as an array)
   basis: Any         # per matrix leaf Q (B, m, r); MaskedNode elsewhere
   moment: Any        # per matrix leaf M (B, r, n)
   prev_norm: Any     # per matrix leaf ||O_prev|| (B,)
@@ -115,18 +115,28 @@ def randomized_projector(key: jax.Array, g_MN: jax.Array, rank: int, oversample:
   return q @ u[..., :, :rank]
 
 
+def _key_data(key: Optional[jax.Array]) -> jax.Array:
+  """Raw uint32 key data of a typed or raw PRNG key (a placeholder key for the exact projector)."""
+  if key is None:
+    key = jax.random.key(0)  # never drawn from: the exact projector is deterministic
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return jax.random.key_data(key)
+  return jnp.asarray(key, jnp.uint32)
+
+
 def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 200,
                   growth_limit: Optional[float] = 1.1, projector: str = "randomized",
                   power_iters: int = 1, oversample: int = 5, residual: bool = True,
                   shape_scale: Optional[float] = 0.2, transport_moment: bool = True,
-                  rank_tol: float = 1e-6, seed: int = 0,
+                  rank_tol: float = 1e-6, key: Optional[jax.Array] = None,
                   weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None
                   ) -> optax.GradientTransformation:
   """The SUMO direction for every leaf (all must be matrices, or batches of them via dimension numbers).
 
   rank: r (capped at the smaller side). refresh_every: K. growth_limit: gamma (None = no limiter).
-  projector: 'randomized' | 'exact'. shape_scale: c in c sqrt(max(m, n)) (None = 1). seed: the projector's
-  PRNG seed (kept in the state; the exact projector makes the transformation deterministic without it).
+  projector: 'randomized' | 'exact'. shape_scale: c in c sqrt(max(m, n)) (None = 1). key: the randomized
+  projector's PRNG key, as optax takes keys (`optax.add_noise`): needed by `init` when projector='randomized';
+  the state keeps its raw uint32 data, so a state can be checkpointed and restored like any array tree.
   weight_dimension_numbers: one DimensionNumbers(reduction_axis, output_axis) for every leaf, or a function
   of a leaf returning its DimensionNumbers (other axes are batch axes); default (0, 1).
   """
@@ -146,6 +156,9 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
                                   is_leaf=lambda x: isinstance(x, DimensionNumbers))
 
   def init_fn(params):
+    if projector == "randomized" and key is None:
+      raise ValueError("scale_by_sumo with the randomized projector needs a PRNG key: "
+                       "scale_by_sumo(..., key=jax.random.key(0)) (or projector='exact')")
     lay = layouts(params)
 
     def init_leaf(p, l):
@@ -156,7 +169,7 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
     lays = treedef.flatten_up_to(lay)
     out = [init_leaf(p, l) for p, l in zip(leaves, lays)]
     unf = lambda i: jax.tree_util.tree_unflatten(treedef, [o[i] for o in out])
-    return ScaleBySumoState(jnp.zeros((), jnp.int32), jax.random.key(seed), unf(0), unf(1), unf(2))
+    return ScaleBySumoState(jnp.zeros((), jnp.int32), _key_data(key), unf(0), unf(1), unf(2))
 
   def update_fn(updates, state, params=None):
     del params
@@ -166,7 +179,7 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
     qs = treedef.flatten_up_to(state.basis)
     ms = treedef.flatten_up_to(state.moment)
     norms = treedef.flatten_up_to(state.prev_norm)
-    key, sub = jax.random.split(state.key)
+    key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
     keys = jax.random.split(sub, max(len(leaves), 1))
     refresh = (state.count % refresh_every) == 0
     new_u, new_q, new_m, new_n = [], [], [], []
@@ -200,7 +213,8 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
       new_m.append(mom)
       new_n.append(norm)
     unf = lambda xs: jax.tree_util.tree_unflatten(treedef, xs)
-    return unf(new_u), ScaleBySumoState(state.count + 1, key, unf(new_q), unf(new_m), unf(new_n))
+    return unf(new_u), ScaleBySumoState(state.count + 1, jax.random.key_data(key), unf(new_q), unf(new_m),
+                                        unf(new_n))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -208,7 +222,7 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
 def sumo(learning_rate: optax.ScalarOrSchedule, rank: int = 8, momentum: float = 0.95,
          refresh_every: int = 200, growth_limit: Optional[float] = 1.1, projector: str = "randomized",
          weight_decay: float = 0.0, shape_scale: Optional[float] = 0.2, residual: bool = True,
-         transport_moment: bool = True, seed: int = 0,
+         transport_moment: bool = True, key: Optional[jax.Array] = None,
          adam_learning_rate: Optional[optax.ScalarOrSchedule] = None, adam_b1: float = 0.9,
          adam_b2: float = 0.999, adam_eps: float = 1e-8, adam_weight_decay: float = 0.0,
          param_labels: Union[Any, Callable, None] = None,
@@ -233,7 +247,7 @@ def sumo(learning_rate: optax.ScalarOrSchedule, rank: int = 8, momentum: float =
   matrix = optax.chain(
       scale_by_sumo(rank=rank, momentum=momentum, refresh_every=refresh_every, growth_limit=growth_limit,
                     projector=projector, residual=residual, shape_scale=shape_scale,
-                    transport_moment=transport_moment, seed=seed,
+                    transport_moment=transport_moment, key=key,
                     weight_dimension_numbers=weight_dimension_numbers),
       optax.add_decayed_weights(weight_decay),
       optax.scale_by_learning_rate(learning_rate))

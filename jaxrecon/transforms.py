@@ -53,16 +53,24 @@ def split(x_D, lam, nu_D, a, b):
 
 
 def max_safe_magnitude(params, x_D: jax.Array, nu_D: jax.Array) -> jax.Array:
-  """The largest t >= 0 with x + s nu in x's (open) first-layer cone for all s in [0, t), in closed form.
+  """The largest t >= 0 with x + s nu in x's first-layer pattern for all s in [0, t), in closed form.
 
-  Neuron j flips where w_j . x + s w_j . nu = 0, at s_j = -(w_j . x) / (w_j . nu) when that is positive; the
-  answer is min_j s_j (inf when no neuron flips). Exact for 2-layer nets, where the first layer is the only
-  hidden layer; for deeper nets it bounds the first layer only (see `max_safe_magnitude_deep`).
+  The pattern is A(x) = {j : z_j > 0}, z_j = w_j . x (+ b_j). An active neuron (z_j > 0) flips at
+  s_j = -z_j / (w_j . nu) when w_j . nu < 0; an inactive one (z_j <= 0) at s_j = -z_j / (w_j . nu) when
+  w_j . nu > 0, which is 0 for a pair exactly at the kink (z_j = 0 leaves the pattern at once). The answer is
+  min_j s_j (inf when no neuron flips). One-sided: a symmetric split x +- t nu needs `max_safe_symmetric`.
+  Exact for 2-layer nets; for deeper nets it bounds the first layer only.
   """
   z = nets.preactivations(params, x_D[None, :])[0][0]
   s = nets.preactivations(params, nu_D[None, :])[0][0] - (params[0]["b"] if "b" in params[0] else 0.0)
-  t = jnp.where(z * s < 0, -z / jnp.where(s == 0, 1.0, s), jnp.inf)
+  flips = ((z > 0) & (s < 0)) | ((z <= 0) & (s > 0))
+  t = jnp.where(flips, jnp.maximum(-z / jnp.where(s == 0, 1.0, s), 0.0), jnp.inf)
   return jnp.min(t)
+
+
+def max_safe_symmetric(params, x_D: jax.Array, nu_D: jax.Array) -> jax.Array:
+  """The largest t with BOTH x + s nu and x - s nu in x's pattern for s in [0, t): min(safe(nu), safe(-nu))."""
+  return jnp.minimum(max_safe_magnitude(params, x_D, nu_D), max_safe_magnitude(params, x_D, -nu_D))
 
 
 def _complement_direction(key: jax.Array, basis_DK: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-r"""KKT residuals (eps_rel, delta, support, Clarke-aware eps_rel) of every checkpoint of a training run.
+r"""KKT residuals (eps_rel, delta, support; the relaxed kink-neighbourhood residual) of every checkpoint of a training run.
 
   python scripts/kkt.py --train_workdir=runs/sphere
 
@@ -15,7 +15,7 @@ from jaxrecon import diagnostics
 flags.DEFINE_string("train_workdir", None, "A workdir written by scripts/train.py.")
 flags.DEFINE_string("out_dir", None, "Where to write (default: <train_workdir>/kkt).")
 flags.DEFINE_float("kink_tol", 1e-3, "Relative |w.x| below which a pair is at the ReLU kink.")
-flags.DEFINE_integer("clarke_iters", 3, "Outer iterations of the Clarke-aware fit (0 = skip).")
+flags.DEFINE_bool("relaxed", True, "Also solve the relaxed residual (first-layer pairs within kink_tol of the kink freed).")
 flags.DEFINE_integer("batch_size", 4, "Checkpoints evaluated together.")
 flags.DEFINE_integer("min_step", 1, "Skip checkpoints before this step.")
 flags.mark_flag_as_required("train_workdir")
@@ -26,7 +26,7 @@ def main(argv):
   del argv
   jax.config.update("jax_enable_x64", True)
   diagnostics.run(FLAGS.train_workdir, diagnostics.KKTConfig(
-      kink_tol=FLAGS.kink_tol, clarke_iters=FLAGS.clarke_iters, batch_size=FLAGS.batch_size,
+      kink_tol=FLAGS.kink_tol, relaxed=FLAGS.relaxed, batch_size=FLAGS.batch_size,
       min_step=FLAGS.min_step), out_dir=FLAGS.out_dir)
 
 

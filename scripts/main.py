@@ -3,7 +3,7 @@ r"""The main job on the embedded default (no download): the paper's synthetic se
   python scripts/main.py --workdir=runs/main
 
 Trains a width-1000 2-layer ReLU net on 500 points uniform on the unit sphere in R^784 (label = sign of
-x_1) with the default schedule, measures the KKT residuals (eps_rel, delta, Clarke-aware eps_rel) of every
+x_1) with the default schedule, measures the KKT residuals (eps_rel, delta, the relaxed kink-neighbourhood residual) of every
 checkpoint, runs the split study at every checkpoint (how far from the training set a support point can be
 split with eps_rel within 1% of the true set's; --nosplit skips it), runs a small reconstruction attack sweep (--configs configurations x --attack_steps steps, the
 flags of scripts/attack.py with an attack_ prefix where training uses the same name) on the last checkpoint,
@@ -34,7 +34,7 @@ def main(argv):
   del argv
   jax.config.update("jax_enable_x64", True)
   tcfg = train_flags.config_from_flags()
-  kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, clarke_iters=tcfg.clarke_iters)
+  kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=tcfg.relaxed)
   acfg = attack_flags.config_from_flags() if FLAGS.attack else None
   scfg = pipeline.MainConfig().split if FLAGS.split else None
   pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)

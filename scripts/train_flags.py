@@ -31,7 +31,7 @@ flags.DEFINE_integer("log_every", _D.log_every, "Metrics row and progress line e
 flags.DEFINE_string("dtype", _D.dtype, "float32 | float64.")
 flags.DEFINE_integer("seed", 0, "Seed for data and initialization.")
 flags.DEFINE_float("kink_tol", _D.kink_tol, "Relative |w.x| below which a pair is at the ReLU kink.")
-flags.DEFINE_integer("clarke_iters", _D.clarke_iters, "Iterations of the Clarke-aware KKT fit.")
+flags.DEFINE_bool("relaxed", _D.relaxed, "Also solve the relaxed KKT residual (kink neighbourhood) at each checkpoint.")
 
 FLAGS = flags.FLAGS
 
@@ -50,4 +50,4 @@ def config_from_flags() -> train.TrainConfig:
       first_bias=FLAGS.first_bias, loss=FLAGS.loss, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
       lr_cap=FLAGS.lr_cap, momentum=FLAGS.momentum, steps=FLAGS.steps, target_loss=FLAGS.target_loss,
       max_wall_s=FLAGS.max_wall_s, log_every=FLAGS.log_every, dtype=FLAGS.dtype, seed=FLAGS.seed,
-      kink_tol=FLAGS.kink_tol, clarke_iters=FLAGS.clarke_iters)
+      kink_tol=FLAGS.kink_tol, relaxed=FLAGS.relaxed)

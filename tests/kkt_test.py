@@ -11,7 +11,7 @@ from jaxrecon import losses
 from jaxrecon import nets
 
 
-report = jax.jit(kkt.kkt_report, static_argnames=("kink_tol", "clarke_iters", "clarke_inner", "loss"))
+report = jax.jit(kkt.kkt_report, static_argnames=("kink_tol", "relaxed", "loss"))
 
 
 def random_net(seed, widths=(7, 5), d=4, n=9, n_out=1, first_bias=False):
@@ -92,45 +92,45 @@ class KKTTest(chex.TestCase, parameterized.TestCase):
     params, x, y, lam = exact_kkt_net(k)
     q = kkt.margins_of(params, x, y)
     np.testing.assert_allclose(q, [1, 1, 1, 1, 3, 3, 2], atol=1e-12)
-    rep = report(params, x, y, clarke_iters=0)
+    rep = report(params, x, y, relaxed=False)
     self.assertLessEqual(float(rep.eps_rel), 1e-6)
     self.assertLessEqual(float(rep.delta), 1e-10)
     np.testing.assert_allclose(rep.lam, lam, atol=1e-8)
     np.testing.assert_array_equal(rep.support, lam > 0)
     # a perturbed network is not KKT
     bad = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.ones_like(p), params)
-    self.assertGreater(float(report(bad, x, y, clarke_iters=0).eps_rel), 1e-2)
+    self.assertGreater(float(report(bad, x, y, relaxed=False).eps_rel), 1e-2)
 
   def test_residuals_invariant_to_rescaling(self):
     params, x, y = random_net(4, (8,), n=10)
-    a = report(params, x, y, clarke_iters=0)
-    b = report(nets.scale_params(params, 13.0), x, y, clarke_iters=0)
+    a = report(params, x, y, relaxed=False)
+    b = report(nets.scale_params(params, 13.0), x, y, relaxed=False)
     # cert_eps_rel is not invariant: it uses the loss weights -l'(q), which change with the scale.
-    for f in ("eps_rel", "delta", "normalized_margin", "eps_rel_clarke"):
+    for f in ("eps_rel", "delta", "normalized_margin", "eps_rel_relaxed"):
       np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-8, err_msg=f)
     np.testing.assert_allclose(a.lam, b.lam, rtol=1e-7, atol=1e-10)
 
   def test_clarke_aware_residual_at_a_kink(self):
     params, x, y = kink_kkt_net()
-    rep = report(params, x, y, clarke_iters=20)
+    rep = report(params, x, y, relaxed=True)
     self.assertEqual(int(rep.kink_pairs), 1)
     self.assertGreater(float(rep.eps_rel), 0.1)       # relu'(0) = 0 overstates the residual
-    self.assertLessEqual(float(rep.eps_rel_clarke), 1e-4)
-    np.testing.assert_allclose(rep.lam_clarke, [1.0, 1.0], atol=1e-3)
+    self.assertLessEqual(float(rep.eps_rel_relaxed), 1e-4)
+    np.testing.assert_allclose(rep.lam_relaxed, [1.0, 1.0], atol=1e-3)
     # with no pair counted as a kink the Clarke fit can do nothing
-    none = report(params, x, y, kink_tol=-1.0, clarke_iters=5)
+    none = report(params, x, y, kink_tol=-1.0, relaxed=True)
     self.assertEqual(int(none.kink_pairs), 0)
-    np.testing.assert_allclose(none.eps_rel_clarke, none.eps_rel, rtol=1e-9)
+    np.testing.assert_allclose(none.eps_rel_relaxed, none.eps_rel, rtol=1e-9)
 
   def test_certificate_bounds_best_eps(self):
     params, x, y = random_net(5, (10,), n=15)
     for loss in ("logistic", "exponential"):
-      rep = report(params, x, y, clarke_iters=0, loss=loss)
+      rep = report(params, x, y, relaxed=False, loss=loss)
       self.assertGreaterEqual(float(rep.cert_eps_rel), float(rep.eps_rel) - 1e-12)
 
   def test_multiclass_report(self):
     params, x, y = random_net(6, (8,), n=10, n_out=3)
-    rep = report(params, x, y, clarke_iters=5)
+    rep = report(params, x, y, relaxed=True)
     chex.assert_tree_all_finite((rep.eps_rel, rep.delta, rep.lam))
     tparams, _ = kkt.normalize(params, x, y)
     Jt = flat_jacobian(tparams, x, y)
@@ -145,28 +145,25 @@ class KKTTest(chex.TestCase, parameterized.TestCase):
     @jax.jit
     @chex.assert_max_traces(n=1)
     def many(xs, ys):
-      return jax.vmap(lambda a, b: kkt.kkt_report(params, a, b, clarke_iters=10))(xs, ys)
+      return jax.vmap(lambda a, b: kkt.kkt_report(params, a, b, relaxed=True))(xs, ys)
 
     batched = many(xs, ys)
     many(xs + 0.0, ys)  # a second call must not retrace
     for i in range(5):
-      one = report(params, xs[i], ys[i], clarke_iters=10)
+      one = report(params, xs[i], ys[i], relaxed=True)
       np.testing.assert_allclose(batched.eps_rel[i], one.eps_rel, rtol=1e-9)
-      np.testing.assert_allclose(batched.eps_rel_clarke[i], one.eps_rel_clarke, rtol=1e-7)
+      np.testing.assert_allclose(batched.eps_rel_relaxed[i], one.eps_rel_relaxed, rtol=1e-7)
       np.testing.assert_allclose(batched.lam[i], one.lam, atol=1e-9)
 
   def test_vmapped_checkpoints(self):
     params, x, y = random_net(8, (6,), n=8)
     stack = jax.tree_util.tree_map(lambda p: jnp.stack([p, 2 * p, p + 0.1]), params)
-    reps = jax.jit(jax.vmap(lambda p: kkt.kkt_report(p, x, y, clarke_iters=0)))(stack)
+    reps = jax.jit(jax.vmap(lambda p: kkt.kkt_report(p, x, y, relaxed=False)))(stack)
     for i, p in enumerate([params, nets.scale_params(params, 2.0),
                            jax.tree_util.tree_map(lambda a: a + 0.1, params)]):
-      np.testing.assert_allclose(reps.eps_rel[i], report(p, x, y, clarke_iters=0).eps_rel,
+      np.testing.assert_allclose(reps.eps_rel[i], report(p, x, y, relaxed=False).eps_rel,
                                  rtol=1e-9)
 
-
-if __name__ == "__main__":
-  absltest.main()
 
 
 class CertificateDepthTest(chex.TestCase):
@@ -180,4 +177,94 @@ class CertificateDepthTest(chex.TestCase):
     b = kkt.certificate(big, x, y)
     chex.assert_tree_all_finite(b)
     self.assertLess(float(b[0]), 1.0)
-    self.assertGreaterEqual(float(b[0]), float(report(big, x, y, clarke_iters=0).eps_rel) - 1e-9)
+    self.assertGreaterEqual(float(b[0]), float(report(big, x, y, relaxed=False).eps_rel) - 1e-9)
+
+
+def ray_nnls_residual(params, x, y, mask):
+  """The relaxed QP solved independently: the cone {lam_i >= 0, 0 <= mu_ij <= lam_i} is generated by the rays
+  (1, 1_S), S any subset of point i's freed pairs (the vertices of the cube), so the QP is an NNLS over ray
+  coefficients of explicit Jacobian columns (scipy). Exponential in the freed pairs per point: small nets only."""
+  import itertools
+  J = np.asarray(flat_jacobian(params, x, y))  # relu'(0) = 0
+  B = np.asarray(kkt.per_example_signals(params, x, y).back1)
+  X, m = np.asarray(x), np.asarray(mask)
+  act = np.asarray(nets.preactivations(params, x)[0] > 0)
+  d, W1 = params[0]["w"].shape
+  has_b = "b" in params[0]
+
+  def pair(i, j):  # first-layer gradient of pair (i, j) with derivative 1, in flat() order ('b' before 'w')
+    gw = np.zeros((d, W1))
+    gw[:, j] = X[i] * B[i, j]
+    parts = [gw.ravel()]
+    if has_b:
+      gb = np.zeros(W1)
+      gb[j] = B[i, j]
+      parts = [gb, gw.ravel()]
+    return np.concatenate(parts + [np.zeros(J.shape[1] - sum(p.size for p in parts))])
+  cols = []
+  for i in range(X.shape[0]):
+    free = np.flatnonzero(m[i])
+    base = J[i] - sum((pair(i, j) for j in free if act[i, j]), np.zeros(J.shape[1]))
+    for k in range(len(free) + 1):
+      for S in itertools.combinations(free, k):
+        cols.append(base + sum((pair(i, j) for j in S), np.zeros(J.shape[1])))
+  return optimize.nnls(np.stack(cols, 1), np.asarray(flat(params)), maxiter=100000)[1]
+
+
+class RelaxedResidualTest(parameterized.TestCase):
+
+  @parameterized.parameters((1, 0.05, False), (2, 0.08, True), (3, 0.1, False))
+  def test_joint_qp_matches_independent_ray_nnls(self, seed, tol, bias):
+    params, x, y = random_net(seed, (8,), d=4, n=10, first_bias=bias)
+    tp, _ = kkt.normalize(params, x, y)
+    mask, _ = kkt.kink_mask(tp, x, tol)
+    self.assertGreater(int(mask.sum()), 5)
+    pairs = kkt.freed_pairs(tp, x, tol)
+    freed = np.zeros(mask.shape, bool)
+    freed[np.asarray(pairs.point), np.asarray(pairs.neuron)] = np.asarray(pairs.valid)
+    np.testing.assert_array_equal(freed, np.asarray(mask))  # every pair within tol, no other
+    lam0 = kkt.best_multipliers(tp, x, y).x
+    fit = jax.jit(kkt.relaxed_multipliers)(tp, x, y, lam0, pairs)
+    want = ray_nnls_residual(tp, x, y, mask)
+    np.testing.assert_allclose(float(fit.residual), want, rtol=1e-7)
+    # the certificate: a lower bound within the tolerance, and the multipliers feasible
+    self.assertLessEqual(float(fit.lower), want * (1 + 1e-9))
+    self.assertGreaterEqual(float(fit.lower), want * (1 - 1e-5))
+    self.assertTrue(np.all(np.asarray(fit.lam) >= 0))
+    self.assertTrue(np.all(np.asarray(fit.mu) <= np.asarray(fit.lam)[np.asarray(pairs.point)] + 1e-15))
+    self.assertTrue(np.all(np.asarray(fit.mu) >= 0))
+
+  def test_tolerance_dependence_is_monotone_and_reported(self):
+    params, x, y = random_net(4, (12,), d=5, n=14)
+    eps = [float(report(params, x, y, kink_tol=t).eps_rel_relaxed) for t in (-1.0, 1e-3, 1e-2, 1e-1, 0.3)]
+    exact = float(report(params, x, y, relaxed=False).eps_rel)
+    self.assertAlmostEqual(eps[0], exact, places=9)  # nothing freed: the relaxed residual is eps_rel
+    self.assertTrue(all(b <= a + 1e-9 for a, b in zip(eps, eps[1:])), eps)
+    self.assertLess(eps[-1], exact)
+    rep = report(params, x, y, kink_tol=0.1)
+    self.assertLessEqual(float(rep.relaxed_gap), kkt.RELAX_TOL)
+    self.assertGreater(float(rep.relax_radius), 0.0)
+    self.assertLessEqual(float(rep.eps_rel_relaxed_lower), float(rep.eps_rel_relaxed))
+
+  def test_projection_onto_the_cone(self):
+    rng = np.random.default_rng(0)
+    n, P = 5, 14
+    a, v = rng.normal(size=n), rng.normal(size=P)
+    pairs = kkt.FreedPairs(jnp.asarray(rng.integers(0, n, P)), jnp.arange(P), jnp.asarray(rng.uniform(size=P) < 0.8))
+    lam, mu = kkt._project_pairs(jnp.asarray(a), jnp.asarray(v), pairs)
+    pt, ok = np.asarray(pairs.point), np.asarray(pairs.valid)
+    # against scipy, minimizing the distance over the cone point by point
+    for i in range(n):
+      free = np.flatnonzero((pt == i) & ok)
+      cons = [{"type": "ineq", "fun": lambda u: u[0]}]
+      cons += [{"type": "ineq", "fun": lambda u, k=k: u[1 + k]} for k in range(len(free))]
+      cons += [{"type": "ineq", "fun": lambda u, k=k: u[0] - u[1 + k]} for k in range(len(free))]
+      f = lambda u: (u[0] - a[i]) ** 2 + np.sum((u[1:] - v[free]) ** 2)
+      res = optimize.minimize(f, np.zeros(1 + len(free)), constraints=cons, method="SLSQP",
+                              options={"ftol": 1e-14, "maxiter": 500})
+      self.assertAlmostEqual(float(lam[i]), res.x[0], places=6)
+      np.testing.assert_allclose(np.asarray(mu)[free], res.x[1:], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(mu)[~ok], 0.0)
+
+if __name__ == "__main__":
+  absltest.main()

@@ -94,6 +94,33 @@ class MagnitudeTest(parameterized.TestCase):
     self.assertTrue(bool(transforms.same_pattern(params, x, x + (1 - 1e-9) * t * nu)))
     self.assertFalse(bool(transforms.same_pattern(params, x, x + (1 + 1e-6) * t * nu)))
 
+  @parameterized.parameters(0, 1, 2, 3)
+  def test_symmetric_split_keeps_the_pattern_both_ways(self, seed):
+    # brute force on a fine grid of magnitudes, in both directions (issue 11.5a)
+    cfg = nets.MLPConfig(d_in=5, widths=(9,), init_scales=None)
+    params = nets.init(jax.random.key(seed), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(seed + 10), (5,), jnp.float64)
+    nu = jax.random.normal(jax.random.key(seed + 20), (5,), jnp.float64)
+    t = float(transforms.max_safe_symmetric(params, x, nu))
+    grid = np.linspace(0, 3 * t, 3001)[1:]
+    keep = [bool(transforms.same_pattern(params, x, x + s * nu)) and
+            bool(transforms.same_pattern(params, x, x - s * nu)) for s in grid]
+    first_bad = grid[np.argmin(keep)]
+    self.assertLessEqual(abs(first_bad - t), 3 * t / 3000 + 1e-12)
+    self.assertEqual(t, min(float(transforms.max_safe_magnitude(params, x, nu)),
+                            float(transforms.max_safe_magnitude(params, x, -nu))))
+
+  def test_pair_at_the_kink_flips_at_once(self):
+    # neuron 1 has w . x = 0 exactly: moving along +nu (w . nu > 0) activates it at once (issue 11.5b)
+    params = ({"w": jnp.array([[1.0, -1.0], [1.0, 0.0]])}, {"w": jnp.array([[1.0], [1.0]])})
+    x = jnp.array([0.1, -0.1])  # z_1 = 0.1 - 0.1 = 0 (at the kink), z_2 = -0.1 (inactive)
+    nu = jnp.array([1.0, 0.0])  # w_1 . nu = 1 > 0, w_2 . nu = -1
+    self.assertEqual(float(transforms.max_safe_magnitude(params, x, nu)), 0.0)
+    self.assertFalse(bool(transforms.same_pattern(params, x, x + 1e-9 * nu)))
+    # along -nu neuron 1 stays off; neuron 2 (z = -0.1, w . (-nu) = 1) switches on at 0.1
+    self.assertAlmostEqual(float(transforms.max_safe_magnitude(params, x, -nu)), 0.1, places=12)
+    self.assertEqual(float(transforms.max_safe_symmetric(params, x, nu)), 0.0)
+
 
 class DirectionTest(absltest.TestCase):
 

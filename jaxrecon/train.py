@@ -78,6 +78,9 @@ class TrainConfig:
                           init_scales=self.init_scales, first_bias=self.first_bias)
 
 
+# A certificate above this (an upper bound on eps_rel) means the run is not near a KKT point yet.
+CERT_FAR = 0.5
+
 # Fields that may change when a run is resumed (they do not change the computation up to a step).
 RESUMABLE_CHANGES = ("steps", "target_loss", "max_wall_s", "log_every", "relaxed", "kink_tol")
 
@@ -286,6 +289,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
       f"{config.optimizer} lr={config.lr}, {config.steps} steps, {config.dtype}")
 
   t0 = time.time()
+  stop_reason = "steps"
   prior_wall = 0.0
   rows = wd.read_jsonl(metrics_path)
   if rows:
@@ -318,9 +322,14 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
       log(f"loss is {m['loss']} at step {step}: stopping (lower --lr or set --lr_cap)")
       break
     if done:
-      log(f"target loss {config.target_loss:g} reached at step {step}")
+      stop_reason = "target_loss"
+      far = m["cert_eps_rel"] > CERT_FAR
+      log(f"target loss {config.target_loss:g} reached at step {step}"
+          + (f", but the certificate bounds eps_rel only by {m['cert_eps_rel']:.3f}: a small loss is not a KKT "
+             "point; the exact eps_rel is measured below (train longer or drop --target_loss)" if far else ""))
       break
     if out_of_time:
+      stop_reason = "max_wall_s"
       log(f"wall-time budget {config.max_wall_s:g}s used at step {step}")
       break
 
@@ -339,7 +348,10 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
       "kink_pairs": rep["kink_pairs"], "kink_tol": config.kink_tol, "cert_eps_rel": rep["cert_eps_rel"],
       "nnls_converged": rep["nnls_converged"], "steps": step, "wall_s": m["wall_s"],
       "n_train": int(x.shape[0]), "n_params": nets.num_params(state.params),
+      "stop_reason": stop_reason, "stop_cert_eps_rel": m.get("cert_eps_rel"),
   }
+  if stop_reason == "target_loss" and rep["eps_rel"] > CERT_FAR:
+    log(f"stopped by --target_loss with eps_rel {rep['eps_rel']:.3f} (exact): not a KKT point yet")
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   log(f"done: loss {_fmt_loss(m)}  train_acc {summary['train_acc']:.3f}  "
       f"test_acc {summary['test_acc']:.3f}  eps_rel {summary['eps_rel']:.4f} "

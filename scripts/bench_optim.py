@@ -137,7 +137,7 @@ def make_optimizer(method, lr, params):
     return contrib.galore(lr, rank=FLAGS.rank, update_proj_gap=FLAGS.refresh, weight_dimension_numbers=dims)
   if method == "sumo":
     lab = jax.tree_util.tree_map(lambda s: "sumo" if s == "matrix" else "adam", labels)
-    return sumo.sumo(lr, rank=FLAGS.rank, refresh_every=FLAGS.refresh, param_labels=lab)
+    return sumo.sumo(lr, rank=FLAGS.rank, refresh_every=FLAGS.refresh, param_labels=lab, key=jax.random.key(0))
   raise ValueError(method)
 
 

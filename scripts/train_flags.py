@@ -20,7 +20,7 @@ flags.DEFINE_list("init_scales", ["1e-4"],
 flags.DEFINE_bool("first_bias", False, "First-layer bias (keeps the net homogeneous).")
 flags.DEFINE_string("loss", _D.loss, "logistic | exponential.")
 flags.DEFINE_string("optimizer", _D.optimizer,
-                    "gd | normalized_gd | log_normalized_gd | sumo | an optax name (adam, sgd, ...).")
+                    "gd | normalized_gd | log_normalized_gd | relative_gd (lr = the relative step ||step||/||theta|| at loss >= 1/e, then divided by -log Loss) | sumo | an optax name (adam, sgd, ...).")
 flags.DEFINE_float("lr", _D.lr, "Learning rate (for normalized_gd: the step is lr / loss).")
 flags.DEFINE_float("lr_cap", _D.lr_cap, "normalized_gd: cap on the effective step lr / loss.")
 flags.DEFINE_float("momentum", _D.momentum, "Momentum for gd / normalized_gd.")

@@ -236,12 +236,12 @@ class RelaxedResidualTest(parameterized.TestCase):
 
   def test_tolerance_dependence_is_monotone_and_reported(self):
     params, x, y = random_net(4, (12,), d=5, n=14)
-    eps = [float(report(params, x, y, kink_tol=t).eps_rel_relaxed) for t in (-1.0, 1e-3, 1e-2, 1e-1, 0.3)]
+    eps = [float(report(params, x, y, kink_tol=t).eps_rel_relaxed) for t in (-1.0, 1e-2, 0.3)]
     exact = float(report(params, x, y, relaxed=False).eps_rel)
     self.assertAlmostEqual(eps[0], exact, places=9)  # nothing freed: the relaxed residual is eps_rel
     self.assertTrue(all(b <= a + 1e-9 for a, b in zip(eps, eps[1:])), eps)
     self.assertLess(eps[-1], exact)
-    rep = report(params, x, y, kink_tol=0.1)
+    rep = report(params, x, y, kink_tol=0.3)
     self.assertLessEqual(float(rep.relaxed_gap), kkt.RELAX_TOL)
     self.assertGreater(float(rep.relax_radius), 0.0)
     self.assertLessEqual(float(rep.eps_rel_relaxed_lower), float(rep.eps_rel_relaxed))

@@ -102,7 +102,7 @@ class ScriptsTest(absltest.TestCase):
     d = tempfile.mkdtemp()
     data_test.write_mnist(d, n_train=40, n_test=20)
     tr = os.path.join(d, "train")
-    run_script("train.py", f"--workdir={tr}", "--dataset=mnist", f"--data_dir={d}", "--n=10", "--n_test=10", "--width=8",
+    run_script("train.py", f"--workdir={tr}", "--dataset=mnist", f"--data_dir={d}", "--n=10", "--n_test=0", "--width=8",
                "--init_scales=0.3", "--steps=20", "--log_every=10", "--relaxed=True", "--lr=0.1")
     out = os.path.join(d, "attack")
     proc = run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}", "--configs=3", "--steps=12",

@@ -131,6 +131,32 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
       expect = jax.tree_util.tree_map(lambda a, g: a - lr_eff * g, p, grads)
       chex.assert_trees_all_close(new.params, expect, rtol=1e-8)
 
+  @parameterized.parameters((1, 1.0), (1, 30.0), (2, 30.0), (1, 1e-3))
+  def test_relative_step_is_scale_free(self, hidden_layers, scale):
+    # ||step|| / ||theta|| = lr / max(1, -log Loss), whatever the scale of the weights (issue 11.8)
+    cfg = tiny_config(optimizer="relative_gd", lr=0.05, widths=(16,) * hidden_layers)
+    opt, normalized = train.make_optimizer(cfg)
+    ds = data.load(jax.random.key(0), cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    p = train.nets.scale_params(train.nets.init(jax.random.key(1), cfg.mlp(8, 1), jnp.float64), scale)
+    y_fit = jnp.where(train.kkt.margins_of(p, x, y) > 0, y, -y)
+    loss = float(train.loss_fn(p, x, y_fit, "logistic"))
+    new, _ = train.make_train_step(cfg, opt, normalized)(train.TrainState(p, opt.init(p)), x, y_fit)
+    step = train.nets.param_norm(jax.tree_util.tree_map(lambda a, b: a - b, new.params, p))
+    self.assertAlmostEqual(float(step / train.nets.param_norm(p)), 0.05 / max(1.0, -np.log(loss)), places=10)
+    # and along -grad Loss (finite differences: the loss falls to first order by ||step|| ||grad||)
+    grads = jax.grad(train.loss_fn)(p, x, y_fit, "logistic")
+    cos = train.nets.tree_dot(jax.tree_util.tree_map(lambda a, b: a - b, new.params, p), grads) / (
+        step * train.nets.param_norm(grads))
+    self.assertAlmostEqual(float(cos), -1.0, places=10)
+
+  def test_target_loss_far_from_kkt_is_said(self):
+    msgs = []
+    s = train.run(tiny_config(target_loss=0.68, steps=200, log_every=1), tempfile.mkdtemp(), log=msgs.append)
+    self.assertEqual(s["stop_reason"], "target_loss")
+    self.assertGreater(s["stop_cert_eps_rel"], train.CERT_FAR)
+    self.assertTrue(any("not a KKT point" in m for m in msgs), msgs[-3:])
+
   @parameterized.parameters("adam", "sgd")
   def test_optax_optimizers(self, name):
     s = train.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),

@@ -144,7 +144,7 @@ def _plot(d_tr, d_ho, ncc_tr, ncc_ho, nd, path):
   axes[1].plot(lim, lim, "k--", lw=1)
   axes[1].set_xlabel("best NCC with a held-out point")
   axes[1].set_ylabel("best NCC with a training point")
-  axes[0].legend(fontsize=8)
+  axes[0].legend(fontsize=8, loc="upper left")
   for ax in axes:
     ax.grid(alpha=0.3)
   fig.tight_layout()

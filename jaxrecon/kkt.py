@@ -53,7 +53,7 @@ class KKTReport(NamedTuple):
   lam_relaxed: jax.Array        # (N,)
   relax_radius: jax.Array       # largest distance of a freed x_i to its neuron's hyperplane / max ||x_i||
   kink_pairs: jax.Array         # number of first-layer (point, neuron) pairs within kink_tol of the kink
-  freed_pairs: jax.Array        # of those, the ones the relaxation frees (the closest RELAX_MAX_PAIRS)
+  freed_pairs: jax.Array        # of those, the ones freed: all on small nets, else the closest RELAX_MAX_PAIRS
   exact_kink_pairs: jax.Array   # pairs within 1e-6 (at the kink up to rounding): the only Clarke freedom at theta
   kink_pairs_deep: jax.Array    # the same for deeper hidden layers (not freed)
   kink_tol: jax.Array
@@ -176,7 +176,17 @@ RELAX_MAX_ITERS = 10000   # accelerated projected-gradient steps at most
 RELAX_CHECK_EVERY = 50    # steps between duality-gap checks
 RELAX_TOL = 1e-5          # stop when gap <= RELAX_TOL * 1/2 ||r||^2 (residual certified to ~5e-6 relative)
 RELAX_LAM_BOUND = 4.0     # the certificate covers multipliers up to 4x the largest one found
-RELAX_MAX_PAIRS = 512     # at most this many freed pairs (the closest to their kink) enter the QP
+RELAX_MAX_PAIRS = 512     # large nets: at most this many freed pairs (the closest to their kink) enter the QP
+RELAX_SCATTER_BUDGET = 3e7  # nets with 2 N^2 W1 below this free EVERY pair within kink_tol (no cap)
+
+
+def relax_all_pairs(n: int, width: int) -> bool:
+  """Whether the relaxed QP of n points and a first layer of `width` neurons frees every pair within kink_tol.
+
+  Then the QP's operators are applied through dense (N, W1) products (2 N^2 W1 per step); otherwise the
+  RELAX_MAX_PAIRS pairs closest to their kink enter, with their (N + P)-sized Gram matrix formed once.
+  """
+  return 2.0 * n * n * width <= RELAX_SCATTER_BUDGET
 
 
 class FreedPairs(NamedTuple):
@@ -242,14 +252,20 @@ def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
   Mf = d_free * B
   xx = x @ x.T + (1.0 if has_bias else 0.0)
   Bp = jnp.where(pairs.valid, B[pi, pj], 0.0)     # g_p = Bp [x_i; 1] e_j^T: the freed pair's gradient
-  C = Mf[:, pj] * xx[:, pi] * Bp[None, :]          # (N, P) <g_k(lam-part), g_p>
-  H = jnp.where(pj[:, None] == pj[None, :], xx[pi][:, pi], 0.0) * (Bp[:, None] * Bp[None, :])
   bm = Bp * sig.zs[0][pi, pj]                     # <theta, g_p>
   half_t2 = 0.5 * tree_norm(params) ** 2
   tiny = jnp.finfo(dtype).tiny
+  if relax_all_pairs(*B.shape):  # through dense (N, W1) products: H mu = Bp (xx @ S)[p], S = scatter(Bp mu)
+    def grad(lam, mu):
+      t1 = xx @ jnp.zeros(B.shape, dtype).at[pi, pj].add(Bp * mu)
+      t2 = xx @ (lam[:, None] * Mf)
+      return G @ lam + jnp.sum(Mf * t1, axis=1) - bl, Bp * (t1 + t2)[pi, pj] - bm
+  else:  # the (N + P) Gram matrix once: C (N, P) = <g_k(lam-part), g_p>, H (P, P) = <g_p, g_p'>
+    C = Mf[:, pj] * xx[:, pi] * Bp[None, :]
+    H = jnp.where(pj[:, None] == pj[None, :], xx[pi][:, pi], 0.0) * (Bp[:, None] * Bp[None, :])
 
-  def grad(lam, mu):
-    return G @ lam + C @ mu - bl, H @ mu + C.T @ lam - bm
+    def grad(lam, mu):
+      return G @ lam + C @ mu - bl, H @ mu + C.T @ lam - bm
 
   def value(lam, mu, gl, gm):  # f = 1/2 ||theta||^2 - <b, z> + 1/2 <z, Qz>, Qz = grad + b
     return half_t2 + 0.5 * (jnp.vdot(lam, gl - bl) + jnp.vdot(mu, gm - bm))
@@ -353,7 +369,8 @@ def kkt_report(params, x, y, *, kink_tol: float = 1e-3, relaxed: bool = True,
   delta = jnp.max(lam * slack)
 
   mask, deep = kink_mask(tparams, x, kink_tol)
-  pairs = freed_pairs(tparams, x, kink_tol)
+  n, width = x.shape[0], tparams[0]["w"].shape[1]
+  pairs = freed_pairs(tparams, x, kink_tol, n * width if relax_all_pairs(n, width) else RELAX_MAX_PAIRS)
   zero = jnp.zeros((), x.dtype)
   if relaxed:
     rf = relaxed_multipliers(tparams, x, y, lam, pairs)

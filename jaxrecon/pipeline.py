@@ -56,7 +56,7 @@ def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
                    f"after {tsum['steps']} steps ({tsum['wall_s']:.0f}s of training); KKT residual "
                    f"eps_rel {tsum['eps_rel']:.4f} (exact, at theta; relaxed over pairs within "
                    f"{tsum['relax_radius']:.2g} x the data radius of their kink: {tsum['eps_rel_relaxed']:.4f}), "
-                   f"delta {tsum['delta']:.2e}, {tsum['support_size']} support points; eps_rel fell from "
+                   f"delta {tsum['delta']:.2e}, {tsum['support_size']} support points; eps_rel was "
                    f"{first['eps_rel']:.4f} at step {first['step']}"
                    + ("" if len(sep) == len(rows) else
                       f"; {len(rows) - len(sep)} early checkpoint(s) not yet separating the data left out")),

@@ -345,7 +345,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
       "eps_rel": rep["eps_rel"], "delta": rep["delta"], "eps_rel_relaxed": rep["eps_rel_relaxed"],
       "delta_relaxed": rep["delta_relaxed"], "relax_radius": rep["relax_radius"],
       "relaxed_gap": rep["relaxed_gap"], "support_size": rep["support_size"],
-      "kink_pairs": rep["kink_pairs"], "kink_tol": config.kink_tol, "cert_eps_rel": rep["cert_eps_rel"],
+      "kink_pairs": rep["kink_pairs"], "freed_pairs": rep["freed_pairs"], "kink_tol": config.kink_tol, "cert_eps_rel": rep["cert_eps_rel"],
       "nnls_converged": rep["nnls_converged"], "steps": step, "wall_s": m["wall_s"],
       "n_train": int(x.shape[0]), "n_params": nets.num_params(state.params),
       "stop_reason": stop_reason, "stop_cert_eps_rel": m.get("cert_eps_rel"),

@@ -124,11 +124,11 @@ def plot_schedules(results, path):
     if not rows:
       continue
     t = [r["wall_s"] for r in rows]
-    line, = axes[0].loglog(t, [r["eps_rel_relaxed"] for r in rows], marker="o", ms=3, label=spec)
-    axes[0].loglog(t, [r["eps_rel"] for r in rows], ls="--", color=line.get_color())
+    line, = axes[0].loglog(t, [r["eps_rel"] for r in rows], marker="o", ms=3, label=spec)
+    axes[0].loglog(t, [r["eps_rel_relaxed"] for r in rows], ls="--", color=line.get_color())
     axes[1].semilogx(t, [r["log10_loss"] for r in rows], marker="o", ms=3, label=spec)
   axes[0].set_xlabel("training wall time (s)")
-  axes[0].set_ylabel("eps_rel (solid), relaxed residual (dashed)")
+  axes[0].set_ylabel("eps_rel, exact (solid); relaxed residual (dashed)")
   axes[1].set_xlabel("training wall time (s)")
   axes[1].set_ylabel("log10 training loss")
   for ax in axes:

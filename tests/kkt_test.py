@@ -1,3 +1,5 @@
+from unittest import mock
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
@@ -213,8 +215,12 @@ def ray_nnls_residual(params, x, y, mask):
 
 class RelaxedResidualTest(parameterized.TestCase):
 
-  @parameterized.parameters((1, 0.05, False), (2, 0.08, True), (3, 0.1, False))
-  def test_joint_qp_matches_independent_ray_nnls(self, seed, tol, bias):
+  @parameterized.parameters((1, 0.05, False, True), (2, 0.08, True, True), (3, 0.1, False, True),
+                            (3, 0.1, False, False), (2, 0.08, True, False))
+  def test_joint_qp_matches_independent_ray_nnls(self, seed, tol, bias, dense):
+    # dense: the operators through (N, W1) products (small nets); else the (N + P) Gram matrix (large nets)
+    if not dense:
+      self.enter_context(mock.patch.object(kkt, "RELAX_SCATTER_BUDGET", 0.0))
     params, x, y = random_net(seed, (8,), d=4, n=10, first_bias=bias)
     tp, _ = kkt.normalize(params, x, y)
     mask, _ = kkt.kink_mask(tp, x, tol)

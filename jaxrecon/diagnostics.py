@@ -97,6 +97,9 @@ def plot_residuals(rows: list, path: str, title: str = "") -> None:
     vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
     vals = np.where(vals > 0, vals, np.nan)
     ax.loglog(steps, vals, marker="o", ms=3, label=label)
+  out = [r["step"] for r in rows if r.get("q_min", 1.0) <= 0]
+  if out:  # no max-margin problem yet: residuals there use a stand-in scale
+    ax.axvspan(min(out) / 1.3, max(out) * 1.3, color="0.88", zorder=0, label="data not separated (q_min <= 0)")
   ax.set_xlabel("training step")
   ax.set_title("KKT residuals (normalized scale)")
   ax.grid(True, which="both", alpha=0.3)

@@ -81,14 +81,20 @@ class MergeTest(absltest.TestCase):
     np.testing.assert_allclose(kkt.margins_of(params, m[None, :], y[:1]), 1.0, rtol=1e-12)
 
 
+def _net_point_direction(seed):
+  """A random 2-layer net (d = 5, width 9), a point and a direction."""
+  cfg = nets.MLPConfig(d_in=5, widths=(9,), init_scales=None)
+  params = nets.init(jax.random.key(seed), cfg, jnp.float64)
+  x = jax.random.normal(jax.random.key(seed + 10), (5,), jnp.float64)
+  nu = jax.random.normal(jax.random.key(seed + 20), (5,), jnp.float64)
+  return params, x, nu
+
+
 class MagnitudeTest(parameterized.TestCase):
 
   @parameterized.parameters(0, 1, 2, 3)
   def test_closed_form_is_tight(self, seed):
-    cfg = nets.MLPConfig(d_in=5, widths=(9,), init_scales=None)
-    params = nets.init(jax.random.key(seed), cfg, jnp.float64)
-    x = jax.random.normal(jax.random.key(seed + 10), (5,), jnp.float64)
-    nu = jax.random.normal(jax.random.key(seed + 20), (5,), jnp.float64)
+    params, x, nu = _net_point_direction(seed)
     t = float(transforms.max_safe_magnitude(params, x, nu))
     self.assertTrue(np.isfinite(t))
     self.assertTrue(bool(transforms.same_pattern(params, x, x + (1 - 1e-9) * t * nu)))
@@ -97,10 +103,7 @@ class MagnitudeTest(parameterized.TestCase):
   @parameterized.parameters(0, 1, 2, 3)
   def test_symmetric_split_keeps_the_pattern_both_ways(self, seed):
     # brute force on a fine grid of magnitudes, in both directions (issue 11.5a)
-    cfg = nets.MLPConfig(d_in=5, widths=(9,), init_scales=None)
-    params = nets.init(jax.random.key(seed), cfg, jnp.float64)
-    x = jax.random.normal(jax.random.key(seed + 10), (5,), jnp.float64)
-    nu = jax.random.normal(jax.random.key(seed + 20), (5,), jnp.float64)
+    params, x, nu = _net_point_direction(seed)
     t = float(transforms.max_safe_symmetric(params, x, nu))
     grid = np.linspace(0, 3 * t, 3001)[1:]
     keep = [bool(transforms.same_pattern(params, x, x + s * nu)) and

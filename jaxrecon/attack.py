@@ -96,8 +96,8 @@ def random_sweep(key: jax.Array, n: int, ranges: Optional[dict] = None, seeds: i
   for name, (lo, hi) in ((k, ranges[k]) for k in REFERENCE_RANGES):
     if lo > hi or (name in LOG_SWEPT and lo <= 0):
       raise ValueError(f"bad range for {name}: ({lo}, {hi})")
-    u = np.asarray(jax.random.uniform(keys[name], (n,), jnp.float64 if jax.config.jax_enable_x64
-                                      else jnp.float32))
+    with jax.enable_x64(True):  # scoped: the same key gives the same sweep whatever the caller's x64 mode
+      u = np.asarray(jax.random.uniform(keys[name], (n,), jnp.float64))
     if name in LOG_SWEPT:
       vals[name] = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
     else:
@@ -310,15 +310,35 @@ def _fmt_time(s: float) -> str:
   return f"{s / 3600:.1f}h" if s >= 3600 else (f"{s / 60:.1f}m" if s >= 60 else f"{s:.0f}s")
 
 
+class SweepProgress(NamedTuple):
+  """Where a sweep stands, enough to resume it bit-identically: configurations [0, c0) are finished (their
+  final x, lam, loss, stat, diverged), the chunk starting at c0 is at `step` with `states` (None at a chunk
+  start); `rows` history rows were made so far, in `wall_s` seconds."""
+  c0: int
+  step: int
+  states: Optional[AttackState]
+  x: np.ndarray
+  lam: np.ndarray
+  loss: np.ndarray
+  stat: np.ndarray
+  diverged: np.ndarray
+  rows: int
+  wall_s: float
+
+
 def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config: AttackConfig, *,
               params_init: Optional[nets.Params] = None, n_train: Optional[int] = None,
               mesh: Optional[Mesh] = None, log: Optional[Callable] = print,
-              on_rows: Optional[Callable] = None) -> SweepResult:
+              on_rows: Optional[Callable] = None, resume: Optional[SweepProgress] = None,
+              on_progress: Optional[Callable] = None) -> SweepResult:
   """Runs every configuration of `hyper` for config.steps steps; returns their final states and history.
 
   Configurations advance in chunks of config.chunk (all at once by default), each chunk one compiled scan per
   `log_every` steps; chunks are padded to a multiple of the mesh size. `on_rows(rows)` receives each history
-  row as it is made (for metrics.jsonl).
+  row as it is made (for metrics.jsonl). `on_progress(progress)` receives a SweepProgress after every segment;
+  passing one back as `resume` continues the sweep from there with exactly the same computation (segments
+  are fixed by log_every and steps, not by when the run stopped). The history of a resumed sweep holds the
+  rows made after `resume`.
   """
   dtype = jnp.dtype(config.dtype)
   if dtype == jnp.float64 and not jax.config.jax_enable_x64:
@@ -343,57 +363,84 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   runner = make_sweep_runner(config, mesh)
   init_fn = _init_fn(m, d, config, dtype)
   seg = config.log_every or config.steps
-  xs, lams, loss, stat, div = [], [], [], [], []
+  if resume is None:
+    empty = np.zeros((0,))
+    resume = SweepProgress(0, 0, None, np.zeros((0, m, d), dtype), np.zeros((0, m), dtype), empty, empty,
+                           np.zeros((0,), bool), 0, 0.0)
+  if resume.c0 % chunk or resume.step % seg:
+    raise ValueError(f"cannot resume at configuration {resume.c0}, step {resume.step}: not a chunk/segment "
+                     f"boundary of this config (chunk {chunk}, log_every {seg})")
+  done = {f: [getattr(resume, f)] for f in ("x", "lam", "loss", "stat", "diverged")}
   history = []
-  t0 = time.time()
+  n_rows = resume.rows
+  t0 = time.time() - resume.wall_s
   compile_s = 0.0
-  for c0 in range(0, total, chunk):
+  first_call = True
+  for c0 in range(resume.c0, total, chunk):
     idx = np.arange(c0, min(c0 + chunk, total))
     pad = np.concatenate([idx, np.full(chunk - idx.size, idx[-1])]) if idx.size < chunk else idx
     h = hyper.take(pad)
     h = Hyper(*(jnp.asarray(v, jnp.int32 if i == 4 else dtype) for i, v in enumerate(h)))
     states = init_fn(key, h)
+    step = 0
+    if c0 == resume.c0 and resume.states is not None:
+      leaves, treedef = jax.tree_util.tree_flatten(states)  # resume.states: a pytree or its list of leaves
+      saved = jax.tree_util.tree_leaves(resume.states)
+      if len(saved) != len(leaves):
+        raise ValueError(f"resume state has {len(saved)} arrays, this config's state {len(leaves)}")
+      states = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v, t.dtype) for t, v in zip(leaves, saved)])
+      step = resume.step
     if mesh is not None:
       sh = NamedSharding(mesh, P("configs"))
       states, h = jax.device_put((states, h), sh)
-    step = 0
-    rows = []
+    last = None
     while step < config.steps:
       length = min(seg, config.steps - step)
       ts = time.time()
       states, aux = runner(states, h, params, target, y_hat, length)
       aux = jax.device_get(aux)
       te = time.time()
-      if step == 0:
+      if first_call:
         compile_s += te - ts  # the first call compiles (and runs one segment)
+        first_call = False
       step += length
-      row = {"step": step, "configs": [int(i) for i in idx],
-             **{k: [float(v) for v in np.asarray(getattr(aux, k))[:idx.size]] for k in Aux._fields},
-             "wall_s": te - t0}
-      rows.append(row)
+      last = {"step": step, "configs": [int(i) for i in idx],
+              **{k: [float(v) for v in np.asarray(getattr(aux, k))[:idx.size]] for k in Aux._fields},
+              "wall_s": te - t0}
+      history.append(last)
+      n_rows += 1
       if on_rows is not None:
-        on_rows([row])
+        on_rows([last])
       if log is not None:
-        done = (c0 + idx.size * step / config.steps) / total
-        elapsed = time.time() - t0
-        rate = idx.size * length * m / max(te - ts, 1e-9)
-        best = np.nanmin(np.where(np.isfinite(row["loss"]), row["loss"], np.nan)) \
-            if np.any(np.isfinite(row["loss"])) else float("nan")
-        log(f"configs {c0 + 1}-{c0 + idx.size}/{total}  step {step}/{config.steps}  best loss {best:.4g}  "
-            f"{rate:,.0f} candidate-steps/s  left {_fmt_time(elapsed / max(done, 1e-9) - elapsed)}")
-    history.extend(rows)
+        _log_progress(log, last, c0, idx.size, total, step, config.steps, length * idx.size * m / max(te - ts, 1e-9),
+                      t0, te)
+      if on_progress is not None and step < config.steps:
+        on_progress(SweepProgress(c0, step, jax.device_get(states), *(np.concatenate(v) for v in done.values()),
+                                  n_rows, time.time() - t0))
     states = jax.device_get(states)
     k = idx.size
-    xs.append(np.asarray(states.x)[:k])
-    lams.append(np.asarray(states.lam)[:k])
-    last = rows[-1]
     diverged = np.asarray(states.diverged)[:k]
-    loss.append(np.where(diverged, np.nan, last["loss"]))  # a diverged configuration has no final loss
-    stat.append(np.where(diverged, np.nan, last["stat"]))
-    div.append(diverged)
-  return SweepResult(np.concatenate(xs), np.concatenate(lams), np.asarray(y_hat),
-                     np.concatenate(loss), np.concatenate(stat), np.concatenate(div), history,
+    last_loss = np.asarray(last["loss"]) if last is not None else np.full(k, np.nan)
+    last_stat = np.asarray(last["stat"]) if last is not None else np.full(k, np.nan)
+    for f, v in (("x", np.asarray(states.x)[:k]), ("lam", np.asarray(states.lam)[:k]),
+                 ("loss", np.where(diverged, np.nan, last_loss)),  # a diverged configuration has no final loss
+                 ("stat", np.where(diverged, np.nan, last_stat)), ("diverged", diverged)):
+      done[f].append(v)
+    if on_progress is not None and c0 + chunk < total:
+      on_progress(SweepProgress(c0 + chunk, 0, None, *(np.concatenate(v) for v in done.values()), n_rows,
+                                time.time() - t0))
+  x, lam, loss, stat, div = (np.concatenate(v) for v in done.values())
+  return SweepResult(x, lam, np.asarray(y_hat), loss, stat, div.astype(bool), history,
                      time.time() - t0, compile_s)
+
+
+def _log_progress(log, row, c0, k, total, step, steps, rate, t0, now):
+  done = (c0 + k * step / steps) / total
+  elapsed = now - t0
+  finite = np.isfinite(row["loss"])
+  best = np.nanmin(np.where(finite, row["loss"], np.nan)) if np.any(finite) else float("nan")
+  log(f"configs {c0 + 1}-{c0 + k}/{total}  step {step}/{steps}  best loss {best:.4g}  "
+      f"{rate:,.0f} candidate-steps/s  left {_fmt_time(elapsed / max(done, 1e-9) - elapsed)}")
 
 
 def candidate_margins(params, x_MD, y_hat) -> jax.Array:

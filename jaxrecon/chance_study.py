@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrecon import metrics
+from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -59,6 +60,7 @@ def _distances(p, tr, ho):
           np.asarray(jnp.max(metrics.ncc_matrix(p, tr), axis=1)), np.asarray(jnp.max(metrics.ncc_matrix(p, ho), axis=1)))
 
 
+@wd.job("study_chance", "out_dir")
 def run(attack_workdir: str, out_dir: str, log: Callable = print, quantile: float = 0.01) -> dict:
   """Runs the study and its null in one go.
 
@@ -117,10 +119,7 @@ def run(attack_workdir: str, out_dir: str, log: Callable = print, quantile: floa
 
 
 def _plot(d_tr, d_ho, ncc_tr, ncc_ho, nd, path):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 3.6))
   bins = np.linspace(min(d_tr.min(), d_ho.min()), max(d_tr.max(), d_ho.max()), 60)
   axes[0].hist(d_tr, bins, alpha=0.6, label="to the closest training point")
   axes[0].hist(d_ho, bins, alpha=0.6, label="to the closest held-out point")
@@ -147,6 +146,4 @@ def _plot(d_tr, d_ho, ncc_tr, ncc_ho, nd, path):
   axes[0].legend(fontsize=8, loc="upper left")
   for ax in axes:
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import glob
 import gzip
+import math
 import os
+import zlib
 from typing import NamedTuple, Optional, Sequence
 
 import jax
@@ -103,33 +105,64 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
     with open(path, "rb") as f:
       return f.read()
-  except (OSError, EOFError, gzip.BadGzipFile) as e:
-    raise DataError(f"{path}: cannot read ({e})") from e
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: cannot read ({e})") from None
+
+
+# Deflate cannot expand data by more than about 1032x; a gzip'd file declaring more is not a real file.
+MAX_DEFLATE_RATIO = 1032
+
+
+def _read_exact(f, n: int, path: str, what: str) -> bytes:
+  buf = f.read(n)
+  if len(buf) < n:
+    raise DataError(f"{path}: truncated {what} ({len(buf)} of {n} bytes)")
+  return buf
 
 
 def read_idx(path: str) -> np.ndarray:
-  """Reads an IDX file (raw or .gz): images (magic 2051) -> (N, H, W) uint8, labels (2049) -> (N,)."""
-  raw = _read_bytes(path)
-  if len(raw) < 8:
-    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-  magic = int.from_bytes(raw[0:4], "big")
-  if magic == MNIST_IMAGE_MAGIC:
-    ndim = 3
-  elif magic == MNIST_LABEL_MAGIC:
-    ndim = 1
-  else:
-    raise DataError(f"{path}: wrong magic number {magic} (expected {MNIST_IMAGE_MAGIC} for images "
-                    f"or {MNIST_LABEL_MAGIC} for labels)")
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
-  dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-  expected = header + int(np.prod(dims))
-  if len(raw) < expected:
-    raise DataError(f"{path}: truncated: header says {dims} ({expected} bytes), file has {len(raw)}")
-  if len(raw) > expected:
-    raise DataError(f"{path}: {len(raw) - expected} bytes past the {dims} the header declares")
-  return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+  """Reads an IDX file (raw or .gz): images (magic 2051) -> (N, H, W) uint8, labels (2049) -> (N,).
+
+  Streams: the header is read and its dims checked against what the file can hold (its size; for .gz the
+  deflate limit) before any payload is decompressed, and exactly the declared payload is read, so a
+  malformed or hostile file fails fast in bounded memory. Every error names the file.
+  """
+  if not os.path.exists(path):
+    raise DataError(f"{path}: file not found")
+  size = os.path.getsize(path)
+  gz = path.endswith(".gz")
+  try:
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+      magic = int.from_bytes(_read_exact(f, 4, path, "IDX header"), "big")
+      ndim = {MNIST_IMAGE_MAGIC: 3, MNIST_LABEL_MAGIC: 1}.get(magic)
+      if ndim is None:
+        raise DataError(f"{path}: wrong magic number {magic} (expected {MNIST_IMAGE_MAGIC} for images "
+                        f"or {MNIST_LABEL_MAGIC} for labels)")
+      raw_dims = _read_exact(f, 4 * ndim, path, "IDX header")
+      dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+      header = 4 + 4 * ndim
+      payload = math.prod(dims)  # exact (Python ints): no int64 overflow
+      limit = size * MAX_DEFLATE_RATIO if gz else size - header
+      if payload > limit:
+        raise DataError(f"{path}: header declares dims {dims} ({payload:,} bytes) but the file "
+                        f"({size:,} bytes{', gzip' if gz else ''}) cannot hold that much (truncated, or not an IDX file)")
+      out = np.empty(payload, np.uint8)
+      got = f.readinto(memoryview(out)) if payload else 0
+      while 0 < got < payload:  # gzip may return short reads
+        more = f.readinto(memoryview(out)[got:])
+        if not more:
+          break
+        got += more
+      if got < payload:
+        raise DataError(f"{path}: truncated: header says {dims} ({header + payload} bytes), file has "
+                        f"{header + got}")
+      extra = len(f.read(1 << 16))
+      if extra:
+        raise DataError(f"{path}: {'at least ' if extra == 1 << 16 else ''}{extra} bytes past the {dims} the "
+                        "header declares")
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+  return out.reshape(dims)
 
 
 def _find(data_dir: str, patterns: Sequence[str], what: str) -> str:

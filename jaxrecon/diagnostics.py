@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxrecon import kkt
 from jaxrecon import losses
+from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -43,7 +44,10 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
         log: Callable = print) -> dict:
   """Writes kkt.jsonl (one row per checkpoint), summary.json and kkt.png to out_dir (default <run>/kkt)."""
   out_dir = out_dir or os.path.join(train_workdir, "kkt")
-  os.makedirs(out_dir, exist_ok=True)
+  if os.path.realpath(out_dir) == os.path.realpath(train_workdir):
+    raise wd.RunDirError(f"the KKT output folder {out_dir} is the training workdir itself (its summary.json "
+                         "would be overwritten); leave --out_dir empty for <workdir>/kkt or choose another")
+  wd.check_kind(out_dir, "kkt")
   tcfg, ds, ckpts = train.load_run(train_workdir)
   ckpts = [(s, p) for s, p in ckpts if s >= config.min_step
            and (config.steps is None or s in config.steps)]
@@ -73,23 +77,22 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
         f"(relaxed {row['eps_rel_relaxed']:.4f} to {row['relax_radius']:.2g} x radius, "
         f"cert {row['cert_eps_rel']:.4f})  "
         f"delta {row['delta']:.3e}  support {row['support_size']}  kinks {row['kink_pairs']}")
-  wd.write_jsonl(os.path.join(out_dir, "kkt.jsonl"), rows)
   last = rows[-1]
   summary = {"steps": steps, "final": last, "eval_wall_s": wall, "kink_tol": config.kink_tol,
              "relaxed": config.relaxed, "train_workdir": os.path.abspath(train_workdir)}
-  wd.write_json(os.path.join(out_dir, "summary.json"), summary)
-  plot_path = os.path.join(out_dir, "kkt.png")
-  plot_residuals(rows, plot_path, title=f"KKT residuals: {os.path.basename(os.path.abspath(train_workdir))}")
+  with wd.claim(out_dir, "kkt"):
+    wd.write_json(os.path.join(out_dir, "config.json"), config)
+    wd.write_jsonl(os.path.join(out_dir, "kkt.jsonl"), rows)
+    wd.write_json(os.path.join(out_dir, "summary.json"), summary)
+    plot_residuals(rows, os.path.join(out_dir, "kkt.png"),
+                   title=f"KKT residuals: {os.path.basename(os.path.abspath(train_workdir))}")
   log(f"wrote {out_dir}/kkt.jsonl, summary.json, kkt.png ({wall:.1f}s)")
   return summary
 
 
 def plot_residuals(rows: list, path: str, title: str = "") -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   steps = np.array([r["step"] for r in rows], float)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
   ax = axes[0]
   tol = rows[0].get("kink_tol", float("nan"))
   for key, label in [("eps_rel", "eps_rel (exact, relu'(0)=0)"), ("eps_rel_relaxed", f"relaxed residual (kink_tol {tol:g}; not eps at theta)"),
@@ -110,9 +113,4 @@ def plot_residuals(rows: list, path: str, title: str = "") -> None:
   ax.set_ylabel("log10 training loss")
   ax.grid(True, which="both", alpha=0.3)
   fig.suptitle(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
-  plt.close(fig)
+  plotting.save(fig, path)

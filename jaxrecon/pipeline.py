@@ -34,6 +34,7 @@ class MainConfig:
                                                                                n_split=20)
 
 
+@wd.job("main", "workdir")
 def run(config: MainConfig, workdir: str, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"), config)

@@ -70,12 +70,13 @@ def fit_many(key: jax.Array, x_SND: jax.Array, y_SN: jax.Array, config: train.Tr
   return jax.jit(jax.vmap(one))(keys, x_SND, y_SN)
 
 
-def init_many(key: jax.Array, d: int, n_sets: int, config: train.TrainConfig):
-  """The initial parameters `fit_many` starts from (same subkeys), stacked over sets."""
+def init_many(key: jax.Array, d: int, n_sets: int, config: train.TrainConfig, dtype=None):
+  """The initial parameters `fit_many` starts from (same subkeys), stacked over sets (dtype: config.dtype)."""
+  dtype = jnp.dtype(dtype or config.dtype)
   cfg = nets.MLPConfig(d_in=d, widths=tuple(config.widths), n_out=1, init_scales=config.init_scales,
                        first_bias=True)
   keys = jax.random.split(key, n_sets)
-  return jax.vmap(lambda k: nets.init(k, cfg, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))(keys)
+  return jax.vmap(lambda k: nets.init(k, cfg, dtype))(keys)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
+from jaxrecon import plotting
 from jaxrecon import provable
 from jaxrecon import train
 from jaxrecon import workdir as wd
@@ -75,6 +76,7 @@ def _report_many(params, x, y):
   return rep
 
 
+@wd.job("provable_univariate", "workdir")
 def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"), config)
@@ -143,10 +145,7 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
 
 
 def _plot_univariate(rows, path):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig, ax = plotting.subplots(figsize=(5.5, 3.8))
   for pattern in sorted({r["pattern"] for r in rows}):
     rs = [r for r in rows if r["pattern"] == pattern]
     ax.scatter([r["eps_rel"] for r in rs], [r["known_fraction"] for r in rs], s=14, label=pattern)
@@ -156,9 +155,7 @@ def _plot_univariate(rows, path):
   ax.set_ylabel("fraction of candidates that are training points")
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +187,7 @@ def membership_data(key, name: str, n: int, d: int, sep: float):
   raise ValueError(f"unknown dataset {name!r}; expected parity_sphere or two_gaussians")
 
 
+@wd.job("provable_membership", "workdir")
 def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"), config)
@@ -246,10 +244,7 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
 
 
 def _plot_membership(rows, config, path):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  fig, axes = plotting.subplots(1, 3, figsize=(13, 3.6))
   for name in config.datasets:
     rs = sorted([r for r in rows if r["dataset"] == name], key=lambda r: r["d"])
     d = [r["d"] for r in rs]
@@ -266,6 +261,4 @@ def _plot_membership(rows, config, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.suptitle(f"membership inference, n = {config.n}, width {config.width}", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Callable, Optional
 
 import jax
@@ -21,6 +22,7 @@ import numpy as np
 from jaxrecon import attack
 from jaxrecon import metrics
 from jaxrecon import nets
+from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -64,7 +66,9 @@ class ReconstructConfig:
   pool_top: pool the candidates of this many best configurations by final loss (0 = all finite).
   half_res: NCC at half resolution (None = for colour images, as the reference does for CIFAR).
   close_tol: for vector data, a training point counts as reconstructed when a candidate is within
-  close_tol times the data's RMS norm."""
+  close_tol times the data's RMS norm.
+  checkpoint_every_s: how often a long sweep saves its progress (candidates, multipliers, optimizer state) so
+  that a killed attack resumes where it stopped, bit-identically (changing it does not change the run)."""
   attack: attack.AttackConfig = attack.AttackConfig()
   sweep: SweepConfig = SweepConfig()
   step: Optional[int] = None
@@ -76,6 +80,7 @@ class ReconstructConfig:
   ssim_sigma: float = 1.5
   figure_pairs: int = 40
   close_tol: float = 0.1
+  checkpoint_every_s: float = 60.0  # progress.npz at most this often (0 = every log_every segment)
 
   @staticmethod
   def from_dict(d: dict) -> "ReconstructConfig":
@@ -119,7 +124,8 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
   if acfg.match_init and params_init is None:
     raise ValueError(f"{train_workdir} has no step-0 checkpoint; match_init needs the initialization")
   if acfg.dtype == "float64" and not jax.config.jax_enable_x64:
-    jax.config.update("jax_enable_x64", True)
+    raise ValueError("attack dtype float64 needs jax_enable_x64 (the scripts enable it at start; in a notebook "
+                     "call jax.config.update('jax_enable_x64', True) first, or use dtype float32)")
   if key is None:
     key = jax.random.key(config.sweep.seed)
   key_sweep, key_attack = jax.random.split(key)
@@ -129,38 +135,114 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     params = nets.scale_params(params, scale)
     params_init = None if params_init is None else nets.scale_params(params_init, scale)
 
-  os.makedirs(workdir, exist_ok=True)
-  wd.write_json(os.path.join(workdir, "config.json"),
-                {"attack": acfg, "sweep": config.sweep, "reconstruct": config,
-                 "train_workdir": os.path.abspath(train_workdir), "step": step})
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  wd.write_jsonl(metrics_path, [])
-  n, d = ds.x_train.shape
-  m = acfg.m or 2 * n
-  log(f"attacking {train_workdir} at step {step}: {nets.num_params(params):,} parameters, n={n}; "
-      f"{hyper.size} configurations x {m} candidates x {acfg.steps} steps ({acfg.optimizer}, prior "
-      f"{acfg.prior}, {acfg.dtype})")
+  if os.path.realpath(workdir) == os.path.realpath(train_workdir):
+    raise wd.RunDirError(f"the attack's workdir {workdir} is the training workdir it attacks; choose another")
+  with wd.claim(workdir, "attack"):
+    run_config = {"attack": acfg, "sweep": config.sweep, "reconstruct": config,
+                  "train_workdir": os.path.abspath(train_workdir), "step": step}
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    progress_path = os.path.join(workdir, PROGRESS_FILE)
+    if _finished(workdir, run_config):  # re-running a finished attack (e.g. a study resumed) re-evaluates it
+      log(f"{workdir} holds this attack, finished: evaluating its saved candidates")
+      return reevaluate(workdir, log)
+    resume = _resumable(workdir, run_config, log)
+    if resume is None:
+      wd.write_json(os.path.join(workdir, "config.json"), run_config)
+      for stale in ("summary.json", "candidates.npz", PROGRESS_FILE):  # never beside this config's results
+        if os.path.exists(os.path.join(workdir, stale)):
+          os.remove(os.path.join(workdir, stale))
+      wd.write_jsonl(metrics_path, [])
+    else:
+      wd.write_jsonl(metrics_path, wd.read_jsonl(metrics_path)[:resume.rows])
+      log(f"resuming the attack in {workdir}: configurations {resume.c0 + 1}.. at step {resume.step}")
+    n, d = ds.x_train.shape
+    m = acfg.m or 2 * n
+    log(f"attacking {train_workdir} at step {step}: {nets.num_params(params):,} parameters, n={n}; "
+        f"{hyper.size} configurations x {m} candidates x {acfg.steps} steps ({acfg.optimizer}, prior "
+        f"{acfg.prior}, {acfg.dtype})")
 
-  def on_rows(rows):
-    for r in rows:
-      wd.append_jsonl(metrics_path, r)
-  res = attack.run_sweep(key_attack, params, hyper, d, acfg, params_init=params_init, n_train=n,
-                         mesh=mesh, log=log, on_rows=on_rows)
+    def on_rows(rows):
+      for r in rows:
+        wd.append_jsonl(metrics_path, r)
+    last_save = [time.time()]
 
-  summary = {"configs": hyper.size, "steps": acfg.steps, "m": m, "wall_s": res.wall_s,
-             "compile_s": res.compile_s, "diverged": int(res.diverged.sum()), "attacked_step": step,
-             "n_train": n, "theta_scale": scale,
-             "candidate_steps_per_s": hyper.size * m * acfg.steps / max(res.wall_s - res.compile_s, 1e-9),
-             "final_loss": [float(v) for v in res.loss], "final_stat": [float(v) for v in res.stat]}
-  finite = np.isfinite(res.loss)
-  if finite.any():
-    best = int(np.nanargmin(np.where(finite, res.loss, np.nan)))
-    summary["best_config"] = {**hyper.rows()[best], "index": best, "loss": float(res.loss[best])}
-  raw = {"x": res.x, "lam": res.lam, "y_hat": res.y_hat, "loss": res.loss, "stat": res.stat,
-         "diverged": res.diverged, **{f"hyper_{k}": np.asarray(v) for k, v in hyper._asdict().items()}}
-  wd.write_npz(os.path.join(workdir, "candidates.npz"), **raw)  # kept even if the evaluation fails
-  wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  return _evaluate(config, ds, params, raw, summary, workdir, log)
+    def on_progress(progress):
+      if time.time() - last_save[0] >= config.checkpoint_every_s:
+        _write_progress(progress_path, progress)
+        last_save[0] = time.time()
+    res = attack.run_sweep(key_attack, params, hyper, d, acfg, params_init=params_init, n_train=n,
+                           mesh=mesh, log=log, on_rows=on_rows, resume=resume, on_progress=on_progress)
+
+    summary = {"configs": hyper.size, "steps": acfg.steps, "m": m, "wall_s": res.wall_s,
+               "compile_s": res.compile_s, "diverged": int(res.diverged.sum()), "attacked_step": step,
+               "n_train": n, "theta_scale": scale,
+               "candidate_steps_per_s": hyper.size * m * acfg.steps / max(res.wall_s - res.compile_s, 1e-9),
+               "final_loss": [float(v) for v in res.loss], "final_stat": [float(v) for v in res.stat]}
+    finite = np.isfinite(res.loss)
+    if finite.any():
+      best = int(np.nanargmin(np.where(finite, res.loss, np.nan)))
+      summary["best_config"] = {**hyper.rows()[best], "index": best, "loss": float(res.loss[best])}
+    raw = {"x": res.x, "lam": res.lam, "y_hat": res.y_hat, "loss": res.loss, "stat": res.stat,
+           "diverged": res.diverged, **{f"hyper_{k}": np.asarray(v) for k, v in hyper._asdict().items()}}
+    wd.write_npz(os.path.join(workdir, "candidates.npz"), **raw)  # kept even if the evaluation fails
+    wd.write_json(os.path.join(workdir, "summary.json"), summary)
+    if os.path.exists(progress_path):
+      os.remove(progress_path)
+    return _evaluate(config, ds, params, raw, summary, workdir, log)
+
+
+PROGRESS_FILE = "progress.npz"
+PROGRESS_FIELDS = ("x", "lam", "loss", "stat", "diverged")
+
+
+def _comparable(run_config) -> dict:
+  cfg = wd.to_jsonable(run_config)
+  cfg["reconstruct"] = {k: v for k, v in cfg["reconstruct"].items() if k != "checkpoint_every_s"}
+  return cfg
+
+
+def _finished(workdir: str, run_config: dict) -> bool:
+  path = os.path.join(workdir, "config.json")
+  return (all(os.path.exists(os.path.join(workdir, f)) for f in ("config.json", "summary.json", "candidates.npz"))
+          and _comparable(wd.read_json(path)) == _comparable(run_config))
+
+
+def _resumable(workdir: str, run_config: dict, log: Callable) -> Optional[attack.SweepProgress]:
+  """The saved progress of an unfinished attack with this config in workdir, or None to start afresh.
+
+  Refuses (RunDirError) a folder whose attack has another config and results or progress to lose."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  saved, now = _comparable(wd.read_json(path)), _comparable(run_config)
+  diffs = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+  has_results = any(os.path.exists(os.path.join(workdir, f)) for f in ("summary.json", PROGRESS_FILE))
+  if diffs and has_results:
+    raise wd.RunDirError(f"{workdir} holds an attack with a different config ({', '.join(diffs)} differ); "
+                         "use a new --workdir (or delete it)")
+  progress = os.path.join(workdir, PROGRESS_FILE)
+  if diffs or not os.path.exists(progress) or os.path.exists(os.path.join(workdir, "summary.json")):
+    return None
+  try:
+    return _read_progress(progress)
+  except wd.RunDirError as e:
+    log(f"{e}; starting the attack afresh")
+    return None
+
+
+def _write_progress(path: str, p: attack.SweepProgress) -> None:
+  arrays = {f: getattr(p, f) for f in PROGRESS_FIELDS}
+  arrays.update(c0=p.c0, step=p.step, rows=p.rows, wall_s=p.wall_s)
+  if p.states is not None:
+    arrays.update({f"state_{i}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(p.states))})
+  wd.write_npz(path, **arrays)
+
+
+def _read_progress(path: str) -> attack.SweepProgress:
+  a = wd.read_npz(path)
+  states = [a[f"state_{i}"] for i in range(sum(k.startswith("state_") for k in a))] or None
+  return attack.SweepProgress(int(a["c0"]), int(a["step"]), states, *(a[f] for f in PROGRESS_FIELDS),
+                              int(a["rows"]), float(a["wall_s"]))
 
 
 def reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
@@ -289,9 +371,6 @@ def _to_image(v, image_shape):
 def plot_pairs(ds, pool, ev: metrics.Evaluation, path: str, k: int = 40, cols: int = 10,
                scale: str = "minmax") -> None:
   """The best k training images by SSIM, each under its reconstruction (min-max scaled or clipped)."""
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
   order = np.argsort(-ev.ssim_train, kind="stable")[:k]
   shape = tuple(ds.image_shape)
   mean = np.asarray(ds.mean - ds.offset)[None, :]
@@ -299,7 +378,7 @@ def plot_pairs(ds, pool, ev: metrics.Evaluation, path: str, k: int = 40, cols: i
   recon = np.asarray(metrics.minmax(jnp.asarray(recon))) if scale == "minmax" else np.clip(recon, 0, 1)
   truth = np.asarray(ds.x_train)[order] + mean
   groups = int(np.ceil(len(order) / cols))
-  fig, axes = plt.subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
+  fig, axes = plotting.subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
   cmap = "gray" if shape[-1] == 1 else None
@@ -311,16 +390,11 @@ def plot_pairs(ds, pool, ev: metrics.Evaluation, path: str, k: int = 40, cols: i
     axes[2 * g + 1, c].imshow(_to_image(truth[i], shape), cmap=cmap)
   fig.suptitle(f"best reconstructions (top, SSIM, {scale}) over their nearest training images; "
                f"{ev.n_good} with SSIM > 0.4, pool {ev.pool_size}", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
 def plot_curve(curves: dict, ylabel: str, path: str) -> None:
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  fig, ax = plotting.subplots(figsize=(5, 3.5))
   for name, curve in curves.items():
     ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
   if len(curves) > 1:
@@ -328,6 +402,4 @@ def plot_curve(curves: dict, ylabel: str, path: str) -> None:
   ax.set_xlabel("training points, sorted")
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)

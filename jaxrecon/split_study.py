@@ -31,6 +31,7 @@ from jaxrecon import attack
 from jaxrecon import kkt
 from jaxrecon import metrics
 from jaxrecon import nets
+from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import transforms
 from jaxrecon import workdir as wd
@@ -173,6 +174,7 @@ def _approx_rows(key, config, params_n, x, y, lam, radius, base_eps, report):
   return rows, float(eps0), ts_np / radius, check
 
 
+@wd.job("study_split", "out_dir")
 def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callable = print) -> dict:
   """Runs the study at the chosen checkpoints of a training workdir; writes metrics.jsonl (a row per
   checkpoint and distance / direction), summary.json (a table per checkpoint and the headline), split.png
@@ -289,10 +291,7 @@ def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callabl
 
 
 def _plot_exact(rows, summary, last, path):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig, ax = plotting.subplots(figsize=(5.5, 3.8))
   d = [r["distance_over_radius"] for r in rows]
   ax.plot(d, [r["eps_rel"] for r in rows], "o-", label="eps_rel (re-fitted multipliers)")
   ax.plot(d, [r["eps_rel_transported"] for r in rows], "x--", label="eps_rel (transported multipliers)")
@@ -304,16 +303,11 @@ def _plot_exact(rows, summary, last, path):
   ax.set_title(f"exact splits (width {summary['width']} < d = {summary['d']}), step {last['step']}", fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
 def _plot_approx(table, curves_last, config, summary, path):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+  fig, (a1, a2) = plotting.subplots(1, 2, figsize=(10, 3.8))
   ap, grid, eps0, step = curves_last
   for r in ap:
     a1.plot(grid, r["eps_rel_curve"], label=r["direction"])
@@ -339,6 +333,4 @@ def _plot_approx(table, curves_last, config, summary, path):
   a2.set_ylabel(f"largest split within {config.tol:.0%} / radius")
   a2.grid(alpha=0.3)
   a2.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)

@@ -25,29 +25,50 @@ import numpy as np
 
 from jaxrecon import attack
 from jaxrecon import kkt
+from jaxrecon import plotting
 from jaxrecon import reconstruct
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
 
-def _attack_numbers(s: dict) -> dict:
-  """The numbers a study row keeps from an attack summary (images: SSIM counts; vectors: distances)."""
-  finite = [v for v in s.get("final_loss", []) if np.isfinite(v)]
+VECTOR_KEYS = ("mean_best5_dist", "median_dist", "n_close", "data_radius")
+IMAGE_KEYS = ("n_good_ssim_0.4", "mean_top10_ssim", "clip_n_good_ssim_0.4", "clip_mean_top10_ssim",
+              "clip_n_good_beating_mean_image", "clip_n_good_beating_heldout", "clip_mean_image_n_good")
+
+
+def _attack_numbers(s: dict, images: bool) -> dict:
+  """The numbers a study row keeps from an attack summary (images: SSIM counts; vectors: distances).
+
+  Every key of the data's kind is present; a value the attack could not produce (every configuration
+  diverged) is None, shown as 'diverged' in headlines and as a gap in figures."""
+  finite = [v for v in s.get("final_loss", []) if v is not None and np.isfinite(v)]
   row = {"best_final_loss": min(finite) if finite else None,
          "median_final_loss": float(np.median(finite)) if finite else None,
-         "best_final_stat": min((v for v in s.get("final_stat", []) if np.isfinite(v)), default=None),
+         "best_final_stat": min((v for v in s.get("final_stat", []) if v is not None and np.isfinite(v)),
+                                default=None),
          "pool_size": s.get("pool_size"), "wall_s": s.get("wall_s")}
-  if s.get("mean_best5_dist") is not None:  # vector data
-    row.update(mean_best5_dist=s["mean_best5_dist"], median_dist=s["median_dist"], n_close=s["n_close"],
-               data_radius=s["data_radius"])
-  if s.get("clip") is not None:  # images
-    c = s["clip"]
+  if not images:
+    row.update({k: s.get(k) for k in VECTOR_KEYS})
+    return row
+  c = s.get("clip") or {}
+  row.update({k: None for k in IMAGE_KEYS})
+  if c:
     row.update({"n_good_ssim_0.4": s["n_good_ssim_0.4"], "mean_top10_ssim": s["mean_top10_ssim"],
                 "clip_n_good_ssim_0.4": c["n_good_ssim_0.4"], "clip_mean_top10_ssim": c["mean_top10_ssim"],
                 "clip_n_good_beating_mean_image": c["n_good_beating_mean_image"],
                 "clip_n_good_beating_heldout": c["n_good_beating_heldout"],
                 "clip_mean_image_n_good": c["baselines"].get("mean_image", {}).get("n_good_ssim_0.4")})
   return row
+
+
+def _g(v, fmt: str = ".3g") -> str:
+  """A number for a headline; None (no finite result) reads 'diverged'."""
+  return "diverged" if v is None else format(v, fmt)
+
+
+def _vals(rows: list, key: str) -> np.ndarray:
+  """A column for a figure, None as NaN (a gap)."""
+  return np.array([np.nan if r[key] is None else r[key] for r in rows], float)
 
 
 def _finish(out_dir, rows, summary, plot, log):
@@ -60,17 +81,8 @@ def _finish(out_dir, rows, summary, plot, log):
 
 
 def _axes(n: int, width: float = 4.6):
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-  fig, axes = plt.subplots(1, n, figsize=(width * n, 3.6))
-  return plt, fig, list(np.atleast_1d(axes))
-
-
-def _save(plt, fig, path):
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  fig, axes = plotting.subplots(1, n, figsize=(width * n, 3.6))
+  return fig, list(np.atleast_1d(axes))
 
 
 # --------------------------------------------------------------------------------------------- radius
@@ -91,6 +103,7 @@ class RadiusStudyConfig:
   seed: int = 0
 
 
+@wd.job("study_radius", "out_dir")
 def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log: Callable = print) -> dict:
   """The paper's synthetic experiment: candidates on spheres of growing radius, no box prior."""
   if not config.radii or min(config.radii) <= 0:
@@ -104,28 +117,29 @@ def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log:
     log(f"== radius {r:g} x data radius ({i + 1}/{len(config.radii)})")
     s = reconstruct.run(_sphere_attack(config.reconstruct, r * data_radius), train_workdir,
                         os.path.join(out_dir, f"r{r:g}"), key=jax.random.key(config.seed), log=log)
-    rows.append({"radius": r, **_attack_numbers(s)})
-  vec = "mean_best5_dist" in rows[0]
+    rows.append({"radius": r, **_attack_numbers(s, images=bool(ds.image_shape))})
+  vec = not ds.image_shape
   key_metric = "mean_best5_dist" if vec else "clip_mean_top10_ssim"
   summary = {"train_workdir": train_workdir, "data_radius": data_radius, "metric": key_metric}
   summary["headline"] = "radius -> (best final attack loss, {}): ".format(key_metric) + ", ".join(
-      f"{r['radius']:g}: ({r['best_final_loss']:.3g}, {r[key_metric]:.3g})" for r in rows)
+      f"{r['radius']:g}: ({_g(r['best_final_loss'])}, {_g(r[key_metric])})" for r in rows)
 
   def plot():
-    plt, fig, (a1, a2) = _axes(2)
+    fig, (a1, a2) = _axes(2)
     rs = [r["radius"] for r in rows]
-    a1.plot(rs, [r["best_final_loss"] for r in rows], "o-", label="best configuration")
-    a1.plot(rs, [r["median_final_loss"] for r in rows], "s--", label="median configuration")
+    a1.plot(rs, _vals(rows, "best_final_loss"), "o-", label="best configuration")
+    a1.plot(rs, _vals(rows, "median_final_loss"), "s--", label="median configuration")
     a1.set_ylabel("final attack loss")
-    a1.set_yscale("log")
+    if np.any(_vals(rows, "best_final_loss") > 0):  # a fully diverged study has nothing to put on a log axis
+      a1.set_yscale("log")
     a1.legend(fontsize=8)
-    a2.plot(rs, [r[key_metric] / (data_radius if vec else 1.0) for r in rows], "o-")
+    a2.plot(rs, _vals(rows, key_metric) / (data_radius if vec else 1.0), "o-")
     a2.set_ylabel("mean distance of the best 5 / data radius" if vec else "top-10 mean SSIM (clipped)")
     for a in (a1, a2):
       a.set_xscale("log", base=2)
       a.set_xlabel("initialization radius / data radius (no box prior)")
       a.grid(alpha=0.3)
-    _save(plt, fig, os.path.join(out_dir, "radius.png"))
+    plotting.save(fig, os.path.join(out_dir, "radius.png"))
   return _finish(out_dir, rows, summary, plot, log)
 
 
@@ -142,6 +156,7 @@ class LengthStudyConfig:
   seed: int = 0
 
 
+@wd.job("study_training_length", "out_dir")
 def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: str,
                         log: Callable = print) -> dict:
   tcfg, ds, ckpts = train.load_run(train_workdir)
@@ -165,23 +180,23 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
                         os.path.join(out_dir, f"step_{step}"), key=jax.random.key(config.seed), log=log)
     rows.append({"step": step, "loss": float(np.exp(log_loss)), "log10_loss": log10_loss,
                  "eps_rel": float(rep.eps_rel), "delta": float(rep.delta),
-                 "eps_rel_relaxed": float(rep.eps_rel_relaxed), **_attack_numbers(s)})
-  vec = "mean_best5_dist" in rows[0]
+                 "eps_rel_relaxed": float(rep.eps_rel_relaxed), **_attack_numbers(s, bool(ds.image_shape))})
+  vec = not ds.image_shape
   good = "n_close" if vec else "clip_n_good_beating_heldout"
   summary = {"train_workdir": train_workdir, "metric": good}
   summary["headline"] = f"step -> ({good}, eps_rel): " + ", ".join(
-      f"{r['step']}: ({r[good]}, {r['eps_rel']:.3f})" for r in rows)
+      f"{r['step']}: ({_g(r[good], '')}, {r['eps_rel']:.3f})" for r in rows)
 
   def plot():
-    plt, fig, (a1, a2) = _axes(2)
+    fig, (a1, a2) = _axes(2)
     steps = [r["step"] for r in rows]
     if vec:
-      a1.plot(steps, [r["n_close"] for r in rows], "o-", label="training points with a close candidate")
+      a1.plot(steps, _vals(rows, "n_close"), "o-", label="training points with a close candidate")
     else:
-      a1.plot(steps, [r["clip_n_good_beating_heldout"] for r in rows], "o-", label="SSIM > 0.4, above held-out")
-      a1.plot(steps, [r["clip_n_good_beating_mean_image"] for r in rows], "s-",
+      a1.plot(steps, _vals(rows, "clip_n_good_beating_heldout"), "o-", label="SSIM > 0.4, above held-out")
+      a1.plot(steps, _vals(rows, "clip_n_good_beating_mean_image"), "s-",
               label="SSIM > 0.4, above the mean image")
-      a1.plot(steps, [r["n_good_ssim_0.4"] for r in rows], "^-", label="SSIM > 0.4 (min-max)")
+      a1.plot(steps, _vals(rows, "n_good_ssim_0.4"), "^-", label="SSIM > 0.4 (min-max)")
     a1.set_ylabel("good reconstructions")
     a1.legend(fontsize=7)
     a2.plot(steps, [r["eps_rel"] for r in rows], "o-", label="eps_rel")
@@ -192,7 +207,7 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
       a.set_xscale("log")
       a.set_xlabel("training step")
       a.grid(alpha=0.3)
-    _save(plt, fig, os.path.join(out_dir, "training_length.png"))
+    plotting.save(fig, os.path.join(out_dir, "training_length.png"))
   return _finish(out_dir, rows, summary, plot, log)
 
 
@@ -211,8 +226,10 @@ class OffsetStudyConfig:
   seed: int = 0
 
 
+@wd.job("study_offset", "out_dir")
 def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                train_log: Optional[Callable] = None) -> dict:
+  images = config.train.data.name in ("mnist", "cifar10")
   os.makedirs(out_dir, exist_ok=True)
   wd.write_json(os.path.join(out_dir, "config.json"), {"study": config})
   rows = []
@@ -228,33 +245,33 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
     s = reconstruct.run(config.reconstruct, tdir, os.path.join(out_dir, f"offset_{off:g}", "attack"),
                         key=jax.random.key(config.seed), log=log)
     rows.append({"offset": off, "train_acc": ts.get("train_acc"), "test_acc": ts.get("test_acc"),
-                 "eps_rel": ts.get("eps_rel"), **_attack_numbers(s)})
-  vec = "mean_best5_dist" in rows[0]
+                 "eps_rel": ts.get("eps_rel"), **_attack_numbers(s, images)})
+  vec = not images
   metrics_shown = ("mean_best5_dist", "n_close") if vec else ("clip_mean_top10_ssim",
                                                               "clip_n_good_beating_heldout")
   summary = {"metrics": list(metrics_shown)}
   summary["headline"] = "offset -> ({}): ".format(", ".join(metrics_shown)) + ", ".join(
-      f"{r['offset']:g}: ({r[metrics_shown[0]]:.3g}, {r[metrics_shown[1]]})" for r in rows)
+      f"{r['offset']:g}: ({_g(r[metrics_shown[0]])}, {_g(r[metrics_shown[1]], '')})" for r in rows)
 
   def plot():
-    plt, fig, (a1, a2) = _axes(2)
+    fig, (a1, a2) = _axes(2)
     offs = [r["offset"] for r in rows]
     if vec:
-      a1.plot(offs, [r["mean_best5_dist"] for r in rows], "o-")
+      a1.plot(offs, _vals(rows, "mean_best5_dist"), "o-")
       a1.set_ylabel("mean distance of the best 5")
-      a2.plot(offs, [r["n_close"] for r in rows], "o-")
+      a2.plot(offs, _vals(rows, "n_close"), "o-")
       a2.set_ylabel("training points with a close candidate")
     else:
-      a1.plot(offs, [r["clip_mean_top10_ssim"] for r in rows], "o-", label="clipped")
-      a1.plot(offs, [r["mean_top10_ssim"] for r in rows], "s-", label="min-max")
+      a1.plot(offs, _vals(rows, "clip_mean_top10_ssim"), "o-", label="clipped")
+      a1.plot(offs, _vals(rows, "mean_top10_ssim"), "s-", label="min-max")
       a1.set_ylabel("top-10 mean SSIM")
       a1.legend(fontsize=8)
-      a2.plot(offs, [r["clip_n_good_beating_heldout"] for r in rows], "o-", label="above held-out")
-      a2.plot(offs, [r["clip_n_good_beating_mean_image"] for r in rows], "s-", label="above the mean image")
+      a2.plot(offs, _vals(rows, "clip_n_good_beating_heldout"), "o-", label="above held-out")
+      a2.plot(offs, _vals(rows, "clip_n_good_beating_mean_image"), "s-", label="above the mean image")
       a2.set_ylabel("SSIM > 0.4 (clipped)")
       a2.legend(fontsize=8)
     for a in (a1, a2):
       a.set_xlabel("secret offset added to every pixel")
       a.grid(alpha=0.3)
-    _save(plt, fig, os.path.join(out_dir, "offset.png"))
+    plotting.save(fig, os.path.join(out_dir, "offset.png"))
   return _finish(out_dir, rows, summary, plot, log)

@@ -1,27 +1,54 @@
 """Run directories: config.json, metrics.jsonl, summary.json, .npz arrays and pytree checkpoints.
 
-Every write is atomic (a temporary file in the same directory, then os.replace), so a run killed mid-write
-leaves the previous version intact. Pytrees are stored in .npz under their key paths, never pickled.
+Every write is atomic (a temporary file `.NAME.*.tmp` in the same directory, then os.replace), so a run killed
+mid-write leaves the previous version intact; written files get the permissions the umask allows (like
+`open`). Pytrees are stored in .npz under their key paths, never pickled.
+
+`claim(path, kind)` is how a job takes a run folder: it locks it (a second process on the same folder is
+refused), refuses a folder that holds another kind of run (so an attack can never overwrite a training run),
+records the kind, and removes temporary files left by killed writes. `latest_readable_checkpoint` falls back
+past a checkpoint that cannot be read, naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import functools
+import inspect
 import json
 import os
 import re
 import tempfile
-from typing import Any, Iterable, Optional
+import zipfile
+from typing import Any, Callable, Iterable, Optional
 
 import jax
 import numpy as np
 
 
+class RunDirError(Exception):
+  """A run folder that cannot be used as asked (another kind of run, in use, unreadable); says which."""
+
+
+TMP_SUFFIX = ".tmp"
+KIND_FILE = ".jaxrecon_kind"
+LOCK_FILE = ".lock"
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def _atomic_write(path: str, write_fn, mode: str = "w") -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX)
   try:
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets what open() would give it
     with os.fdopen(fd, mode) as f:
       write_fn(f)
     os.replace(tmp, path)
@@ -92,8 +119,12 @@ def write_npz(path: str, **arrays) -> None:
 
 
 def read_npz(path: str) -> dict:
-  with np.load(path, allow_pickle=False) as z:
-    return {k: z[k] for k in z.files}
+  """The arrays of an .npz file; an unreadable file raises RunDirError naming it."""
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      return {k: z[k] for k in z.files}
+  except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+    raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
 def _path_key(path) -> str:
@@ -151,3 +182,88 @@ def list_checkpoints(workdir: str) -> list:
 def latest_checkpoint(workdir: str) -> Optional[tuple]:
   found = list_checkpoints(workdir)
   return found[-1] if found else None
+
+
+def latest_readable_checkpoint(workdir: str, log: Callable = print) -> Optional[tuple]:
+  """(step, path, arrays) of the newest checkpoint that reads, or None; unreadable ones are renamed
+  `*.corrupt` (kept for inspection, never resumed from) with a message naming them."""
+  for step, path in reversed(list_checkpoints(workdir)):
+    try:
+      return step, path, read_npz(path)
+    except RunDirError as e:
+      log(f"{e}; falling back to the previous checkpoint")
+      os.replace(path, path + ".corrupt")
+  return None
+
+
+def remove_stale_temp_files(directory: str) -> int:
+  """Deletes `.NAME.*.tmp` files left by writes that were killed (call with the folder's lock held)."""
+  removed = 0
+  for folder in (directory, os.path.join(directory, "checkpoints")):  # sub-jobs' folders have their own
+    if os.path.isdir(folder):
+      for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(TMP_SUFFIX):
+          os.remove(os.path.join(folder, name))
+          removed += 1
+  return removed
+
+
+def kind_of(path: str) -> Optional[str]:
+  """The kind of run a folder holds ('train', 'attack', ...), or None if no job has claimed it."""
+  marker = os.path.join(path, KIND_FILE)
+  if os.path.exists(marker):
+    with open(marker) as f:
+      return f.read().strip() or None
+  return None
+
+
+def check_kind(path: str, kind: str) -> None:
+  """Raises RunDirError if `path` holds a run of another kind (before anything is written)."""
+  found = kind_of(path)
+  if found is not None and found != kind:
+    raise RunDirError(f"{path} holds a {found} run; choose another folder for this {kind} run")
+  if found is None and kind != "train" and os.path.exists(os.path.join(path, "data.npz")) \
+      and os.path.isdir(os.path.join(path, "checkpoints")):
+    raise RunDirError(f"{path} holds a training run; choose another folder for this {kind} run")
+
+
+@contextlib.contextmanager
+def claim(path: str, kind: str):
+  """Takes a run folder for one job: checks its kind, locks it, records the kind, cleans temp files.
+
+  Raises RunDirError (nothing written) when the folder holds another kind of run or another process holds
+  it. The lock is released when the block ends (also when the process dies).
+  """
+  check_kind(path, kind)
+  os.makedirs(path, exist_ok=True)
+  fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+      raise RunDirError(f"{path} is in use by another process (pid {holder or '?'}); wait for it or use "
+                        "another folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    check_kind(path, kind)  # again under the lock
+    if kind_of(path) is None:
+      _atomic_write(os.path.join(path, KIND_FILE), lambda f: f.write(kind + "\n"))
+    remove_stale_temp_files(path)
+    yield path
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def job(kind: str, folder: str):
+  """Decorates a job function so that it runs with its run folder (the argument named `folder`) claimed."""
+  def wrap(fn):
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+      path = sig.bind(*args, **kwargs).arguments[folder]
+      with claim(path, kind):
+        return fn(*args, **kwargs)
+    return run
+  return wrap

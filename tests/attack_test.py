@@ -295,6 +295,39 @@ class SweepTest(parameterized.TestCase):
       attack.attack_loss = orig
     self.assertLen(calls, 1)
 
+  def test_float32_default_path_with_x64_off(self):
+    # the attack's default dtype is float32: run it as a user without x64 would. The loss and its gradient at
+    # the same point agree with float64 to float32 precision; the sweep runs, stays float32 and lowers the loss.
+    cfg32 = attack.AttackConfig(m=6, steps=20, log_every=10)
+    self.assertEqual(cfg32.dtype, "float32")
+    params = small_net()
+    x = np.asarray(jax.random.normal(jax.random.key(3), (6, 5)), np.float64)
+    lam = np.linspace(0.5, 1.5, 6)
+    target = attack.attack_target(params)
+    y_hat = attack.candidate_labels(6)
+
+    def loss_and_grad(p, x, lam, target, dtype):
+      fn = jax.value_and_grad(lambda xl: attack.attack_loss(xl, p, target, y_hat.astype(dtype), 20.0, 0.4,
+                                                            cfg32)[0])
+      return fn((jnp.asarray(x, dtype), jnp.asarray(lam, dtype)))
+    ref, (gx_ref, _) = loss_and_grad(params, x, lam, target, jnp.float64)
+    cast = lambda t: jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), t)  # noqa: E731
+    hyper = attack.random_sweep(jax.random.key(5), 2, {"lr_x": (1e-3, 1e-2), "init_scale": (0.1, 0.5)})
+    with jax.enable_x64(False):
+      got, (gx, _) = loss_and_grad(cast(params), x, lam, cast(target), jnp.float32)
+      hyper32 = attack.random_sweep(jax.random.key(5), 2, {"lr_x": (1e-3, 1e-2), "init_scale": (0.1, 0.5)})
+      res = attack.run_sweep(jax.random.key(1), cast(params), hyper32, 5, cfg32, log=None)
+      with self.assertRaisesRegex(ValueError, "float64 needs jax_enable_x64"):
+        attack.run_sweep(jax.random.key(1), cast(params), hyper32, 5,
+                         attack.AttackConfig(m=6, steps=2, dtype="float64"), log=None)
+    self.assertEqual(gx.dtype, jnp.float32)
+    np.testing.assert_allclose(float(got), float(ref), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gx), np.asarray(gx_ref), rtol=1e-4, atol=1e-5 * np.abs(gx_ref).max())
+    np.testing.assert_array_equal(hyper32.lr_x, hyper.lr_x)  # the sweep does not depend on the x64 mode
+    self.assertEqual(res.x.dtype, np.float32)
+    first = np.asarray(res.history[0]["loss"])
+    self.assertTrue(np.all(np.isfinite(res.loss)) and np.all(res.loss <= first))
+
   def test_random_sweep_ranges(self):
     h = attack.random_sweep(jax.random.key(0), 200, {"alpha": (20.0, 20.0)})
     self.assertTrue(np.all(h.alpha == 20.0))

@@ -1,0 +1,265 @@
+"""Run-folder reliability: each test reproduces one defect of issue 12 (it failed before the fix)."""
+
+import os
+import tempfile
+
+from unittest import mock
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+
+from jaxrecon import attack
+from jaxrecon import diagnostics
+from jaxrecon import reconstruct
+from jaxrecon import studies
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+from train_test import quiet
+from train_test import tiny_config
+
+
+def _snapshot(folder):
+  """{relative path: bytes} of every file under folder (what a job must not change)."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = f.read()
+  return out
+
+
+class WritesTest(absltest.TestCase):
+
+  def test_results_honour_the_umask(self):
+    d = tempfile.mkdtemp()
+    old = os.umask(0o022)
+    try:
+      wd.write_json(os.path.join(d, "a.json"), {"x": 1})
+      os.umask(0o077)
+      wd.write_npz(os.path.join(d, "b.npz"), x=np.zeros(2))
+    finally:
+      os.umask(old)
+    self.assertEqual(os.stat(os.path.join(d, "a.json")).st_mode & 0o777, 0o644)
+    self.assertEqual(os.stat(os.path.join(d, "b.npz")).st_mode & 0o777, 0o600)
+
+  def test_claim_removes_temp_files_of_killed_writes(self):
+    d = tempfile.mkdtemp()
+    os.makedirs(os.path.join(d, "checkpoints"))
+    stale = [os.path.join(d, ".summary.json.x1y2.tmp"),
+             os.path.join(d, "checkpoints", ".step_000000010.npz.abc.tmp")]
+    for p in stale:
+      open(p, "w").close()
+    keep = os.path.join(d, "notes.tmp")  # not one of ours
+    open(keep, "w").close()
+    with wd.claim(d, "train"):
+      pass
+    self.assertFalse(any(os.path.exists(p) for p in stale))
+    self.assertTrue(os.path.exists(keep))
+
+  def test_a_folder_is_locked_while_a_job_holds_it(self):
+    d = tempfile.mkdtemp()
+    with wd.claim(d, "train"):
+      with self.assertRaisesRegex(wd.RunDirError, f"{d} is in use by another process"):
+        with wd.claim(d, "train"):
+          pass
+    with wd.claim(d, "train"):  # released
+      pass
+
+  def test_unreadable_npz_names_the_file(self):
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "x.npz")
+    with open(path, "wb") as f:
+      f.write(b"PK\x03\x04 not a zip")
+    with self.assertRaisesRegex(wd.RunDirError, "x.npz: unreadable"):
+      wd.read_npz(path)
+
+
+class TrainRunDirTest(absltest.TestCase):
+
+  def test_bad_config_writes_nothing(self):
+    d = os.path.join(tempfile.mkdtemp(), "run")
+    with self.assertRaisesRegex(ValueError, "loss must be one of logistic, exponential; got 'foo'"):
+      train.run(tiny_config(loss="foo"), d, log=quiet)
+    self.assertFalse(os.path.exists(d))
+    train.run(tiny_config(steps=5, relaxed=False), d, log=quiet)  # the corrected run is accepted
+
+  def test_divergence_is_an_error_and_leaves_a_finite_latest_checkpoint(self):
+    d = tempfile.mkdtemp()
+    with self.assertRaisesRegex(train.TrainingDiverged, "diverged"):
+      train.run(tiny_config(optimizer="gd", lr=1e30, relaxed=False), d, log=quiet)
+    step, _, arrays = wd.latest_readable_checkpoint(d, quiet)
+    self.assertTrue(all(np.isfinite(v).all() for v in arrays.values()))
+    self.assertEqual(wd.read_json(os.path.join(d, "summary.json"))["stop_reason"], "diverged")
+
+  def test_fewer_steps_on_a_finished_run_is_refused_and_changes_nothing(self):
+    d = tempfile.mkdtemp()
+    train.run(tiny_config(steps=40, relaxed=False), d, log=quiet)
+    before = _snapshot(d)
+    with self.assertRaisesRegex(wd.RunDirError, "already at step 40, beyond steps=20"):
+      train.run(tiny_config(steps=20, relaxed=False), d, log=quiet)
+    after = _snapshot(d)
+    self.assertEqual(before.keys(), after.keys())
+    self.assertEqual(before["config.json"], after["config.json"])
+
+  def test_truncated_checkpoint_falls_back_with_its_name(self):
+    d = tempfile.mkdtemp()
+    cfg = tiny_config(steps=40, relaxed=False)
+    train.run(cfg, d, log=quiet)
+    step, path = wd.latest_checkpoint(d)
+    with open(path, "rb") as f:
+      raw = f.read()
+    with open(path, "wb") as f:
+      f.write(raw[: len(raw) // 2])
+    said = []
+    s = train.run(tiny_config(steps=60, relaxed=False), d, log=said.append)
+    self.assertEqual(s["steps"], 60)
+    self.assertTrue(any(os.path.basename(path) in m and "falling back" in m for m in said), said)
+    self.assertTrue(any("resuming" in m and "from step 20" in m for m in said), said)
+    self.assertTrue(os.path.exists(path + ".corrupt"))
+
+
+class CrossJobTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.train_dir = tempfile.mkdtemp()
+    train.run(tiny_config(steps=20, relaxed=False), cls.train_dir, log=quiet)
+
+  def test_attack_into_its_training_workdir_is_refused(self):
+    before = _snapshot(self.train_dir)
+    with self.assertRaisesRegex(wd.RunDirError, "is the training workdir"):
+      reconstruct.run(reconstruct.ReconstructConfig(), self.train_dir, self.train_dir, log=quiet)
+    self.assertEqual(before, _snapshot(self.train_dir))
+
+  def test_attack_into_another_training_workdir_is_refused(self):
+    other = tempfile.mkdtemp()
+    train.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
+    before = _snapshot(other)
+    with self.assertRaisesRegex(wd.RunDirError, "holds a train run; choose another folder for this attack run"):
+      reconstruct.run(reconstruct.ReconstructConfig(), self.train_dir, other, log=quiet)
+    self.assertEqual(before, _snapshot(other))
+
+  def test_kkt_into_the_training_workdir_is_refused(self):
+    before = _snapshot(self.train_dir)
+    with self.assertRaisesRegex(wd.RunDirError, "is the training workdir itself"):
+      diagnostics.run(self.train_dir, diagnostics.KKTConfig(relaxed=False), out_dir=self.train_dir, log=quiet)
+    self.assertEqual(before, _snapshot(self.train_dir))
+
+  def test_legacy_training_folder_without_marker_is_recognized(self):
+    other = tempfile.mkdtemp()
+    train.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
+    os.remove(os.path.join(other, wd.KIND_FILE))  # as written before markers existed
+    with self.assertRaisesRegex(wd.RunDirError, "holds a training run"):
+      wd.check_kind(other, "attack")
+
+
+class StudyTest(absltest.TestCase):
+
+  def test_a_fully_diverged_sweep_is_reported_not_a_crash(self):
+    train_dir, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+    train.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
+    cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
+        attack=attack.AttackConfig(steps=20, log_every=10, m=8),
+        sweep=reconstruct.SweepConfig(configs=2, ranges={"lr_x": (1e30, 1e30)}), figure_pairs=0))
+    s = studies.run_radius(cfg, train_dir, out, log=quiet)
+    self.assertEqual([r["best_final_loss"] for r in s["rows"]], [None, None])
+    self.assertIn("(diverged, diverged)", s["headline"])
+    self.assertTrue(os.path.exists(os.path.join(out, "radius.png")))
+    # re-running the finished study re-evaluates its attacks instead of running them again
+    said = []
+    studies.run_radius(cfg, train_dir, out, log=said.append)
+    self.assertEqual(sum("finished: evaluating its saved candidates" in m for m in said), 2)
+
+
+  def test_a_killed_study_resumes_to_the_same_result(self):
+    train_dir, ref, out = tempfile.mkdtemp(), tempfile.mkdtemp(), tempfile.mkdtemp()
+    train.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
+    cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
+        attack=attack.AttackConfig(steps=20, log_every=10, m=8),
+        sweep=reconstruct.SweepConfig(configs=2, ranges={"lr_x": (1e-3, 1e-2)}), figure_pairs=0,
+        checkpoint_every_s=0.0))
+    want = studies.run_radius(cfg, train_dir, ref, log=quiet)
+    real, calls = reconstruct._write_progress, []
+
+    def dying(path, p):  # killed in the second radius's attack, after its first segment
+      real(path, p)
+      calls.append(path)
+      if len(calls) == 2:
+        raise Interrupt
+    with mock.patch.object(reconstruct, "_write_progress", dying):
+      with self.assertRaises(Interrupt):
+        studies.run_radius(cfg, train_dir, out, log=quiet)
+    said = []
+    got = studies.run_radius(cfg, train_dir, out, log=said.append)
+    self.assertTrue(any("finished: evaluating" in m for m in said) and any("resuming the attack" in m
+                                                                            for m in said), said)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    self.assertEqual(strip(got["rows"]), strip(want["rows"]))
+
+
+class Interrupt(Exception):
+  pass
+
+
+class AttackResumeTest(parameterized.TestCase):
+  """A killed attack resumes from its last progress file and ends bit-identical to an uninterrupted one."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.train_dir = tempfile.mkdtemp()
+    train.run(tiny_config(steps=100, relaxed=False), cls.train_dir, log=quiet)
+
+  def _config(self, optimizer):
+    return reconstruct.ReconstructConfig(
+        attack=attack.AttackConfig(steps=30, log_every=10, m=12, chunk=2, optimizer=optimizer),
+        sweep=reconstruct.SweepConfig(configs=3, ranges={"lr_x": (1e-3, 1e-2)}), checkpoint_every_s=0.0,
+        figure_pairs=0)
+
+  @parameterized.parameters(("sgd", 2), ("sgd", 4), ("adam", 3))
+  def test_kill_and_resume_is_bit_identical(self, optimizer, kill_after):
+    cfg = self._config(optimizer)
+    ref_dir, dir_ = tempfile.mkdtemp(), tempfile.mkdtemp()
+    reconstruct.run(cfg, self.train_dir, ref_dir, log=quiet)
+    real, calls = reconstruct._write_progress, []
+
+    def dying(path, p):
+      real(path, p)
+      calls.append(p.c0)
+      if len(calls) == kill_after:
+        raise Interrupt
+    with mock.patch.object(reconstruct, "_write_progress", dying):
+      with self.assertRaises(Interrupt):
+        reconstruct.run(cfg, self.train_dir, dir_, log=quiet)
+    self.assertTrue(os.path.exists(os.path.join(dir_, "progress.npz")))
+    said = []
+    reconstruct.run(cfg, self.train_dir, dir_, log=said.append)
+    self.assertTrue(any("resuming the attack" in m for m in said), said)
+    self.assertFalse(os.path.exists(os.path.join(dir_, "progress.npz")))
+    a, b = (wd.read_npz(os.path.join(x, "candidates.npz")) for x in (ref_dir, dir_))
+    self.assertEqual(a.keys(), b.keys())
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    rows = [wd.read_jsonl(os.path.join(x, "metrics.jsonl")) for x in (ref_dir, dir_)]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]  # noqa: E731
+    self.assertEqual(strip(rows[0]), strip(rows[1]))
+
+  def test_another_config_in_an_unfinished_attack_is_refused(self):
+    cfg = self._config("sgd")
+    dir_ = tempfile.mkdtemp()
+    with mock.patch.object(reconstruct, "_write_progress", mock.Mock(side_effect=Interrupt)):
+      with self.assertRaises(Interrupt):
+        reconstruct.run(cfg, self.train_dir, dir_, log=quiet)
+    reconstruct._write_progress(os.path.join(dir_, "progress.npz"), attack.SweepProgress(
+        0, 10, None, *([np.zeros(0)] * 5), 1, 1.0))
+    other = cfg.__class__(**{**cfg.__dict__, "pool_top": 1})
+    with self.assertRaisesRegex(wd.RunDirError, "holds an attack with a different config"):
+      reconstruct.run(other, self.train_dir, dir_, log=quiet)
+
+
+if __name__ == "__main__":
+  absltest.main()

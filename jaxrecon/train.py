@@ -49,8 +49,8 @@ class TrainConfig:
   init_scales: Optional[tuple] = (1e-4,)
   first_bias: bool = False
   loss: str = "logistic"
-  optimizer: str = "log_normalized_gd"
-  lr: float = 10.0
+  optimizer: str = "relative_gd"
+  lr: float = 0.03
   lr_cap: Optional[float] = None
   momentum: float = 0.0
   normalize: bool = False
@@ -212,6 +212,28 @@ def _dtype(config):
   return jnp.dtype(config.dtype)
 
 
+class TrainingDiverged(RuntimeError):
+  """The training loss became non-finite; the workdir keeps the last finite checkpoint as its latest."""
+
+
+LOSSES = ("logistic", "exponential")
+
+
+def validate(config: TrainConfig) -> None:
+  """Raises ValueError naming the field for a config that cannot run (before anything is written)."""
+  _dtype(config)
+  if config.loss not in LOSSES:
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {config.loss!r}")
+  for name in ("steps", "log_every"):
+    if getattr(config, name) < (1 if name == "steps" else 0):
+      raise ValueError(f"{name} must be positive; got {getattr(config, name)}")
+  if not config.widths or min(config.widths) < 1:
+    raise ValueError(f"widths must be positive integers; got {config.widths}")
+  if not (config.lr > 0 and math.isfinite(config.lr)):
+    raise ValueError(f"lr must be a positive number; got {config.lr}")
+  make_optimizer(config)  # unknown optimizer names fail here
+
+
 def _check_resumable(saved: dict, config: TrainConfig, workdir: str):
   now = wd.to_jsonable(config)
   diffs = [k for k in sorted(set(saved) | set(now))
@@ -241,25 +263,37 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
   workdir: config.json, data.npz, metrics.jsonl (one row per log step), checkpoints/step_*.npz (params and
   optimizer state at {1,2,5} x 10^k steps and the last step), summary.json (final metrics and KKT residuals).
   """
+  validate(config)
   dtype = _dtype(config)
   key = jax.random.key(config.seed)
   key_data, key_init = jax.random.split(key)
-  os.makedirs(workdir, exist_ok=True)
+  with wd.claim(workdir, "train"):
+    return _run_in(config, workdir, dtype, key_data, key_init, log)
+
+
+def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
   cfg_path = os.path.join(workdir, "config.json")
   data_path = os.path.join(workdir, "data.npz")
-  # A run to resume has a config, its data and at least one checkpoint; anything less starts afresh.
-  resumed = (os.path.exists(cfg_path) and os.path.exists(data_path)
-             and wd.latest_checkpoint(workdir) is not None)
+  # A run to resume has a config, its data and at least one readable checkpoint; anything less starts afresh.
+  latest = wd.latest_readable_checkpoint(workdir, log) if os.path.exists(cfg_path) and os.path.exists(
+      data_path) else None
+  resumed = latest is not None
   if resumed:
-    _check_resumable(wd.read_json(cfg_path), config, workdir)
+    saved = wd.read_json(cfg_path)
+    _check_resumable(saved, config, workdir)
+    if latest[0] > config.steps:
+      raise wd.RunDirError(f"{workdir} holds a run already at step {latest[0]}, beyond steps={config.steps}; "
+                           f"ask for steps >= {latest[0]} (or use a new workdir)")
     ds = read_dataset(data_path)
+    if saved != wd.to_jsonable(config):
+      wd.write_json(cfg_path, config)
   else:
     ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
     stale = os.path.join(workdir, "checkpoints")
     if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
       shutil.rmtree(stale)
     wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
-  wd.write_json(cfg_path, config)
+    wd.write_json(cfg_path, config)
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
   xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
   n_out = 1 if config.data.task == "binary" or config.data.name not in ("mnist", "cifar10") else 10
@@ -269,10 +303,8 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
   state = TrainState(params, optimizer.init(params))
   start = 0
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  latest = wd.latest_checkpoint(workdir) if resumed else None
   if latest is not None:
-    start, path = latest
-    arrays = wd.read_npz(path)
+    start, path, arrays = latest
     state = TrainState(wd.unflatten_tree(state.params, arrays, "params"),
                        wd.unflatten_tree(state.opt_state, arrays, "opt_state"))
     rows = [r for r in wd.read_jsonl(metrics_path) if r["step"] <= start]
@@ -312,15 +344,21 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
     wd.append_jsonl(metrics_path, m)
     done = config.target_loss > 0 and m["loss"] <= config.target_loss
     out_of_time = config.max_wall_s > 0 and now - t0 >= config.max_wall_s
-    if step in ckpts or done or out_of_time or not np.isfinite(m["log10_loss"]):
+    diverged = not (np.isfinite(m["log10_loss"]) and np.isfinite(m["theta_norm"]))
+    if (step in ckpts or done or out_of_time) and not diverged:  # a non-finite state is never a checkpoint
       wd.save_checkpoint(workdir, step, params=state.params, opt_state=state.opt_state)
     if config.log_every and (step % config.log_every == 0 or step == config.steps or done):
       eta = (config.steps - step) / max(rate, 1e-9)
       log(f"step {step:>8d}  loss {_fmt_loss(m)}  acc {m['train_acc']:.3f}  q_min {m['q_min']:+.3e}  "
           f"cert_eps {m['cert_eps_rel']:.3f}  {rate:,.1f} steps/s  left {_fmt_time(eta)}")
-    if not np.isfinite(m["log10_loss"]):
-      log(f"loss is {m['loss']} at step {step}: stopping (lower --lr or set --lr_cap)")
-      break
+    if diverged:
+      last_good = wd.latest_checkpoint(workdir)[0]
+      wd.write_json(os.path.join(workdir, "summary.json"), {
+          "stop_reason": "diverged", "diverged_at_step": step, "last_finite_checkpoint": last_good,
+          "steps": step, "wall_s": m["wall_s"]})
+      raise TrainingDiverged(f"{workdir}: the training loss is {m['loss']} at step {step} (diverged); the "
+                             f"latest checkpoint is step {last_good}. Lower --lr (or set --lr_cap) and use a "
+                             "new workdir")
     if done:
       stop_reason = "target_loss"
       far = m["cert_eps_rel"] > CERT_FAR

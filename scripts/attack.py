@@ -9,10 +9,9 @@ steps), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, step
 (best reconstructions above their nearest training images, sorted by SSIM) and curve.png.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import attack_flags
 from jaxrecon import reconstruct
 
@@ -22,14 +21,14 @@ flags.DEFINE_string("workdir", None, "Output directory.")
 flags.DEFINE_integer("step", None, "Checkpoint step to attack (default: the last).")
 flags.mark_flags_as_required(["train_workdir", "workdir"])
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)  # the trained weights may be float64; the attack dtype is a flag
   config = attack_flags.config_from_flags(step=FLAGS.step)
   reconstruct.run(config, FLAGS.train_workdir, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

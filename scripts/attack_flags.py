@@ -16,7 +16,7 @@ def define(prefix: str = "") -> None:
   global P
   P = prefix
   flags.DEFINE_integer("configs", 16, "Random sweep: configurations (all run in one compiled sweep).")
-  flags.DEFINE_string("sweep", "random", "random (draws from the ranges) | grid (product of the lists).")
+  flags.DEFINE_enum("sweep", "random", ["random", "grid"], "random (draws from the ranges) | grid (product of the lists).")
   flags.DEFINE_list("init_scale", _R["init_scale"],
                     "Candidate init std: lo,hi (random, log-uniform), one value (fixed), or the grid values.")
   flags.DEFINE_list("lr_x", _R["lr_x"], "Candidate learning rate: lo,hi (log-uniform) | value | grid values.")
@@ -25,13 +25,14 @@ def define(prefix: str = "") -> None:
   flags.DEFINE_integer("seeds", 1, "Seeds per configuration (grid) / seeds cycled over (random).")
   flags.DEFINE_integer(P + "steps", _A.steps, "Attack steps per configuration.")
   flags.DEFINE_integer("m", 0, "Candidates per configuration (0 = twice the training set).")
-  flags.DEFINE_string(P + "optimizer", _A.optimizer, "sgd (momentum 0.9, the reference) | adam | sumo.")
+  flags.DEFINE_enum(P + "optimizer", _A.optimizer, ["sgd", "adam", "sumo"], "sgd (momentum 0.9, the reference) | adam | sumo.")
   flags.DEFINE_float("lr_lambda", _A.lr_lambda, "Learning rate of the multipliers.")
-  flags.DEFINE_string("prior", _A.prior, "box | none | sphere (init on a sphere, no penalty).")
+  flags.DEFINE_enum("prior", _A.prior, ["box", "none", "sphere"], "box | none | sphere (init on a sphere, no penalty).")
   flags.DEFINE_float("sphere_radius", _A.sphere_radius, "Radius of the init sphere for --prior=sphere.")
-  flags.DEFINE_string("variant", "auto", "auto | binary | multiclass | signed (nets trained with weight decay).")
+  flags.DEFINE_enum("variant", "auto", ["auto", "binary", "multiclass", "signed"],
+                  "auto | binary | multiclass | signed (nets trained with weight decay).")
   flags.DEFINE_bool("match_init", False, "Match theta - theta_init (the attacker knows the initialization).")
-  flags.DEFINE_string(P + "dtype", _A.dtype, "float32 | float64.")
+  flags.DEFINE_enum(P + "dtype", _A.dtype, ["float32", "float64"], "Attack dtype.")
   flags.DEFINE_integer("chunk", 0, "Configurations per compiled call (0 = all at once).")
   flags.DEFINE_integer(P + "log_every", _A.log_every, "Metrics row and progress line every this many steps.")
   flags.DEFINE_integer("pool_top", 0, "Pool the candidates of the best this-many configurations (0 = all).")

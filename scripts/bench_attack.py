@@ -20,12 +20,12 @@ import resource
 import statistics
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import cli
 from jaxrecon import attack
 from jaxrecon import nets
 
@@ -156,7 +156,6 @@ def bench_size(size, dtype, sweeps, steps, repeats, sequential):
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   sweeps = sorted(int(s) for s in FLAGS.sweeps)
   results = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
              "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""), "runs": []}
@@ -173,4 +172,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -21,7 +21,6 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -29,6 +28,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from optax import contrib  # noqa: E402
 
+import cli  # noqa: E402
 from jaxrecon import sumo  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -287,4 +287,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,23 +5,27 @@ r"""Training and KKT-instrument benchmarks, written as JSON (and a PNG of eps_re
 
 step_time: ms per full-batch step, n=500, d=784, hidden 1000-1000, float32 and float64 (median of --repeats).
 nnls: time of the best-multiplier fit (Gram + NNLS) for n=500 against 784-1000-1000-1, float32 and float64.
+schedule_table: the default step rule against plain GD at its best fixed lr on four problems (the synthetic
+default, a small sphere n=100 d=50 w=100, MNIST odd/even 500 and CIFAR-10 vehicles/animals 500 with
+784/3072-1000-1000-1), exact eps_rel and the relaxed residual at --minutes of training wall time. GD's lr is
+chosen from --gd_lrs_{sphere,images} by the exact eps_rel at the first mark (its run then continues); each
+mark is a resume of the same workdir with a fresh wall-time budget, so KKT solves are not counted as training.
 schedules: each --schedules entry trains the paper's synthetic setting (n=500 on the unit sphere in R^784,
 width --width, float64) for --budget_s seconds; eps_rel, the relaxed residual and delta at every checkpoint against
 the training wall time.
 """
 
-import functools
-import json
 import os
 import shutil
 import statistics
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+import cli
 from jaxrecon import data as data_lib
 from jaxrecon import diagnostics
 from jaxrecon import kkt
@@ -42,6 +46,11 @@ flags.DEFINE_string("workdir", "bench/schedules", "Where the schedule runs keep 
 flags.DEFINE_integer("n", 500, "Training points.")
 flags.DEFINE_integer("d", 784, "Input dimension.")
 flags.DEFINE_list("hidden", ["1000", "1000"], "Hidden widths for step_time and nnls.")
+flags.DEFINE_list("problems", ["synthetic", "small_sphere", "mnist500", "cifar500"], "schedule_table problems.")
+flags.DEFINE_list("minutes", ["1", "5", "10"], "schedule_table: training wall-time marks (minutes).")
+flags.DEFINE_list("gd_lrs_sphere", ["0.3", "1", "3"], "schedule_table: GD lrs tried on unit-sphere data.")
+flags.DEFINE_list("gd_lrs_images", ["0.01", "0.03", "0.1"], "schedule_table: GD lrs tried on images.")
+flags.DEFINE_string("data_dir", None, "MNIST/CIFAR-10 root (default: $JAXRECON_DATA_DIR or ../shared/data).")
 
 
 def _median_time(fn, repeats):
@@ -114,6 +123,69 @@ def bench_schedules(budget_s, width, schedules, root, relaxed, n=500, d=784):
   return results
 
 
+def table_problem(name, data_dir):
+  """TrainConfig keyword arguments of one schedule_table problem."""
+  if name == "synthetic":
+    return dict(data=data_lib.DataConfig(n=500, d=784, n_test=1000), widths=(1000,))
+  if name == "small_sphere":
+    return dict(data=data_lib.DataConfig(n=100, d=50, n_test=10), widths=(100,))
+  sub = {"mnist500": ("mnist", "mnist"), "cifar500": ("cifar10", "cifar10-subset")}
+  if name not in sub:
+    raise ValueError(f"unknown problem {name!r}: synthetic, small_sphere, mnist500, cifar500")
+  kind, folder = sub[name]
+  return dict(data=data_lib.DataConfig(name=kind, n=500, n_test=100, data_dir=os.path.join(data_dir, folder)),
+              widths=(1000, 1000))
+
+
+def _run_to_marks(cfg_kw, run_dir, marks_s, used=0.0):
+  """Trains to each cumulative wall-time mark (resuming), returning one row per mark."""
+  rows = []
+  for mark in marks_s:
+    cfg = train.TrainConfig(steps=10 ** 7, max_wall_s=mark - used, log_every=50, relaxed=True, **cfg_kw)
+    try:
+      s = train.run(cfg, run_dir, log=lambda m: None)
+    except train.TrainingDiverged as e:
+      print(f"   {mark / 60:g} min: {e}", flush=True)
+      rows.append({"minutes": mark / 60, "diverged": True, "log10_loss": float("nan"), "eps_rel": float("nan")})
+      break
+    used = s["wall_s"]
+    rows.append({"minutes": mark / 60, "wall_s": s["wall_s"], "steps": s["steps"],
+                 "log10_loss": s["final_log10_loss"], "train_acc": s["train_acc"], "eps_rel": s["eps_rel"],
+                 "eps_rel_relaxed": s["eps_rel_relaxed"], "freed_pairs": s["freed_pairs"],
+                 "relax_radius": s["relax_radius"], "relaxed_gap": s["relaxed_gap"]})
+    print(f"   {mark / 60:g} min: step {s['steps']}, log10 loss {s['final_log10_loss']:.1f}, "
+          f"eps_rel {s['eps_rel']:.4f}, relaxed {s['eps_rel_relaxed']:.4f}", flush=True)
+  return rows
+
+
+def bench_schedule_table(problems, minutes, gd_lrs, root, data_dir):
+  marks = [60.0 * float(m) for m in minutes]
+  default = train.TrainConfig()
+  out = {}
+  for prob in problems:
+    base = table_problem(prob, data_dir)
+    res = {}
+    print(f"== {prob}: default {default.optimizer} lr {default.lr}", flush=True)
+    res["default"] = {"optimizer": default.optimizer, "lr": default.lr,
+                      "rows": _run_to_marks(base, os.path.join(root, prob, "default"), marks)}
+    tried = {}
+    lrs = gd_lrs["images" if prob in ("mnist500", "cifar500") else "sphere"]
+    for lr in lrs:
+      print(f"== {prob}: gd lr {lr} (selection, first mark)", flush=True)
+      run_dir = os.path.join(root, prob, f"gd_{lr}")
+      tried[lr] = (_run_to_marks(dict(base, optimizer="gd", lr=float(lr)), run_dir, marks[:1]), run_dir)
+    finite = {lr: r for lr, (r, _) in tried.items() if np.isfinite(r[-1]["log10_loss"]) and np.isfinite(r[-1]["eps_rel"])}
+    best = min(finite, key=lambda lr: finite[lr][-1]["eps_rel"]) if finite else lrs[0]
+    print(f"== {prob}: gd best lr {best}, continuing", flush=True)
+    first = tried[best][0]
+    rows = first + _run_to_marks(dict(base, optimizer="gd", lr=float(best)), tried[best][1], marks[1:],
+                                 used=first[-1]["wall_s"])
+    res["gd_best"] = {"optimizer": "gd", "lr": float(best), "rows": rows,
+                      "selection_first_mark": {lr: r[-1] for lr, (r, _) in tried.items()}}
+    out[prob] = res
+  return out
+
+
 def plot_schedules(results, path):
   import matplotlib
   matplotlib.use("Agg")
@@ -141,7 +213,6 @@ def plot_schedules(results, path):
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   out = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                      "jax": jax.__version__}}
   if os.path.exists(FLAGS.out):
@@ -154,6 +225,13 @@ def main(argv):
   if "nnls" in FLAGS.what:
     out["nnls"] = bench_nnls(FLAGS.repeats, FLAGS.n, FLAGS.d, hidden)
     out["nnls"]["setup"] = setup
+  if "schedule_table" in FLAGS.what:
+    data_dir = FLAGS.data_dir or os.environ.get("JAXRECON_DATA_DIR", "../shared/data")
+    out["schedule_table"] = bench_schedule_table(
+        FLAGS.problems, FLAGS.minutes, {"sphere": FLAGS.gd_lrs_sphere, "images": FLAGS.gd_lrs_images},
+        FLAGS.workdir, data_dir)
+    out["schedule_table_setup"] = {"minutes": FLAGS.minutes, "dtype": "float64", "default": str(train.TrainConfig().optimizer),
+                                   "gd_lrs": {"sphere": FLAGS.gd_lrs_sphere, "images": FLAGS.gd_lrs_images}}
   if "schedules" in FLAGS.what:
     out.setdefault("schedules", {}).update(bench_schedules(
         FLAGS.budget_s, FLAGS.width, FLAGS.schedules, FLAGS.workdir, FLAGS.relaxed,
@@ -166,4 +244,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

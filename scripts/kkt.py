@@ -6,10 +6,9 @@ Writes kkt.jsonl (one row per checkpoint: step, loss, normalized_margin, eps_rel
 summary.json and kkt.png (log-log residuals against steps) into --out_dir (default: <train_workdir>/kkt).
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 from jaxrecon import diagnostics
 
 flags.DEFINE_string("train_workdir", None, "A workdir written by scripts/train.py.")
@@ -24,11 +23,10 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   diagnostics.run(FLAGS.train_workdir, diagnostics.KKTConfig(
       kink_tol=FLAGS.kink_tol, relaxed=FLAGS.relaxed, batch_size=FLAGS.batch_size,
       min_step=FLAGS.min_step), out_dir=FLAGS.out_dir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,10 +10,9 @@ flags of scripts/attack.py with an attack_ prefix where training uses the same n
 and writes summary.json with the headline. Any training flag of scripts/train.py applies.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import attack_flags
 import train_flags
 from jaxrecon import diagnostics
@@ -28,11 +27,12 @@ flags.FLAGS.set_default("configs", _MAIN.sweep.configs)
 flags.FLAGS.set_default("attack_steps", _MAIN.attack.steps)
 flags.FLAGS.set_default("theta_norm", _MAIN.theta_norm)
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(train_flags)  # --help lists them
+flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   tcfg = train_flags.config_from_flags()
   kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=tcfg.relaxed)
   acfg = attack_flags.config_from_flags() if FLAGS.attack else None
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

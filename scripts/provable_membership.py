@@ -10,10 +10,10 @@ point, or only bounded. Writes metrics.jsonl, summary.json (smallest d with AUC 
 membership_vs_d.png.
 """
 
-from absl import app
 from absl import flags
 import jax
 
+import cli
 from jaxrecon import provable_study
 
 _D = provable_study.MembershipConfig()
@@ -34,7 +34,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   config = provable_study.MembershipConfig(
       dims=tuple(int(d) for d in FLAGS.dims), datasets=tuple(FLAGS.datasets), n=FLAGS.n,
       n_fresh=FLAGS.n_fresh, seeds=FLAGS.seeds, width=FLAGS.width, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
@@ -43,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

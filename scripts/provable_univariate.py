@@ -8,10 +8,10 @@ attack lists every x with |Phi(x)| = m on each linear piece. Writes metrics.json
 candidate count, fraction within --tol of a training point, eps_rel), summary.json and fraction_vs_eps.png.
 """
 
-from absl import app
 from absl import flags
 import jax
 
+import cli
 from jaxrecon import provable_study
 
 _D = provable_study.UnivariateConfig()
@@ -35,7 +35,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   config = provable_study.UnivariateConfig(
       sizes=tuple(int(s) for s in FLAGS.sizes), patterns=tuple(FLAGS.patterns), seeds=FLAGS.seeds,
       width=FLAGS.width, init_scale=FLAGS.init_scale,
@@ -46,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

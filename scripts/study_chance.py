@@ -7,10 +7,9 @@ and to the closest held-out point (test split, as many as the training set); bot
 closer to train than to held-out (50% = chance), by L2 and NCC. Writes summary.json, distances.npz, chance.png.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 from jaxrecon import chance_study
 
 flags.DEFINE_string("attack_workdir", None, "An attack workdir (scripts/attack.py).")
@@ -21,9 +20,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   chance_study.run(FLAGS.attack_workdir, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

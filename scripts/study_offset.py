@@ -11,10 +11,9 @@ offset_<o>/attack, metrics.jsonl, summary.json (SSIM and good counts, or distanc
 the offset) and offset.png.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import attack_flags
 import train_flags
 from jaxrecon import studies
@@ -26,11 +25,12 @@ flags.FLAGS.set_default("configs", 4)
 flags.FLAGS.set_default("attack_steps", 1000)
 flags.FLAGS.set_default("theta_norm", 10.0)
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(train_flags)  # --help lists them
+flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   tcfg = train_flags.config_from_flags()
   config = studies.OffsetStudyConfig(train=tcfg, offsets=tuple(float(o) for o in FLAGS.offsets),
                                      reconstruct=attack_flags.config_from_flags(), seed=FLAGS.attack_seed)
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

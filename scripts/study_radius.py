@@ -9,10 +9,9 @@ attack workdir r<r>/, and metrics.jsonl, summary.json (final attack loss and mea
 reconstructions to the training set against r) and radius.png.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import attack_flags
 from jaxrecon import studies
 
@@ -26,11 +25,11 @@ flags.FLAGS.set_default("steps", 1000)
 flags.FLAGS.set_default("theta_norm", 10.0)
 flags.mark_flag_as_required("train_workdir")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   config = studies.RadiusStudyConfig(radii=tuple(float(r) for r in FLAGS.radii),
                                      reconstruct=attack_flags.config_from_flags(step=FLAGS.step),
                                      seed=FLAGS.seed)
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

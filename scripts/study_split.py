@@ -10,10 +10,9 @@ reporting the largest magnitude with eps_rel within --tol of the true set's. Wri
 summary.json, split.png, split_approx.png. --steps= (empty) studies every checkpoint.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 from jaxrecon import split_study
 
 flags.DEFINE_string("train_workdir", None, "Training workdir (first layer narrower than d).")
@@ -32,7 +31,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   config = split_study.SplitStudyConfig(factors=tuple(float(f) for f in FLAGS.factors), n_split=FLAGS.n_split,
                                         steps=tuple(int(v) for v in FLAGS.steps), exact=FLAGS.exact,
                                         approx=FLAGS.approx, n_points=FLAGS.n_points, tol=FLAGS.tol,
@@ -41,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

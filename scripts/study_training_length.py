@@ -9,10 +9,9 @@ metrics.jsonl and summary.json (good reconstructions, eps_rel and delta per chec
 training_length.png.
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import attack_flags
 from jaxrecon import studies
 
@@ -26,15 +25,15 @@ flags.FLAGS.set_default("steps", 1000)
 flags.FLAGS.set_default("theta_norm", 10.0)
 flags.mark_flag_as_required("train_workdir")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   config = studies.LengthStudyConfig(reconstruct=attack_flags.config_from_flags(), max_loss=FLAGS.max_loss,
                                      steps=tuple(int(s) for s in FLAGS.at_steps), seed=FLAGS.seed)
   studies.run_training_length(config, FLAGS.train_workdir, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -9,22 +9,21 @@ Writes config.json, data.npz, metrics.jsonl, checkpoints/step_*.npz (log-spaced)
 Re-running on the same workdir resumes from the last checkpoint (--steps may grow).
 """
 
-from absl import app
 from absl import flags
-import jax
 
+import cli
 import train_flags
 from jaxrecon import train
 
 flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
 flags.mark_flag_as_required("workdir")
+flags.adopt_module_key_flags(train_flags)  # --help lists them
 
 
 def main(argv):
   del argv
-  jax.config.update("jax_enable_x64", True)
   train.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

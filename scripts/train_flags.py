@@ -6,19 +6,21 @@ from jaxrecon import data as data_lib
 from jaxrecon import train
 
 _D = train.TrainConfig()
-flags.DEFINE_string("dataset", "sphere", "sphere | parity_sphere | two_gaussians | mnist | cifar10.")
+flags.DEFINE_enum("dataset", "sphere", ["sphere", "parity_sphere", "two_gaussians", "mnist", "cifar10"],
+                  "Training data.")
 flags.DEFINE_string("data_dir", None, "Directory with MNIST IDX or CIFAR-10 binary files.")
-flags.DEFINE_string("task", "binary", "binary (odd/even, vehicles/animals) or multiclass.")
+flags.DEFINE_enum("task", "binary", ["binary", "multiclass"], "binary (odd/even, vehicles/animals) or multiclass.")
 flags.DEFINE_integer("n", 500, "Training points (balanced over classes for image sets).")
 flags.DEFINE_integer("n_test", 1000, "Test points (0 = the whole test split for image sets).")
 flags.DEFINE_integer("d", 784, "Input dimension of synthetic sets.")
-flags.DEFINE_string("selection", "first", "Image selection: first (file order, as the reference) or random.")
+flags.DEFINE_enum("selection", "first", ["first", "random"],
+                  "Image selection: first (file order, as the reference) or random.")
 flags.DEFINE_float("offset", 0.0, "Constant added to every input after mean subtraction.")
 flags.DEFINE_list("width", [str(w) for w in _D.widths], "Hidden widths, e.g. 1000 or 1000,1000.")
 flags.DEFINE_list("init_scales", ["1e-4"],
                   "Per-layer init std (N(0,1)*s); 'default' or missing = PyTorch's U(+-1/sqrt(fan_in)).")
 flags.DEFINE_bool("first_bias", False, "First-layer bias (keeps the net homogeneous).")
-flags.DEFINE_string("loss", _D.loss, "logistic | exponential.")
+flags.DEFINE_enum("loss", _D.loss, list(train.LOSSES), "Training loss.")
 flags.DEFINE_string("optimizer", _D.optimizer,
                     "gd | normalized_gd | log_normalized_gd | relative_gd (lr = the relative step ||step||/||theta|| at loss >= 1/e, then divided by -log Loss) | sumo | an optax name (adam, sgd, ...).")
 flags.DEFINE_float("lr", _D.lr, "Learning rate (for normalized_gd: the step is lr / loss).")
@@ -28,7 +30,7 @@ flags.DEFINE_integer("steps", _D.steps, "Training steps.")
 flags.DEFINE_float("target_loss", 0.0, "Stop once the training loss is at or below this (0 = never).")
 flags.DEFINE_float("max_wall_s", 0.0, "Stop after this many seconds of training (0 = no limit).")
 flags.DEFINE_integer("log_every", _D.log_every, "Metrics row and progress line every this many steps.")
-flags.DEFINE_string("dtype", _D.dtype, "float32 | float64.")
+flags.DEFINE_enum("dtype", _D.dtype, ["float32", "float64"], "Parameter and data dtype.")
 flags.DEFINE_integer("seed", 0, "Seed for data and initialization.")
 flags.DEFINE_float("kink_tol", _D.kink_tol, "Relative |w.x| below which a pair is at the ReLU kink.")
 flags.DEFINE_bool("relaxed", _D.relaxed, "Also solve the relaxed KKT residual (kink neighbourhood) at each checkpoint.")

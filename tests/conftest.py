@@ -1,12 +1,30 @@
-"""Test setup: float64 available (arrays keep the dtype they are given), silent broadcasting raises."""
+"""Test setup: float64 available (arrays keep the dtype they are given), silent broadcasting raises.
 
+Compiled XLA programs are cached on disk for the session (and for the scripts the tests start, through the
+environment): many tests compile the same small programs, and compiling is most of a test's time on a CPU.
+The cache is a fresh folder removed at exit (set JAX_COMPILATION_CACHE_DIR to keep one between sessions),
+so the suite's time is the time of a cold start.
+"""
+
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
-import jax
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxrecon-test-xla-cache-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))

@@ -78,11 +78,29 @@ class ScriptsTest(absltest.TestCase):
   def test_bad_input_is_a_clear_error(self):
     d = tempfile.mkdtemp()
     proc = run_script("train.py", f"--workdir={d}", "--dataset=mnist", check=False)
-    self.assertNotEqual(proc.returncode, 0)
+    self.assertEqual(proc.returncode, 1)
     self.assertIn("needs data_dir", proc.stderr)
     proc = run_script("train.py", f"--workdir={d}", "--dataset=mnist", f"--data_dir={d}/none",
                       check=False)
-    self.assertIn("data directory not found", proc.stderr)
+    self.assertEqual(proc.returncode, 1)
+    # one line naming the folder, no traceback (issue 12)
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertEqual(proc.stderr.strip().splitlines()[-1], f"error: {d}/none: data directory not found")
+    # an enum flag lists its allowed values and nothing is written
+    fresh = os.path.join(d, "fresh")
+    proc = run_script("train.py", f"--workdir={fresh}", "--loss=foo", check=False)
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("--loss", proc.stderr)
+    self.assertIn("logistic", proc.stderr)
+    self.assertFalse(os.path.exists(fresh))
+
+  def test_help_lists_the_jobs_own_flags(self):
+    out = run_script("train.py", "--help").stdout
+    for flag in ("--dataset", "--steps", "--optimizer", "--workdir", "<float32|float64>"):
+      self.assertIn(flag, out)
+    out = run_script("attack.py", "--help").stdout
+    for flag in ("--configs", "--lr_x", "--prior", "--train_workdir"):
+      self.assertIn(flag, out)
 
   def test_bench_train(self):
     d = tempfile.mkdtemp()

@@ -189,12 +189,21 @@ def weighted_gradient(params, x_MD, lam_M, y_hat, alpha) -> nets.Params:
   return jax.grad(weighted)(params)
 
 
+def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: bool = True) -> jax.Array:
+  """||target - weighted gradient||^2, the attack's stationarity term.
+
+  mean_scaled: lam are the attack's multipliers, weighted by 1/m as in the reference; False: lam are KKT
+  multipliers themselves (sum_k lam_k grad q_k), e.g. a training set's with its transported multipliers."""
+  lam = lam_M if mean_scaled else lam_M * x_MD.shape[0]
+  g = weighted_gradient(params, x_MD, lam, y_hat, alpha)
+  return sum(jnp.sum(jnp.square(t - u)) for t, u in
+             zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)))
+
+
 def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConfig):
   """(loss, Aux) for candidates and multipliers xl = (x (m, d), lam (m,))."""
   x, lam = xl
-  g = weighted_gradient(params, x, lam, y_hat, alpha)
-  stat = sum(jnp.sum(jnp.square(t - u)) for t, u in
-             zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)))
+  stat = stationarity_gap(params, target, x, lam, y_hat, alpha)
   zero = jnp.zeros((), x.dtype)
   lam_pen = zero
   if config.variant != "signed":

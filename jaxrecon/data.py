@@ -51,6 +51,20 @@ class DataConfig:
   classes (n // 2 each) chosen as the first in file order (`selection='first'`, as the reference) or at
   random with the seed (`selection='random'`); n_test test images balanced the same way (0 = all).
   task: 'binary' (odd/even, vehicles/animals) or 'multiclass' (the original 10 classes, n // 10 each).
+
+  Attributes:
+    name: Training data: sphere | parity_sphere | two_gaussians | mnist | cifar10.
+    n: Training points (balanced over classes for image sets).
+    d: Input dimension of synthetic sets.
+    n_test: Test points (0 = the whole test split for image sets).
+    data_dir: Directory with MNIST IDX or CIFAR-10 binary files.
+    task: binary (odd/even, vehicles/animals) or multiclass.
+    selection: Image selection: first (file order, as the reference) or random.
+    subtract_mean: Subtract the training mean image (image sets).
+    offset: Constant added to every input after mean subtraction.
+    parity_k: parity_sphere: the label is the product of the signs of the first k coordinates.
+    gaussian_sep: two_gaussians: distance of the means.
+    seed: Seed of the random selection.
   """
   name: str = "sphere"
   n: int = 500
@@ -64,6 +78,12 @@ class DataConfig:
   parity_k: int = 2
   gaussian_sep: float = 1.0
   seed: int = 0
+
+
+def rms_radius(x_ND) -> float:
+  """The data radius every study measures distances in: the root mean square norm of the rows."""
+  x = np.asarray(x_ND, np.float64)
+  return float(np.sqrt(np.mean(np.sum(x * x, axis=1))))
 
 
 # ----------------------------------------------------------------------------------------------------------

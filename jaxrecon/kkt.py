@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from jaxrecon import losses
@@ -83,7 +84,7 @@ def weighted_gradient(params, x, y, lam):
 def stationarity_residual(params, x, y, lam):
   """r = theta - sum_i lam_i grad_theta q_i(theta) (a params-shaped pytree)."""
   g = weighted_gradient(params, x, y, lam)
-  return jax.tree_util.tree_map(lambda p, u: p - u, params, g)
+  return optax.tree.sub(params, g)
 
 
 def tree_norm(tree) -> jax.Array:
@@ -315,7 +316,7 @@ def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
   g0["w"] = g0["w"] + x.T @ m
   if has_bias:
     g0["b"] = g0["b"] + jnp.sum(m, axis=0)
-  r = jax.tree_util.tree_map(lambda p, u: p - u, params, (g0,) + tuple(g[1:]))
+  r = optax.tree.sub(params, (g0,) + tuple(g[1:]))
   lower = jnp.sqrt(2.0 * jnp.maximum(f - gap, 0.0))
   return RelaxedFit(lam, mu, tree_norm(r), lower, RELAX_LAM_BOUND * jnp.max(lam), gap, it)
 

@@ -18,6 +18,8 @@ then L2 distance, whose nearest neighbour is the one with the largest SUM of per
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
@@ -149,7 +151,7 @@ def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: 
   train_img = (x_train + mean).reshape((n,) + tuple(image_shape))
   cand = minmax(pool + mean) if scale == "minmax" else jnp.clip(pool + mean, 0.0, 1.0)
   cand_img = cand.reshape((p,) + tuple(image_shape))
-  pair_ssim = jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma, padding=padding)))
+  pair_ssim = _pair_ssim(window, float(sigma), padding)
   ssim_train = pair_ssim(train_img, cand_img[nearest_cand])
   ssim_cand = _batched(lambda blk: pair_ssim(train_img[nearest_train[blk]], cand_img[blk]),
                        jnp.arange(p), batch, axis=0)
@@ -158,6 +160,12 @@ def evaluate(x_train: jax.Array, pool: jax.Array, mean: jax.Array, image_shape: 
   return Evaluation(np.asarray(ssim_train), np.asarray(nearest_cand), np.asarray(ssim_cand),
                     np.asarray(nearest_train), np.asarray(dist), int(np.sum(s > threshold)),
                     float(np.mean(s[:10])), int(p))
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_ssim(window: int, sigma: float, padding: str):
+  """jit(vmap(ssim)) built once per setting (a fresh jit per evaluation recompiled every time)."""
+  return jax.jit(jax.vmap(lambda u, v: ssim(u, v, window, sigma, padding=padding)))
 
 
 def _batched(fn, xs, batch: int, axis: int):

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Params = tuple  # tuple of {'w': Array, ['b': Array]} dicts
 
@@ -108,7 +109,7 @@ def apply(params: Params, x: jax.Array, activation: Callable = jax.nn.relu) -> j
 
 def param_norm(params: Params) -> jax.Array:
   """||theta||_2 over all tensors."""
-  return jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params)))
+  return optax.tree.norm(params)
 
 
 def num_params(params: Params) -> int:

@@ -31,7 +31,24 @@ class UnivariateConfig:
   `seeds` sets of n jittered grid points in [-1, 1] (`univariate_data`). Nets: width `width`, first-layer bias, trained by `optimizer`.
   A warm-up (Adam by default) fits the data first; the loss-normalized phase then drives the net towards
   the KKT point. A seed counts when it fits (q_min > 0) with log10 loss <= max_log10_loss. A candidate is a training point
-  when within `tol` of one."""
+  when within `tol` of one.
+
+  Attributes:
+    sizes: Training-set sizes.
+    patterns: Label patterns: random, alternating, blocks.
+    seeds: Datasets per (size, pattern).
+    width: Hidden width.
+    init_scale: Init std of both layers.
+    warmup_optimizer: Optimizer of the fitting phase.
+    warmup_lr: Learning rate of the fitting phase.
+    warmup_steps: Steps of the fitting phase (0 = none).
+    optimizer: Training optimizer (see scripts/train.py).
+    lr: Learning rate.
+    steps: Training steps.
+    max_log10_loss: A seed counts when it fits with log10 loss at most this.
+    tol: A candidate within this distance of a training point counts as one.
+    neuron_tol: Drop kinks of neurons with |v w| below this times the max.
+  """
   sizes: tuple = (4, 6, 8, 10)
   patterns: tuple = ("random", "alternating", "blocks")
   seeds: int = 8
@@ -163,7 +180,23 @@ class MembershipConfig:
   """The reported protocol: n = 20 training points, width 10,000, full-batch GD lr 1 for 100 steps from the
   PyTorch default init times 1e-3; data on the sqrt(d)-sphere with parity labels, and two Gaussians. Fresh
   points: `n_fresh` from the same distribution. Margin variants: known (q_min), leaked (|Phi| of one
-  training point), bounded (m_lo = q_min / bound_factor)."""
+  training point), bounded (m_lo = q_min / bound_factor).
+
+  Attributes:
+    dims: Input dimensions.
+    datasets: parity_sphere, two_gaussians.
+    n: Training points.
+    n_fresh: Fresh (non-member) points per seed.
+    seeds: Seeds per d.
+    width: Hidden width.
+    init_factor: Multiplier of PyTorch's default init.
+    optimizer: Training optimizer.
+    lr: Learning rate.
+    steps: Training steps (full batch).
+    threshold: Decide member when |Phi(x)| >= threshold * m.
+    bound_factor: The bounded-margin variant uses m_lo = q_min / bound_factor.
+    gaussian_sep: Distance of the two Gaussians' means.
+  """
   dims: tuple = (10, 20, 50, 100, 200, 500, 1000)
   datasets: tuple = ("parity_sphere", "two_gaussians")
   n: int = 20

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrecon import attack
+from jaxrecon import data as data_lib
 from jaxrecon import metrics
 from jaxrecon import nets
 from jaxrecon import plotting
@@ -347,7 +348,7 @@ def _evaluate_vectors(config, ds, pool, scores, arrays, workdir) -> dict:
   x = jnp.asarray(ds.x_train)
   dist = np.asarray(metrics.nearest_distances(x, pool))
   cand_dist = np.asarray(metrics.nearest_distances(jnp.asarray(pool, x.dtype), x))
-  radius = float(np.sqrt(np.mean(np.sum(np.asarray(ds.x_train) ** 2, axis=1))))
+  radius = data_lib.rms_radius(ds.x_train)
   tol = config.close_tol * radius
   arrays.update(dist_train=dist, dist_cand=cand_dist)
   curve = np.sort(dist)

@@ -26,8 +26,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxrecon import attack
+from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import metrics
 from jaxrecon import nets
@@ -76,13 +78,10 @@ def _exact_rows(key, config, params_n, x, y, lam, radius, report):
   sets = jax.vmap(lambda f: split_many(key, params_n, x, y, lam, idx, f * radius))(factors)
   # one set at a time: the report forms per-example gradients (N x params), too big to batch over factors
   reps = [report(params_n, sets[0][i], sets[1][i]) for i in range(len(config.factors))]
-  acfg = attack.AttackConfig(m=int(sets[0].shape[1]), prior="none")
 
-  def stat_loss(xs, ys, ls):  # the attack's (1/m) scaling: its multipliers are m lam
-    k = xs.shape[0]
-    _, aux = attack.attack_loss((xs, k * ls), params_n, params_n, ys.astype(xs.dtype), config.alpha, 0.0,
-                                acfg)
-    return aux.stat
+  def stat_loss(xs, ys, ls):  # the attack's stationarity term at the set with its own multipliers
+    return attack.stationarity_gap(params_n, params_n, xs, ls, ys.astype(xs.dtype), config.alpha,
+                                   mean_scaled=False)
   stat = jax.jit(jax.vmap(stat_loss))(*sets)
   stat_true = float(stat_loss(x, y, lam))
   theta_n = nets.param_norm(params_n)
@@ -91,7 +90,7 @@ def _exact_rows(key, config, params_n, x, y, lam, radius, report):
     return nets.param_norm(kkt.stationarity_residual(params_n, xs, ys, ls)) / theta_n
   eps_t = jax.jit(jax.vmap(eps_transported))(*sets)
   eps_t_true = float(eps_transported(x, y, lam))
-  theta_sq = float(sum(jnp.sum(p * p) for p in jax.tree_util.tree_leaves(params_n)))
+  theta_sq = float(optax.tree.norm(params_n, squared=True))
   rows = []
   for i, f in enumerate(config.factors):
     d_set = float(jnp.max(metrics.nearest_distances(sets[0][i], x)))
@@ -202,7 +201,7 @@ def run(train_workdir: str, config: SplitStudyConfig, out_dir: str, log: Callabl
     raise ValueError(f"the exact split study needs a first layer narrower than d (width {w[1]} >= d {w[0]})")
   dtype = chosen[0][1][0]["w"].dtype
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
-  radius = float(jnp.sqrt(jnp.mean(jnp.sum(x * x, axis=1))))
+  radius = data_lib.rms_radius(x)
   report = jax.jit(functools.partial(kkt.kkt_report, relaxed=False))  # the study uses the exact eps_rel
   key = jax.random.key(config.seed)
   os.makedirs(out_dir, exist_ok=True)

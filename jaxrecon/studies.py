@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from jaxrecon import attack
+from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import plotting
 from jaxrecon import reconstruct
@@ -109,7 +110,7 @@ def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log:
   if not config.radii or min(config.radii) <= 0:
     raise ValueError(f"radii must be positive, got {config.radii}")
   _, ds, _ = train.load_run(train_workdir)
-  data_radius = float(np.sqrt(np.mean(np.sum(np.asarray(ds.x_train) ** 2, axis=1))))
+  data_radius = data_lib.rms_radius(ds.x_train)
   os.makedirs(out_dir, exist_ok=True)
   wd.write_json(os.path.join(out_dir, "config.json"), {"study": config, "train_workdir": train_workdir})
   rows = []

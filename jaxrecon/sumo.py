@@ -22,7 +22,7 @@ State per matrix: Q (m r) + M (r n) = (m + n) r numbers (plus one scalar), again
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp

@@ -1,18 +1,18 @@
 """Full-batch training of homogeneous nets into the implicit-bias regime, with resumable workdirs.
 
-Optimizers: 'gd' (theta -= lr grad; the reference protocol is lr 0.01), 'normalized_gd' (the step divided
-by the loss, lr_eff = min(lr / loss, lr_cap), so the effective step grows as the loss falls),
-'log_normalized_gd' (the default: lr_eff = lr / (loss * max(1, -log loss)^(2 - 2/L)) for an L-homogeneous
-net; for L = 2 this is descent on log(-log Loss) once the loss is below 1/e), and any optax optimizer by
-name ('adam', 'sgd', ...), optionally loss-normalized as well (`normalize=True`).
+Optimizers: 'relative_gd' (the default: ||step|| / ||theta|| = lr / max(1, -log Loss) along -grad Loss, so
+lr is dimensionless: no data scale, width or depth in it; lr 0.03 trains the sphere tasks and the 3-layer
+MNIST / CIFAR-10 nets alike, BUILD_NOTES.md has the comparison), 'gd' (theta -= lr grad; the reference
+protocol is lr 0.01), 'normalized_gd' (the step divided by the loss, lr_eff = min(lr / loss, lr_cap)),
+'log_normalized_gd' (lr_eff = lr / (loss * max(1, -log loss)^(2 - 2/L)) for an L-homogeneous net: the
+previous default; its lr depends on the data scale), and any optax optimizer by name ('adam', 'sgd', ...),
+optionally loss-normalized as well (`normalize=True`).
 
-Why log_normalized_gd: for an L-homogeneous net the loss-normalized step moves theta by a CONSTANT fraction
-of ||theta|| per step, while the soft-min over margins that log Loss stands for sharpens as -log Loss grows;
-with a constant relative step the direction starts to chatter and the KKT residual grows (measured in
-BUILD_NOTES.md). The normalized step's relative size is about lr L q_min / ||theta||^2 with
-q_min ~ -log Loss ~ gamma ||theta||^L; dividing by (-log Loss)^(2 - 2/L) makes it shrink like 1/|log Loss|,
-so the loss falls by a roughly constant factor per step (log-loss linear in steps) and theta keeps tracking
-the gradient flow; plain GD, by contrast, has a relative step that shrinks like Loss |log Loss|.
+Why the relative step shrinks like 1/|log Loss|: for an L-homogeneous net a step of constant relative size
+makes the direction chatter once the soft-min over margins that log Loss stands for sharpens, and the KKT
+residual grows (measured in BUILD_NOTES.md); shrinking it like 1/|log Loss| makes the loss fall by a roughly
+constant factor per step while theta keeps tracking the gradient flow. Plain GD, by contrast, has a
+relative step that shrinks like Loss |log Loss|.
 Loss-normalized steps use grad Loss / Loss = grad log Loss computed in log space, so they keep working
 after the loss itself underflows (below ~1e-308 in float64, ~1e-38 in float32).
 The step loop runs inside `lax.scan` chunks between fixed boundaries (log rows and log-spaced checkpoints
@@ -43,7 +43,30 @@ from jaxrecon import workdir as wd
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """One training run: data, architecture, loss, optimizer and schedule."""
+  """One training run: data, architecture, loss, optimizer and schedule.
+
+  Attributes:
+    data: What to train on (DataConfig).
+    widths: Hidden widths, e.g. 1000 or 1000,1000.
+    init_scales: Per-layer init std (N(0,1)*s); 'default' or missing = PyTorch's U(+-1/sqrt(fan_in)).
+    first_bias: First-layer bias (keeps the net homogeneous).
+    loss: Training loss: logistic | exponential.
+    optimizer: relative_gd (lr = the relative step ||step||/||theta|| at loss >= 1/e, then divided by
+      -log Loss) | gd | normalized_gd | log_normalized_gd | sumo | an optax name (adam, sgd, ...).
+    lr: Learning rate (relative_gd: the dimensionless relative step; normalized_gd: the step is lr / loss).
+    lr_cap: normalized_gd: cap on the effective step lr / loss (empty = none).
+    momentum: Momentum for the GD rules.
+    normalize: Divide an optax optimizer's gradient by the loss first.
+    steps: Training steps.
+    target_loss: Stop once the training loss is at or below this (0 = never).
+    max_wall_s: Stop after this many seconds of training (0 = no limit).
+    log_every: Metrics row and progress line every this many steps.
+    checkpoint_mantissas: Checkpoints at these mantissas x 10^k steps (and the last step).
+    dtype: Parameter and data dtype.
+    seed: Seed for data and initialization.
+    kink_tol: Relative |w.x| below which a pair counts as near its ReLU kink (the relaxed residual).
+    relaxed: Also solve the relaxed KKT residual (kink neighbourhood) in the summary.
+  """
   data: data_lib.DataConfig = data_lib.DataConfig()
   widths: tuple = (1000,)
   init_scales: Optional[tuple] = (1e-4,)
@@ -272,62 +295,67 @@ def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
 
 
 def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
-  cfg_path = os.path.join(workdir, "config.json")
-  data_path = os.path.join(workdir, "data.npz")
-  # A run to resume has a config, its data and at least one readable checkpoint; anything less starts afresh.
-  latest = wd.latest_readable_checkpoint(workdir, log) if os.path.exists(cfg_path) and os.path.exists(
-      data_path) else None
-  resumed = latest is not None
-  if resumed:
-    saved = wd.read_json(cfg_path)
-    _check_resumable(saved, config, workdir)
-    if latest[0] > config.steps:
-      raise wd.RunDirError(f"{workdir} holds a run already at step {latest[0]}, beyond steps={config.steps}; "
-                           f"ask for steps >= {latest[0]} (or use a new workdir)")
-    ds = read_dataset(data_path)
-    if saved != wd.to_jsonable(config):
-      wd.write_json(cfg_path, config)
-  else:
-    ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
-    stale = os.path.join(workdir, "checkpoints")
-    if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
-      shutil.rmtree(stale)
-    wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
-    wd.write_json(cfg_path, config)
+  ds, latest = _open_run(config, workdir, key_data, log)
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
   xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
   n_out = 1 if config.data.task == "binary" or config.data.name not in ("mnist", "cifar10") else 10
-
   optimizer, normalized = make_optimizer(config)
   params = nets.init(key_init, config.mlp(x.shape[1], n_out), dtype)
   state = TrainState(params, optimizer.init(params))
   start = 0
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if latest is not None:
-    start, path, arrays = latest
+    start, _, arrays = latest
     state = TrainState(wd.unflatten_tree(state.params, arrays, "params"),
                        wd.unflatten_tree(state.opt_state, arrays, "opt_state"))
-    rows = [r for r in wd.read_jsonl(metrics_path) if r["step"] <= start]
-    wd.write_jsonl(metrics_path, rows)
+    wd.write_jsonl(metrics_path, [r for r in wd.read_jsonl(metrics_path) if r["step"] <= start])
     log(f"resuming {workdir} from step {start}")
   elif os.path.exists(metrics_path):
     os.remove(metrics_path)
+  log(f"training {nets.num_params(state.params):,} parameters on {x.shape[0]} points, "
+      f"{config.optimizer} lr={config.lr}, {config.steps} steps, {config.dtype}")
+  state, m, step, stop_reason = _train_loop(config, workdir, state, start, (x, y, xt, yt),
+                                            make_train_step(config, optimizer, normalized), log)
+  return _summarize(config, workdir, state, m, step, stop_reason, x, y, log)
 
-  runner = make_chunk_runner(make_train_step(config, optimizer, normalized))
+
+def _open_run(config, workdir, key_data, log):
+  """(dataset, latest readable checkpoint or None): the saved run to resume, or a fresh one written."""
+  cfg_path = os.path.join(workdir, "config.json")
+  data_path = os.path.join(workdir, "data.npz")
+  # A run to resume has a config, its data and at least one readable checkpoint; anything less starts afresh.
+  latest = wd.latest_readable_checkpoint(workdir, log) if os.path.exists(cfg_path) and os.path.exists(
+      data_path) else None
+  if latest is not None:
+    saved = wd.read_json(cfg_path)
+    _check_resumable(saved, config, workdir)
+    if latest[0] > config.steps:
+      raise wd.RunDirError(f"{workdir} holds a run already at step {latest[0]}, beyond steps={config.steps}; "
+                           f"ask for steps >= {latest[0]} (or use a new workdir)")
+    if saved != wd.to_jsonable(config):
+      wd.write_json(cfg_path, config)
+    return read_dataset(data_path), latest
+  ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
+  stale = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
+    shutil.rmtree(stale)
+  wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
+  wd.write_json(cfg_path, config)
+  return ds, None
+
+
+def _train_loop(config, workdir, state, start, arrays, train_step, log):
+  """Runs the chunks from `start`; returns (state, last metrics row, step, stop reason)."""
+  x, y, xt, yt = arrays
+  runner = make_chunk_runner(train_step)
   metrics = jax.jit(metrics_fn, static_argnums=5)
   ckpts = set(checkpoint_steps(config.steps, config.checkpoint_mantissas))
   bounds = [b for b in boundaries(config.steps, config.log_every, config.checkpoint_mantissas) if b > start]
-  log(f"training {nets.num_params(state.params):,} parameters on {x.shape[0]} points, "
-      f"{config.optimizer} lr={config.lr}, {config.steps} steps, {config.dtype}")
-
-  t0 = time.time()
-  stop_reason = "steps"
-  prior_wall = 0.0
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
   rows = wd.read_jsonl(metrics_path)
-  if rows:
-    prior_wall = rows[-1].get("wall_s", 0.0)
-  step = start
-  t_last, step_last = time.time(), start
+  prior_wall = rows[-1].get("wall_s", 0.0) if rows else 0.0
+  t0 = t_last = time.time()
+  step = step_last = start
   if start == 0:
     wd.save_checkpoint(workdir, 0, params=state.params, opt_state=state.opt_state)
   m = None
@@ -339,8 +367,7 @@ def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
     now = time.time()
     rate = (step - step_last) / max(now - t_last, 1e-9)
     t_last, step_last = now, step
-    wall = prior_wall + now - t0
-    m.update(step=step, steps_per_s=rate, wall_s=wall)
+    m.update(step=step, steps_per_s=rate, wall_s=prior_wall + now - t0)
     wd.append_jsonl(metrics_path, m)
     done = config.target_loss > 0 and m["loss"] <= config.target_loss
     out_of_time = config.max_wall_s > 0 and now - t0 >= config.max_wall_s
@@ -348,46 +375,48 @@ def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
     if (step in ckpts or done or out_of_time) and not diverged:  # a non-finite state is never a checkpoint
       wd.save_checkpoint(workdir, step, params=state.params, opt_state=state.opt_state)
     if config.log_every and (step % config.log_every == 0 or step == config.steps or done):
-      eta = (config.steps - step) / max(rate, 1e-9)
       log(f"step {step:>8d}  loss {_fmt_loss(m)}  acc {m['train_acc']:.3f}  q_min {m['q_min']:+.3e}  "
-          f"cert_eps {m['cert_eps_rel']:.3f}  {rate:,.1f} steps/s  left {_fmt_time(eta)}")
+          f"cert_eps {m['cert_eps_rel']:.3f}  {rate:,.1f} steps/s  "
+          f"left {_fmt_time((config.steps - step) / max(rate, 1e-9))}")
     if diverged:
-      last_good = wd.latest_checkpoint(workdir)[0]
-      wd.write_json(os.path.join(workdir, "summary.json"), {
-          "stop_reason": "diverged", "diverged_at_step": step, "last_finite_checkpoint": last_good,
-          "steps": step, "wall_s": m["wall_s"]})
-      raise TrainingDiverged(f"{workdir}: the training loss is {m['loss']} at step {step} (diverged); the "
-                             f"latest checkpoint is step {last_good}. Lower --lr (or set --lr_cap) and use a "
-                             "new workdir")
+      _diverged(workdir, m, step)
     if done:
-      stop_reason = "target_loss"
       far = m["cert_eps_rel"] > CERT_FAR
       log(f"target loss {config.target_loss:g} reached at step {step}"
           + (f", but the certificate bounds eps_rel only by {m['cert_eps_rel']:.3f}: a small loss is not a KKT "
              "point; the exact eps_rel is measured below (train longer or drop --target_loss)" if far else ""))
-      break
+      return state, m, step, "target_loss"
     if out_of_time:
-      stop_reason = "max_wall_s"
       log(f"wall-time budget {config.max_wall_s:g}s used at step {step}")
-      break
-
+      return state, m, step, "max_wall_s"
   if m is None:  # nothing left to run: a finished workdir re-run
     m = {k: float(v) for k, v in metrics(state.params, x, y, xt, yt, config.loss).items()}
     m.update(step=step, wall_s=prior_wall)
+  return state, m, step, "steps"
+
+
+def _diverged(workdir, m, step):
+  last_good = wd.latest_checkpoint(workdir)[0]
+  wd.write_json(os.path.join(workdir, "summary.json"), {
+      "stop_reason": "diverged", "diverged_at_step": step, "last_finite_checkpoint": last_good,
+      "steps": step, "wall_s": m["wall_s"]})
+  raise TrainingDiverged(f"{workdir}: the training loss is {m['loss']} at step {step} (diverged); the "
+                         f"latest checkpoint is step {last_good}. Lower --lr (or set --lr_cap) and use a "
+                         "new workdir")
+
+
+def _summarize(config, workdir, state, m, step, stop_reason, x, y, log) -> dict:
+  """The final KKT report and metrics as summary.json."""
   report_fn = jax.jit(functools.partial(kkt.kkt_report, kink_tol=config.kink_tol,
                                         relaxed=config.relaxed, loss=config.loss))
   rep = kkt.summarize(report_fn(state.params, x, y))
-  summary = {
-      "final_loss": m["loss"], "final_log10_loss": m["log10_loss"], "train_acc": m["train_acc"], "test_acc": m["test_acc"],
-      "q_min": m["q_min"], "normalized_margin": m["normalized_margin"], "theta_norm": m["theta_norm"],
-      "eps_rel": rep["eps_rel"], "delta": rep["delta"], "eps_rel_relaxed": rep["eps_rel_relaxed"],
-      "delta_relaxed": rep["delta_relaxed"], "relax_radius": rep["relax_radius"],
-      "relaxed_gap": rep["relaxed_gap"], "support_size": rep["support_size"],
-      "kink_pairs": rep["kink_pairs"], "freed_pairs": rep["freed_pairs"], "kink_tol": config.kink_tol, "cert_eps_rel": rep["cert_eps_rel"],
-      "nnls_converged": rep["nnls_converged"], "steps": step, "wall_s": m["wall_s"],
-      "n_train": int(x.shape[0]), "n_params": nets.num_params(state.params),
-      "stop_reason": stop_reason, "stop_cert_eps_rel": m.get("cert_eps_rel"),
-  }
+  summary = {k: m[k] for k in ("train_acc", "test_acc", "q_min", "normalized_margin", "theta_norm", "wall_s")}
+  summary.update({k: rep[k] for k in ("eps_rel", "delta", "eps_rel_relaxed", "delta_relaxed", "relax_radius",
+                                      "relaxed_gap", "support_size", "kink_pairs", "freed_pairs",
+                                      "cert_eps_rel", "nnls_converged")})
+  summary.update(final_loss=m["loss"], final_log10_loss=m["log10_loss"], kink_tol=config.kink_tol, steps=step,
+                 n_train=int(x.shape[0]), n_params=nets.num_params(state.params), stop_reason=stop_reason,
+                 stop_cert_eps_rel=m.get("cert_eps_rel"))
   if stop_reason == "target_loss" and rep["eps_rel"] > CERT_FAR:
     log(f"stopped by --target_loss with eps_rel {rep['eps_rel']:.3f} (exact): not a KKT point yet")
   wd.write_json(os.path.join(workdir, "summary.json"), summary)

@@ -23,7 +23,6 @@ import time
 from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import cli
 from jaxrecon import attack

@@ -18,7 +18,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
   os.environ.setdefault(_v, "1")
 
 import json  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 from absl import flags  # noqa: E402

@@ -12,8 +12,9 @@ and writes summary.json with the headline. Any training flag of scripts/train.py
 
 from absl import flags
 
-import cli
 import attack_flags
+import cli
+import config_flags
 import train_flags
 from jaxrecon import diagnostics
 from jaxrecon import pipeline
@@ -28,6 +29,7 @@ flags.FLAGS.set_default("attack_steps", _MAIN.attack.steps)
 flags.FLAGS.set_default("theta_norm", _MAIN.theta_norm)
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train_flags)  # --help lists them
+flags.adopt_module_key_flags(config_flags)
 flags.adopt_module_key_flags(attack_flags)
 
 

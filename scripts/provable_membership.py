@@ -14,31 +14,19 @@ from absl import flags
 import jax
 
 import cli
+import config_flags
 from jaxrecon import provable_study
 
-_D = provable_study.MembershipConfig()
 flags.DEFINE_string("workdir", "runs/membership", "Output directory.")
-flags.DEFINE_list("dims", [str(d) for d in _D.dims], "Input dimensions.")
-flags.DEFINE_list("datasets", list(_D.datasets), "parity_sphere, two_gaussians.")
-flags.DEFINE_integer("n", _D.n, "Training points.")
-flags.DEFINE_integer("n_fresh", _D.n_fresh, "Fresh (non-member) points per seed.")
-flags.DEFINE_integer("seeds", _D.seeds, "Seeds per d.")
-flags.DEFINE_integer("width", _D.width, "Hidden width.")
-flags.DEFINE_string("optimizer", _D.optimizer, "Training optimizer.")
-flags.DEFINE_float("lr", _D.lr, "Learning rate.")
-flags.DEFINE_integer("steps", _D.steps, "Training steps (full batch).")
-flags.DEFINE_float("threshold", _D.threshold, "Decide member when |Phi(x)| >= threshold * m.")
 flags.DEFINE_integer("seed", 0, "Seed.")
+CONFIG = config_flags.Binder(provable_study.MembershipConfig())
+flags.adopt_module_key_flags(config_flags)  # --help lists the config's flags
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  config = provable_study.MembershipConfig(
-      dims=tuple(int(d) for d in FLAGS.dims), datasets=tuple(FLAGS.datasets), n=FLAGS.n,
-      n_fresh=FLAGS.n_fresh, seeds=FLAGS.seeds, width=FLAGS.width, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
-      steps=FLAGS.steps, threshold=FLAGS.threshold)
-  provable_study.run_membership(config, FLAGS.workdir, jax.random.key(FLAGS.seed))
+  provable_study.run_membership(CONFIG.build(), FLAGS.workdir, jax.random.key(FLAGS.seed))
 
 
 if __name__ == "__main__":

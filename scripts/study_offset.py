@@ -13,8 +13,9 @@ the offset) and offset.png.
 
 from absl import flags
 
-import cli
 import attack_flags
+import cli
+import config_flags
 import train_flags
 from jaxrecon import studies
 
@@ -26,6 +27,7 @@ flags.FLAGS.set_default("attack_steps", 1000)
 flags.FLAGS.set_default("theta_norm", 10.0)
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train_flags)  # --help lists them
+flags.adopt_module_key_flags(config_flags)
 flags.adopt_module_key_flags(attack_flags)
 
 

@@ -12,12 +12,14 @@ Re-running on the same workdir resumes from the last checkpoint (--steps may gro
 from absl import flags
 
 import cli
+import config_flags
 import train_flags
 from jaxrecon import train
 
 flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
 flags.mark_flag_as_required("workdir")
 flags.adopt_module_key_flags(train_flags)  # --help lists them
+flags.adopt_module_key_flags(config_flags)
 
 
 def main(argv):

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from scipy import optimize
 
 from jaxrecon import kkt
@@ -102,6 +103,15 @@ class KKTTest(chex.TestCase, parameterized.TestCase):
     # a perturbed network is not KKT
     bad = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.ones_like(p), params)
     self.assertGreater(float(report(bad, x, y, relaxed=False).eps_rel), 1e-2)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_stationarity_at_the_exact_kkt_point_jit_and_eager(self):
+    # the hand-built KKT point: theta = sum_i lam_i grad q_i exactly, compiled or op by op
+    params, x, y, lam = exact_kkt_net(2)
+    r = self.variant(kkt.stationarity_residual)(params, x, y, jnp.asarray(lam))
+    self.assertLessEqual(float(optax.tree.norm(r)) / float(optax.tree.norm(params)), 1e-12)
+    q = self.variant(kkt.margins_of)(params, x, y)
+    np.testing.assert_allclose(q, [1, 1, 1, 1, 3, 3, 2], atol=1e-12)
 
   def test_residuals_invariant_to_rescaling(self):
     params, x, y = random_net(4, (8,), n=10)

@@ -24,6 +24,13 @@ class LossesTest(chex.TestCase, parameterized.TestCase):
     self.assertTrue(bool(jnp.all(jnp.diff(vals) <= 0)))  # non-increasing in q
     self.assertTrue(bool(jnp.all(grads[:-3] < 0)))      # still pushing where it is representable
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_log_mean_loss_against_a_direct_sum_jit_and_eager(self):
+    q = jnp.asarray([-3.0, 0.0, 0.5, 2.0, 40.0], jnp.float64)
+    for name, direct in (("logistic", np.log1p(np.exp(-np.asarray(q)))), ("exponential", np.exp(-np.asarray(q)))):
+      got = self.variant(lambda t, name=name: losses.log_mean_loss(name, t))(q)
+      np.testing.assert_allclose(float(got), np.log(np.mean(direct)), rtol=1e-12)
+
   @parameterized.parameters(jnp.float32, jnp.float64)
   def test_tiny_losses_stay_meaningful(self, dtype):
     # log(1 + e^-q) ~ e^-q: 1e-30 at q = 69.0776, with full relative precision.

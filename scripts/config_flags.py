@@ -1,0 +1,125 @@
+"""Flags from a config dataclass, declared once: the dataclass's fields are the flags, its docstring the help.
+
+  binder = config_flags.Binder(provable_study.MembershipConfig())   # at import, defines --dims, --n, ...
+  config = binder.build()                                             # in main(), after flags are parsed
+
+Every leaf field of the (possibly nested) frozen dataclass becomes one flag named after the field (`names`
+renames a path such as "data.name" -> "dataset"; `skip` leaves a field at its default). The type comes from the
+default value: bool, int, float, str (an enum when `choices` lists its values), tuple (a comma list; its
+elements parsed like the default's first element, or by `parsers`). Help comes from `help`, else the class
+docstring's "Attributes:" section (`name: text`), else the field's name. `build()` returns the dataclass
+with the flags' values, so a script never copies fields one by one and a run's config.json re-creates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable, Optional
+
+from absl import flags
+
+
+def _doc_help(cls) -> dict:
+  """{field: help} from a Google-style "Attributes:" section of cls's docstring."""
+  m = re.search(r"\n([ \t]*)Attributes:[ \t]*\n(.*)", cls.__doc__ or "", re.S)
+  if not m:
+    return {}
+  out, name, indent = {}, None, None
+  for line in m.group(2).splitlines():
+    field = re.match(r"([ \t]+)(\w+):\s*(.*)", line)
+    if field and (indent is None or len(field.group(1)) == indent):
+      indent, name = len(field.group(1)), field.group(2)
+      out[name] = field.group(3).strip()
+    elif name and line.strip() and len(line) - len(line.lstrip()) > indent:
+      out[name] += " " + line.strip()
+    elif line.strip():
+      break  # the section ended
+  return out
+
+
+def _leaves(obj, prefix: str = ""):
+  """(path, help, default) of every non-dataclass field, depth first."""
+  helps = _doc_help(type(obj))
+  for f in dataclasses.fields(obj):
+    value = getattr(obj, f.name)
+    path = prefix + f.name
+    if dataclasses.is_dataclass(value):
+      yield from _leaves(value, path + ".")
+    else:
+      yield path, f.metadata.get("help") or helps.get(f.name), value
+
+
+def _parse_scalar(text: str, like):
+  if isinstance(like, bool):
+    return text.lower() in ("1", "true", "yes")
+  if isinstance(like, int):
+    return int(text)
+  if isinstance(like, float):
+    return float(text)
+  return text
+
+
+class Binder:
+  """Defines the flags of one config dataclass and builds the config back from them."""
+
+  def __init__(self, default, *, names: Optional[dict] = None, help: Optional[dict] = None,  # noqa: A002
+               choices: Optional[dict] = None, skip=(), parsers: Optional[dict] = None,
+               flag_values=flags.FLAGS, module_name: Optional[str] = None):
+    self.default = default
+    self.parsers = dict(parsers or {})
+    self.flags = {}  # path -> flag name
+    self._fv = flag_values
+    names, help, choices = dict(names or {}), dict(help or {}), dict(choices or {})  # noqa: A001
+    for path, doc, value in _leaves(default):
+      if path in skip:
+        continue
+      name = names.get(path, path.rsplit(".", 1)[-1])
+      if name in self._fv:
+        raise ValueError(f"flag --{name} (for {path}) is already defined: rename it with names={{...}}")
+      text = help.get(path) or doc or path
+      kw = dict(flag_values=flag_values, module_name=module_name)
+      if isinstance(value, (tuple, list)):
+        shown = value if value is None or isinstance(value, str) else [str(v) for v in value]
+        flags.DEFINE_list(name, shown, text, **kw)
+      elif isinstance(value, bool):
+        flags.DEFINE_bool(name, value, text, **kw)
+      elif isinstance(value, int):
+        flags.DEFINE_integer(name, value, text, **kw)
+      elif isinstance(value, float):
+        flags.DEFINE_float(name, value, text, **kw)
+      elif path in choices:
+        flags.DEFINE_enum(name, value, list(choices[path]), text, **kw)
+      elif isinstance(value, str) or value is None:
+        flags.DEFINE_string(name, value, text, **kw)
+      else:
+        raise TypeError(f"{path}: no flag type for a default of type {type(value).__name__}")
+      self.flags[path] = name
+
+  def _value(self, path: str, default):
+    raw = self._fv[self.flags[path]].value
+    if path in self.parsers:
+      return self.parsers[path](raw)
+    if isinstance(default, (tuple, list)):
+      like = default[0] if default else ""
+      return tuple(_parse_scalar(v, like) for v in raw)
+    return raw
+
+  def build(self, **overrides: Callable):
+    """The config with every bound flag's value (overrides: {path: value} applied last)."""
+    values = {path: self._value(path, default) for path, _, default in _leaves(self.default)
+              if path in self.flags}
+    values.update(overrides)
+    return _replace_paths(self.default, values)
+
+
+def _replace_paths(obj, values: dict, prefix: str = ""):
+  changes = {}
+  for f in dataclasses.fields(obj):
+    value = getattr(obj, f.name)
+    path = prefix + f.name
+    if dataclasses.is_dataclass(value):
+      changes[f.name] = _replace_paths(value, values, path + ".")
+    elif path in values:
+      changes[f.name] = values[path]
+  return dataclasses.replace(obj, **changes)

@@ -1,0 +1,52 @@
+"""scripts/config_flags.py: flags generated from a config dataclass, and the config built back from them."""
+
+from absl import flags
+from absl.testing import absltest
+
+import config_flags
+from jaxrecon import provable_study
+from jaxrecon import train
+from jaxrecon import workdir as wd
+
+
+class BinderTest(absltest.TestCase):
+
+  def _bind(self, default, **kw):
+    fv = flags.FlagValues()
+    return config_flags.Binder(default, flag_values=fv, **kw), fv
+
+  def test_every_field_is_a_flag_and_defaults_round_trip(self):
+    binder, fv = self._bind(provable_study.MembershipConfig())
+    fv(["prog"])
+    self.assertEqual(binder.build(), provable_study.MembershipConfig())
+    fields = set(provable_study.MembershipConfig.__dataclass_fields__)
+    self.assertEqual(set(binder.flags.values()), fields)
+    self.assertEqual(fv["threshold"].help, "Decide member when |Phi(x)| >= threshold * m.")  # the docstring
+
+  def test_values_parse_to_the_fields_types(self):
+    binder, fv = self._bind(provable_study.MembershipConfig())
+    fv(["prog", "--dims=5,7", "--lr=0.5", "--datasets=two_gaussians", "--steps=9"])
+    c = binder.build()
+    self.assertEqual((c.dims, c.lr, c.datasets, c.steps), ((5, 7), 0.5, ("two_gaussians",), 9))
+
+  def test_nested_configs_renames_choices_and_skips(self):
+    binder, fv = self._bind(train.TrainConfig(), names={"data.name": "dataset", "widths": "width"},
+                            choices={"data.name": ("sphere", "mnist")}, skip=("data.seed",))
+    self.assertIn("dataset", fv)
+    self.assertNotIn("name", fv)
+    with self.assertRaises(flags.IllegalFlagValueError):
+      fv(["prog", "--dataset=imagenet"])
+    fv.unparse_flags()
+    fv(["prog", "--dataset=mnist", "--width=8,8", "--n=30", "--relaxed=false"])
+    c = binder.build(**{"data.seed": 4})
+    self.assertEqual((c.data.name, c.widths, c.data.n, c.relaxed, c.data.seed), ("mnist", (8, 8), 30, False, 4))
+    # a run is re-created from its config.json
+    self.assertEqual(train.TrainConfig.from_dict(wd.to_jsonable(c)), c)
+
+  def test_a_name_clash_is_an_error_at_definition(self):
+    with self.assertRaisesRegex(ValueError, "--seed .* already defined"):
+      self._bind(train.TrainConfig())  # data.seed and seed
+
+
+if __name__ == "__main__":
+  absltest.main()

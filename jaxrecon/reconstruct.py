@@ -145,7 +145,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     progress_path = os.path.join(workdir, PROGRESS_FILE)
     if _finished(workdir, run_config):  # re-running a finished attack (e.g. a study resumed) re-evaluates it
       log(f"{workdir} holds this attack, finished: evaluating its saved candidates")
-      return reevaluate(workdir, log)
+      return _reevaluate(workdir, log)
     resume = _resumable(workdir, run_config, log)
     if resume is None:
       wd.write_json(os.path.join(workdir, "config.json"), run_config)
@@ -249,6 +249,11 @@ def _read_progress(path: str) -> attack.SweepProgress:
 def reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
   """Evaluates an attack workdir's candidates again (e.g. with other `ReconstructConfig` evaluation fields:
   pool_top, half_res, ssim_window, ssim_sigma, figure_pairs, close_tol); rewrites its summary and figures."""
+  with wd.claim(workdir, "attack"):
+    return _reevaluate(workdir, log, **overrides)
+
+
+def _reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
   saved = wd.read_json(os.path.join(workdir, "config.json"))
   config = dataclasses.replace(ReconstructConfig.from_dict(saved["reconstruct"]), **overrides)
   _, ds, ckpts = train.load_run(saved["train_workdir"])

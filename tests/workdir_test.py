@@ -121,13 +121,22 @@ class TrainRunDirTest(absltest.TestCase):
     self.assertTrue(os.path.exists(path + ".corrupt"))
 
 
-class CrossJobTest(absltest.TestCase):
+def _without_wall(rows):
+  return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+class _TrainedRunTest(absltest.TestCase):
+  """Tests on one small training run made once per class (TRAIN_STEPS steps)."""
+  TRAIN_STEPS = 20
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     cls.train_dir = tempfile.mkdtemp()
-    train.run(tiny_config(steps=20, relaxed=False), cls.train_dir, log=quiet)
+    train.run(tiny_config(steps=cls.TRAIN_STEPS, relaxed=False), cls.train_dir, log=quiet)
+
+
+class CrossJobTest(_TrainedRunTest):
 
   def test_attack_into_its_training_workdir_is_refused(self):
     before = _snapshot(self.train_dir)
@@ -197,22 +206,16 @@ class StudyTest(absltest.TestCase):
     got = studies.run_radius(cfg, train_dir, out, log=said.append)
     self.assertTrue(any("finished: evaluating" in m for m in said) and any("resuming the attack" in m
                                                                             for m in said), said)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
-    self.assertEqual(strip(got["rows"]), strip(want["rows"]))
+    self.assertEqual(_without_wall(got["rows"]), _without_wall(want["rows"]))
 
 
 class Interrupt(Exception):
   pass
 
 
-class AttackResumeTest(parameterized.TestCase):
+class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
   """A killed attack resumes from its last progress file and ends bit-identical to an uninterrupted one."""
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.train_dir = tempfile.mkdtemp()
-    train.run(tiny_config(steps=100, relaxed=False), cls.train_dir, log=quiet)
+  TRAIN_STEPS = 100
 
   def _config(self, optimizer):
     return reconstruct.ReconstructConfig(
@@ -245,8 +248,7 @@ class AttackResumeTest(parameterized.TestCase):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     rows = [wd.read_jsonl(os.path.join(x, "metrics.jsonl")) for x in (ref_dir, dir_)]
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]  # noqa: E731
-    self.assertEqual(strip(rows[0]), strip(rows[1]))
+    self.assertEqual(_without_wall(rows[0]), _without_wall(rows[1]))
 
   def test_another_config_in_an_unfinished_attack_is_refused(self):
     cfg = self._config("sgd")

@@ -7,7 +7,7 @@ as they were. Scripts and notebooks may still use pyplot themselves.
 
 from __future__ import annotations
 
-import os
+from jaxrecon import workdir as wd
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize=(5.5, 3.8), squeeze: bool = True):
@@ -18,15 +18,7 @@ def subplots(nrows: int = 1, ncols: int = 1, figsize=(5.5, 3.8), squeeze: bool =
 
 
 def save(fig, path: str, dpi: int = 110) -> str:
-  """Writes the figure as PNG (atomically: a reader never sees half a file) and returns the path."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  try:
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  """Writes the figure as PNG (atomically, like every file of a run folder) and returns the path."""
+  fig.tight_layout()
+  wd.atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"), "wb")
   return path

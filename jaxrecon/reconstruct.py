@@ -143,10 +143,10 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
                   "train_workdir": os.path.abspath(train_workdir), "step": step}
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     progress_path = os.path.join(workdir, PROGRESS_FILE)
-    if _finished(workdir, run_config):  # re-running a finished attack (e.g. a study resumed) re-evaluates it
+    resume = _prior_attack(workdir, run_config, log)
+    if resume == "finished":  # re-running a finished attack (e.g. a study resumed) re-evaluates it
       log(f"{workdir} holds this attack, finished: evaluating its saved candidates")
       return _reevaluate(workdir, log)
-    resume = _resumable(workdir, run_config, log)
     if resume is None:
       wd.write_json(os.path.join(workdir, "config.json"), run_config)
       for stale in ("summary.json", "candidates.npz", PROGRESS_FILE):  # never beside this config's results
@@ -196,36 +196,40 @@ PROGRESS_FILE = "progress.npz"
 PROGRESS_FIELDS = ("x", "lam", "loss", "stat", "diverged")
 
 
-def _comparable(run_config) -> dict:
-  cfg = wd.to_jsonable(run_config)
-  cfg["reconstruct"] = {k: v for k, v in cfg["reconstruct"].items() if k != "checkpoint_every_s"}
-  return cfg
+# Fields that may change between a run and its resumption (they do not change the computation).
+RESUMABLE_CHANGES = ("reconstruct.checkpoint_every_s",)
 
 
-def _finished(workdir: str, run_config: dict) -> bool:
-  path = os.path.join(workdir, "config.json")
-  return (all(os.path.exists(os.path.join(workdir, f)) for f in ("config.json", "summary.json", "candidates.npz"))
-          and _comparable(wd.read_json(path)) == _comparable(run_config))
-
-
-def _resumable(workdir: str, run_config: dict, log: Callable) -> Optional[attack.SweepProgress]:
-  """The saved progress of an unfinished attack with this config in workdir, or None to start afresh.
-
-  Refuses (RunDirError) a folder whose attack has another config and results or progress to lose."""
+def _config_diffs(workdir: str, run_config: dict) -> Optional[list]:
+  """What differs from the attack config saved in workdir (None when there is none)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
-  saved, now = _comparable(wd.read_json(path)), _comparable(run_config)
-  diffs = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-  has_results = any(os.path.exists(os.path.join(workdir, f)) for f in ("summary.json", PROGRESS_FILE))
-  if diffs and has_results:
-    raise wd.RunDirError(f"{workdir} holds an attack with a different config ({', '.join(diffs)} differ); "
-                         "use a new --workdir (or delete it)")
-  progress = os.path.join(workdir, PROGRESS_FILE)
-  if diffs or not os.path.exists(progress) or os.path.exists(os.path.join(workdir, "summary.json")):
+  return wd.config_diffs(wd.read_json(path), run_config, ignore=RESUMABLE_CHANGES)
+
+
+def _has(workdir: str, *names) -> bool:
+  return all(os.path.exists(os.path.join(workdir, n)) for n in names)
+
+
+def _prior_attack(workdir: str, run_config: dict, log: Callable):
+  """What workdir holds of this attack: 'finished', its saved SweepProgress, or None (start afresh).
+
+  Refuses (RunDirError) a folder whose attack has another config and results or progress to lose."""
+  diffs = _config_diffs(workdir, run_config)
+  if diffs is None:
+    return None
+  if diffs:
+    if _has(workdir, "summary.json") or _has(workdir, PROGRESS_FILE):
+      raise wd.RunDirError(f"{workdir} holds an attack with a different config ({', '.join(diffs)} differ); "
+                           "use a new --workdir (or delete it)")
+    return None
+  if _has(workdir, "summary.json", "candidates.npz"):
+    return "finished"
+  if not _has(workdir, PROGRESS_FILE) or _has(workdir, "summary.json"):
     return None
   try:
-    return _read_progress(progress)
+    return _read_progress(os.path.join(workdir, PROGRESS_FILE))
   except wd.RunDirError as e:
     log(f"{e}; starting the attack afresh")
     return None

@@ -258,9 +258,7 @@ def validate(config: TrainConfig) -> None:
 
 
 def _check_resumable(saved: dict, config: TrainConfig, workdir: str):
-  now = wd.to_jsonable(config)
-  diffs = [k for k in sorted(set(saved) | set(now))
-           if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+  diffs = wd.config_diffs(saved, config, ignore=RESUMABLE_CHANGES)
   if diffs:
     raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)} differ); "
                      "use a new --workdir or the same settings")

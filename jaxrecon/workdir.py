@@ -43,7 +43,9 @@ def _umask() -> int:
   return mask
 
 
-def _atomic_write(path: str, write_fn, mode: str = "w") -> None:
+def atomic_write(path: str, write_fn, mode: str = "w") -> None:
+  """Calls write_fn(file) on a temporary file beside `path`, then renames it to `path` (a reader or a killed
+  run never sees half a file); the file gets the permissions the umask allows."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX)
@@ -80,7 +82,7 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-  _atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=2, sort_keys=True))
+  atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=2, sort_keys=True))
 
 
 def read_json(path: str) -> Any:
@@ -91,7 +93,7 @@ def read_json(path: str) -> Any:
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:
   """Rewrites a whole .jsonl file atomically (one JSON object per line)."""
   rows = list(rows)
-  _atomic_write(path, lambda f: f.writelines(json.dumps(to_jsonable(r)) + "\n" for r in rows))
+  atomic_write(path, lambda f: f.writelines(json.dumps(to_jsonable(r)) + "\n" for r in rows))
 
 
 def append_jsonl(path: str, row: dict) -> None:
@@ -115,7 +117,7 @@ def read_jsonl(path: str) -> list:
 
 
 def write_npz(path: str, **arrays) -> None:
-  _atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
+  atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
 
 
 def read_npz(path: str) -> dict:
@@ -208,6 +210,18 @@ def remove_stale_temp_files(directory: str) -> int:
   return removed
 
 
+def config_diffs(saved, now, ignore=()) -> list:
+  """Sorted top-level keys whose values differ between two configs (dataclasses or their JSON dicts);
+  `ignore` holds keys, or "key.subkey" for a field of a nested config, that may differ."""
+  saved, now = to_jsonable(saved), to_jsonable(now)
+  for name in (i for i in ignore if "." in i):
+    outer, inner = name.split(".", 1)
+    for cfg in (saved, now):
+      if isinstance(cfg.get(outer), dict):
+        cfg[outer] = {k: v for k, v in cfg[outer].items() if k != inner}
+  return sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
+
+
 def kind_of(path: str) -> Optional[str]:
   """The kind of run a folder holds ('train', 'attack', ...), or None if no job has claimed it."""
   marker = os.path.join(path, KIND_FILE)
@@ -248,7 +262,7 @@ def claim(path: str, kind: str):
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     check_kind(path, kind)  # again under the lock
     if kind_of(path) is None:
-      _atomic_write(os.path.join(path, KIND_FILE), lambda f: f.write(kind + "\n"))
+      atomic_write(os.path.join(path, KIND_FILE), lambda f: f.write(kind + "\n"))
     remove_stale_temp_files(path)
     yield path
   finally:

@@ -68,6 +68,13 @@ class WritesTest(absltest.TestCase):
     with wd.claim(d, "train"):  # released
       pass
 
+  def test_config_diffs_ignore_only_what_is_named(self):
+    saved = {"a": 1, "b": {"x": 1, "y": 2}, "c": [1, 2]}
+    self.assertEqual(wd.config_diffs(saved, {"a": 2, "b": {"x": 1, "y": 3}, "c": [1, 2]}), ["a", "b"])
+    self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 1, "y": 3}, "c": [1, 2]}, ignore=("b.y",)), [])
+    self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 0, "y": 3}, "c": [1, 2]}, ignore=("b.y",)), ["b"])
+    self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 1, "y": 2}}, ignore=("a",)), ["c"])
+
   def test_unreadable_npz_names_the_file(self):
     d = tempfile.mkdtemp()
     path = os.path.join(d, "x.npz")

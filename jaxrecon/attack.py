@@ -344,7 +344,8 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
 
   Configurations advance in chunks of config.chunk (all at once by default), each chunk one compiled scan per
   `log_every` steps; chunks are padded to a multiple of the mesh size. `on_rows(rows)` receives each history
-  row as it is made (for metrics.jsonl). `on_progress(progress)` receives a SweepProgress after every segment;
+  row as it is made (for metrics.jsonl). `on_progress(make)` is called after every segment; `make()` builds
+  the SweepProgress there (it copies every state to the host, so a caller calls it only when it saves);
   passing one back as `resume` continues the sweep from there with exactly the same computation (segments
   are fixed by log_every and steps, not by when the run stopped). The history of a resumed sweep holds the
   rows made after `resume`.
@@ -424,8 +425,9 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
         _log_progress(log, last, c0, idx.size, total, step, config.steps, length * idx.size * m / max(te - ts, 1e-9),
                       t0, te)
       if on_progress is not None and step < config.steps:
-        on_progress(SweepProgress(c0, step, jax.device_get(states), *(np.concatenate(v) for v in done.values()),
-                                  n_rows, time.time() - t0))
+        on_progress(lambda c0=c0, step=step, states=states, n_rows=n_rows: SweepProgress(
+            c0, step, jax.device_get(states), *(np.concatenate(v) for v in done.values()), n_rows,
+            time.time() - t0))
     states = jax.device_get(states)
     k = idx.size
     diverged = np.asarray(states.diverged)[:k]
@@ -436,8 +438,8 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
                  ("stat", np.where(diverged, np.nan, last_stat)), ("diverged", diverged)):
       done[f].append(v)
     if on_progress is not None and c0 + chunk < total:
-      on_progress(SweepProgress(c0 + chunk, 0, None, *(np.concatenate(v) for v in done.values()), n_rows,
-                                time.time() - t0))
+      on_progress(lambda c0=c0, n_rows=n_rows: SweepProgress(
+          c0 + chunk, 0, None, *(np.concatenate(v) for v in done.values()), n_rows, time.time() - t0))
   x, lam, loss, stat, div = (np.concatenate(v) for v in done.values())
   return SweepResult(x, lam, np.asarray(y_hat), loss, stat, div.astype(bool), history,
                      time.time() - t0, compile_s)

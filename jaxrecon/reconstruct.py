@@ -167,9 +167,9 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
         wd.append_jsonl(metrics_path, r)
     last_save = [time.time()]
 
-    def on_progress(progress):
+    def on_progress(make_progress):
       if time.time() - last_save[0] >= config.checkpoint_every_s:
-        _write_progress(progress_path, progress)
+        _write_progress(progress_path, make_progress())
         last_save[0] = time.time()
     res = attack.run_sweep(key_attack, params, hyper, d, acfg, params_init=params_init, n_train=n,
                            mesh=mesh, log=log, on_rows=on_rows, resume=resume, on_progress=on_progress)

@@ -1,13 +1,19 @@
-"""Figures without pyplot: no backend is chosen and no global figure state is touched.
+"""Every figure of every job, drawn without pyplot: no backend is chosen and no global figure state is touched.
 
-Library code draws on `matplotlib.figure.Figure` objects (matplotlib's documented way to draw without pyplot)
-and writes them with `save`, so calling a job from a notebook leaves the notebook's backend and open figures
-as they were. Scripts and notebooks may still use pyplot themselves.
+Figures are `matplotlib.figure.Figure` objects (matplotlib's documented way to draw without pyplot) written with
+`save`, so calling a job from a notebook leaves the notebook's backend and open figures as they were. Scripts
+and notebooks may still use pyplot themselves. Each function takes the numbers a job already has (rows of its
+table, arrays) and a path; none computes anything a reader would need from the JSON.
 """
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
+
 from jaxrecon import workdir as wd
+from jaxrecon.attack import evaluate
+from jaxrecon.report import column
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize=(5.5, 3.8), squeeze: bool = True):
@@ -22,3 +28,268 @@ def save(fig, path: str, dpi: int = 110) -> str:
   fig.tight_layout()
   wd.atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"), "wb")
   return path
+
+
+# ------------------------------------------------------------------------------------------ the attack
+
+
+def _to_image(v, image_shape):
+  img = np.asarray(v).reshape(image_shape)
+  return img[..., 0] if image_shape[-1] == 1 else np.clip(img, 0, 1)
+
+
+def pairs(ds, pool, ev, path: str, k: int = 40, cols: int = 10,
+               scale: str = "minmax") -> None:
+  """The best k training images by SSIM, each under its reconstruction (min-max scaled or clipped)."""
+  order = np.argsort(-ev.ssim_train, kind="stable")[:k]
+  shape = tuple(ds.image_shape)
+  mean = np.asarray(ds.mean - ds.offset)[None, :]
+  recon = pool[ev.nearest_cand[order]] + mean
+  recon = np.asarray(evaluate.minmax(jnp.asarray(recon))) if scale == "minmax" else np.clip(recon, 0, 1)
+  truth = np.asarray(ds.x_train)[order] + mean
+  groups = int(np.ceil(len(order) / cols))
+  fig, axes = subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis("off")
+  cmap = "gray" if shape[-1] == 1 else None
+  for i, t in enumerate(order):
+    g, c = divmod(i, cols)
+    axes[2 * g, c].imshow(_to_image(recon[i], shape), cmap=cmap)
+    axes[2 * g, c].set_title(f"{ev.ssim_train[t]:.2f}", fontsize=7,
+                             color="green" if ev.ssim_train[t] > evaluate.GOOD_SSIM else "black")
+    axes[2 * g + 1, c].imshow(_to_image(truth[i], shape), cmap=cmap)
+  fig.suptitle(f"best reconstructions (top, SSIM, {scale}) over their nearest training images; "
+               f"{ev.n_good} with SSIM > 0.4, pool {ev.pool_size}", fontsize=9)
+  save(fig, path, dpi=100)
+
+
+def curves(curves: dict, ylabel: str, path: str) -> None:
+  fig, ax = subplots(figsize=(5, 3.5))
+  for name, curve in curves.items():
+    ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
+  if len(curves) > 1:
+    ax.legend()
+  ax.set_xlabel("training points, sorted")
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  save(fig, path, dpi=100)
+
+
+# ------------------------------------------------------------------------------------- KKT residuals
+
+
+def kkt_residuals(rows: list, path: str, title: str = "") -> None:
+  steps = np.array([r["step"] for r in rows], float)
+  fig, axes = subplots(1, 2, figsize=(10, 4))
+  ax = axes[0]
+  tol = rows[0].get("kink_tol", float("nan"))
+  for key, label in [("eps_rel", "eps_rel (exact, relu'(0)=0)"), ("eps_rel_relaxed", f"relaxed residual (kink_tol {tol:g}; not eps at theta)"),
+                     ("cert_eps_rel", "certificate"), ("delta", "delta")]:
+    vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
+    vals = np.where(vals > 0, vals, np.nan)
+    ax.loglog(steps, vals, marker="o", ms=3, label=label)
+  out = [r["step"] for r in rows if r.get("q_min", 1.0) <= 0]
+  if out:  # no max-margin problem yet: residuals there use a stand-in scale
+    ax.axvspan(min(out) / 1.3, max(out) * 1.3, color="0.88", zorder=0, label="data not separated (q_min <= 0)")
+  ax.set_xlabel("training step")
+  ax.set_title("KKT residuals (normalized scale)")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
+  ax = axes[1]
+  ax.semilogx(steps, [r["log10_loss"] for r in rows], marker="o", ms=3, color="k")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("log10 training loss")
+  ax.grid(True, which="both", alpha=0.3)
+  fig.suptitle(title)
+  save(fig, path)
+
+
+# ---------------------------------------------------------------------------------- No Prior, No Leakage
+
+
+def split_exact(rows, summary, last, path):
+  fig, ax = subplots(figsize=(5.5, 3.8))
+  d = [r["distance_over_radius"] for r in rows]
+  ax.plot(d, [r["eps_rel"] for r in rows], "o-", label="eps_rel (re-fitted multipliers)")
+  ax.plot(d, [r["eps_rel_transported"] for r in rows], "x--", label="eps_rel (transported multipliers)")
+  ax.plot(d, [max(r["delta"], 1e-300) for r in rows], "s-", label="delta")
+  ax.plot(d, [r["attack_stat_rel"] for r in rows], "^-", label="attack stationarity / ||theta||^2")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("distance of the split set to the training set / data radius")
+  ax.set_title(f"exact splits (width {summary['width']} < d = {summary['d']}), step {last['step']}", fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  save(fig, path, dpi=100)
+
+
+def split_approx(table, curves_last, config, summary, path):
+  fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.8))
+  ap, grid, eps0, step = curves_last
+  for r in ap:
+    a1.plot(grid, r["eps_rel_curve"], label=r["direction"])
+  a1.axhline((1 + config.tol) * eps0, color="k", ls=":", lw=1, label=f"true set x {1 + config.tol:g}")
+  a1.set_xscale("log")
+  a1.set_yscale("log")
+  a1.set_xlabel("split magnitude / data radius")
+  a1.set_ylabel("exact eps_rel (transported multipliers)")
+  a1.set_title(f"one support point split, step {step} (width {summary['width']}, d = {summary['d']})",
+               fontsize=9)
+  a1.legend(fontsize=8)
+  a1.grid(alpha=0.3)
+  steps = [t["step"] for t in table]
+  for kind in config.directions:
+    a2.plot(steps, [max(t["approx_by_direction"][kind], 1e-300) for t in table], "o-", label=kind)
+  a2.plot(steps, [t["approx_safe_over_radius"] for t in table], "k--", label="pattern-safe, both ways")
+  out = [t["step"] for t in table if not t["separated"]]
+  if out:
+    a2.axvspan(min(out) / 1.5, max(out) * 1.2, color="0.85", zorder=0, label="not separated (q_min <= 0)")
+  a2.set_xscale("log")
+  a2.set_yscale("log")
+  a2.set_xlabel("training step")
+  a2.set_ylabel(f"largest split within {config.tol:.0%} / radius")
+  a2.grid(alpha=0.3)
+  a2.legend(fontsize=8)
+  save(fig, path, dpi=100)
+
+
+def chance(d_tr, d_ho, ncc_tr, ncc_ho, nd, path):
+  fig, axes = subplots(1, 2, figsize=(10, 3.6))
+  bins = np.linspace(min(d_tr.min(), d_ho.min()), max(d_tr.max(), d_ho.max()), 60)
+  axes[0].hist(d_tr, bins, alpha=0.6, label="to the closest training point")
+  axes[0].hist(d_ho, bins, alpha=0.6, label="to the closest held-out point")
+  if nd is not None and nd[0].size:
+    r = d_tr - d_ho
+    axes[0].set_title("candidates", fontsize=9)
+    ax_n = axes[0].inset_axes([0.62, 0.55, 0.36, 0.4])
+    bins_r = np.linspace(min(r.min(), (nd[0] - nd[1]).min()), max(r.max(), (nd[0] - nd[1]).max()), 40)
+    ax_n.hist(r, bins_r, alpha=0.6, density=True, label="attack")
+    ax_n.hist(nd[0] - nd[1], bins_r, alpha=0.6, density=True, label="null")
+    ax_n.axvline(0, color="k", lw=0.8)
+    ax_n.set_title("d_train - d_heldout", fontsize=7)
+    ax_n.tick_params(labelsize=6)
+    ax_n.legend(fontsize=6)
+  axes[0].set_xlabel("L2 distance of a candidate")
+  axes[1].scatter(ncc_ho, ncc_tr, s=3, alpha=0.4, label="attack")
+  if nd is not None and nd[0].size:
+    axes[1].scatter(nd[3], nd[2], s=3, alpha=0.4, label="null (fresh test points)")
+    axes[1].legend(fontsize=8)
+  lim = [min(ncc_ho.min(), ncc_tr.min()), 1.0]
+  axes[1].plot(lim, lim, "k--", lw=1)
+  axes[1].set_xlabel("best NCC with a held-out point")
+  axes[1].set_ylabel("best NCC with a training point")
+  axes[0].legend(fontsize=8, loc="upper left")
+  for ax in axes:
+    ax.grid(alpha=0.3)
+  save(fig, path, dpi=100)
+
+
+# -------------------------------------------------------------------------------------- provable attacks
+
+
+def univariate(rows, path):
+  fig, ax = subplots(figsize=(5.5, 3.8))
+  for pattern in sorted({r["pattern"] for r in rows}):
+    rs = [r for r in rows if r["pattern"] == pattern]
+    ax.scatter([r["eps_rel"] for r in rs], [r["known_fraction"] for r in rs], s=14, label=pattern)
+  ax.axhline(0.25, color="k", ls="--", lw=1, label="guarantee 1/4")
+  ax.set_xscale("log")
+  ax.set_xlabel("eps_rel (exact KKT residual) of the trained net")
+  ax.set_ylabel("fraction of candidates that are training points")
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  save(fig, path, dpi=100)
+
+
+def membership(rows, config, path):
+  fig, axes = subplots(1, 3, figsize=(13, 3.6))
+  for name in config.datasets:
+    rs = sorted([r for r in rows if r["dataset"] == name], key=lambda r: r["d"])
+    d = [r["d"] for r in rs]
+    axes[0].plot(d, [r["known_members_within_10pct"] for r in rs], "o-", label=name)
+    axes[1].plot(d, [r["known_fresh_reaching_margin"] for r in rs], "o-", label=name)
+    axes[2].plot(d, [r["known_auc"] for r in rs], "o-", label=f"{name} (m known)")
+    axes[2].plot(d, [r["leaked_auc"] for r in rs], "x--", label=f"{name} (m leaked)")
+  axes[0].set_ylabel("training points within 10% of m")
+  axes[1].set_ylabel("fresh points with |Phi| >= 0.9 m")
+  axes[2].set_ylabel("AUC")
+  for ax in axes:
+    ax.set_xscale("log")
+    ax.set_xlabel("d")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"membership inference, n = {config.n}, width {config.width}", fontsize=9)
+  save(fig, path, dpi=100)
+
+
+
+
+# ------------------------------------------------------------------------------- the attack studies
+
+
+def _axes(n: int, width: float = 4.6):
+  fig, axes = subplots(1, n, figsize=(width * n, 3.6))
+  return fig, list(np.atleast_1d(axes))
+
+
+def radius_study(rows: list, key_metric: str, data_radius: float, vec: bool, path: str) -> None:
+  fig, (a1, a2) = _axes(2)
+  rs = [r["radius"] for r in rows]
+  a1.plot(rs, column(rows, "best_final_loss"), "o-", label="best configuration")
+  a1.plot(rs, column(rows, "median_final_loss"), "s--", label="median configuration")
+  a1.set_ylabel("final attack loss")
+  if np.any(column(rows, "best_final_loss") > 0):  # a fully diverged study has nothing for a log axis
+    a1.set_yscale("log")
+  a1.legend(fontsize=8)
+  a2.plot(rs, column(rows, key_metric) / (data_radius if vec else 1.0), "o-")
+  a2.set_ylabel("mean distance of the best 5 / data radius" if vec else "top-10 mean SSIM (clipped)")
+  for a in (a1, a2):
+    a.set_xscale("log", base=2)
+    a.set_xlabel("initialization radius / data radius (no box prior)")
+    a.grid(alpha=0.3)
+  save(fig, path)
+
+
+def training_length_study(rows: list, vec: bool, path: str) -> None:
+  fig, (a1, a2) = _axes(2)
+  steps = [r["step"] for r in rows]
+  if vec:
+    a1.plot(steps, column(rows, "n_close"), "o-", label="training points with a close candidate")
+  else:
+    a1.plot(steps, column(rows, "clip_n_good_beating_heldout"), "o-", label="SSIM > 0.4, above held-out")
+    a1.plot(steps, column(rows, "clip_n_good_beating_mean_image"), "s-", label="SSIM > 0.4, above the mean image")
+    a1.plot(steps, column(rows, "n_good_ssim_0.4"), "^-", label="SSIM > 0.4 (min-max)")
+  a1.set_ylabel("good reconstructions")
+  a1.legend(fontsize=7)
+  a2.plot(steps, [r["eps_rel"] for r in rows], "o-", label="eps_rel")
+  a2.plot(steps, [max(r["delta"], 1e-300) for r in rows], "s-", label="delta")
+  a2.set_yscale("log")
+  a2.legend(fontsize=8)
+  for a in (a1, a2):
+    a.set_xscale("log")
+    a.set_xlabel("training step")
+    a.grid(alpha=0.3)
+  save(fig, path)
+
+
+def offset_study(rows: list, vec: bool, path: str) -> None:
+  fig, (a1, a2) = _axes(2)
+  offs = [r["offset"] for r in rows]
+  if vec:
+    a1.plot(offs, column(rows, "mean_best5_dist"), "o-")
+    a1.set_ylabel("mean distance of the best 5")
+    a2.plot(offs, column(rows, "n_close"), "o-")
+    a2.set_ylabel("training points with a close candidate")
+  else:
+    a1.plot(offs, column(rows, "clip_mean_top10_ssim"), "o-", label="clipped")
+    a1.plot(offs, column(rows, "mean_top10_ssim"), "s-", label="min-max")
+    a1.set_ylabel("top-10 mean SSIM")
+    a1.legend(fontsize=8)
+    a2.plot(offs, column(rows, "clip_n_good_beating_heldout"), "o-", label="above held-out")
+    a2.plot(offs, column(rows, "clip_n_good_beating_mean_image"), "s-", label="above the mean image")
+    a2.set_ylabel("SSIM > 0.4 (clipped)")
+    a2.legend(fontsize=8)
+  for a in (a1, a2):
+    a.set_xlabel("secret offset added to every pixel")
+    a.grid(alpha=0.3)
+  save(fig, path)

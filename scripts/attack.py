@@ -6,28 +6,28 @@ Attacks the last checkpoint (or --step) of a training workdir with --configs con
 values (random draws from the reference's ranges by default, or --sweep=grid), all advancing together in one
 jit-compiled lax.scan. Writes to --workdir: candidates.npz, metrics.jsonl (loss terms per configuration over
 steps), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, steps, wall_s, ...), pairs.png
-(best reconstructions above their nearest training images, sorted by SSIM) and curve.png.
+(best reconstructions above their nearest training images, sorted by SSIM) and curve.png. A killed attack
+re-run with the same flags resumes where it stopped.
 """
 
 from absl import flags
 
-import cli
 import attack_flags
-from jaxrecon import reconstruct
+import cli
+import config_flags
+from jaxrecon.experiments import attack as attack_job
 
-attack_flags.define()
 flags.DEFINE_string("train_workdir", None, "Training workdir to attack (scripts/train.py output).")
 flags.DEFINE_string("workdir", None, "Output directory.")
-flags.DEFINE_integer("step", None, "Checkpoint step to attack (default: the last).")
+BINDER = attack_flags.binder()
 flags.mark_flags_as_required(["train_workdir", "workdir"])
 FLAGS = flags.FLAGS
-flags.adopt_module_key_flags(attack_flags)
+flags.adopt_module_key_flags(config_flags)  # --help lists the config's flags
 
 
 def main(argv):
   del argv
-  config = attack_flags.config_from_flags(step=FLAGS.step)
-  reconstruct.run(config, FLAGS.train_workdir, FLAGS.workdir)
+  attack_job.run(BINDER.build(), FLAGS.train_workdir, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def bench_size(size, dtype, sweeps, steps, repeats, sequential):
     t = time.perf_counter()
     for i in range(c):
       attack.make_sweep_runner.cache_clear()
-      attack._init_fn.cache_clear()  # noqa: SLF001
+      attack.sweep._init_fn.cache_clear()  # noqa: SLF001
       jax.clear_caches()
       one_sweep(params, hyper.take([i]), d, cfg)
     recompile = time.perf_counter() - t
@@ -140,8 +140,8 @@ def bench_size(size, dtype, sweeps, steps, repeats, sequential):
   # Compiled memory of the largest sweep.
   runner = attack.make_sweep_runner(cfg)
   hyper = attack.random_sweep(jax.random.key(c), c, ranges)
-  h = attack.Hyper(*(jnp.asarray(v, jnp.int32 if i == 4 else dtype) for i, v in enumerate(hyper)))
-  states = attack._init_fn(m, d, cfg, jnp.dtype(dtype))(jax.random.key(0), h)
+  h = hyper.as_arrays(dtype)
+  states = attack.sweep._init_fn(m, d, cfg, jnp.dtype(dtype))(jax.random.key(0), h)
   y = attack.candidate_labels(m).astype(dtype)
   try:
     mem = runner.lower(states, h, params, params, y, steps).compile().memory_analysis()

@@ -28,7 +28,7 @@ import optax  # noqa: E402
 from optax import contrib  # noqa: E402
 
 import cli  # noqa: E402
-from jaxrecon import sumo  # noqa: E402
+from jaxrecon.optim import sumo  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "bench/optim.json", "JSON output (a PNG is written beside it).")

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import cli
+from jaxrecon.experiments import train as train_job
 from jaxrecon import data as data_lib
-from jaxrecon import diagnostics
+from jaxrecon.experiments import kkt as diagnostics
 from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon import train
@@ -114,7 +115,7 @@ def bench_schedules(budget_s, width, schedules, root, relaxed, n=500, d=784):
     if os.path.exists(run_dir):
       shutil.rmtree(run_dir)
     print(f"== schedule {spec}: {budget_s:.0f}s")
-    train.run(cfg, run_dir)
+    train_job.run(cfg, run_dir)
     diagnostics.run(run_dir, diagnostics.KKTConfig(relaxed=relaxed, batch_size=2))
     rows = wd.read_jsonl(os.path.join(run_dir, "kkt", "kkt.jsonl"))
     results[spec] = [{k: r[k] for k in ("step", "wall_s", "loss", "log10_loss", "eps_rel", "eps_rel_relaxed",
@@ -143,8 +144,8 @@ def _run_to_marks(cfg_kw, run_dir, marks_s, used=0.0):
   for mark in marks_s:
     cfg = train.TrainConfig(steps=10 ** 7, max_wall_s=mark - used, log_every=50, relaxed=True, **cfg_kw)
     try:
-      s = train.run(cfg, run_dir, log=lambda m: None)
-    except train.TrainingDiverged as e:
+      s = train_job.run(cfg, run_dir, log=lambda m: None)
+    except train_job.TrainingDiverged as e:
       print(f"   {mark / 60:g} min: {e}", flush=True)
       rows.append({"minutes": mark / 60, "diverged": True, "log10_loss": float("nan"), "eps_rel": float("nan")})
       break

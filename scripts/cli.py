@@ -13,10 +13,10 @@ from absl import app
 from absl import flags
 import jax
 
-from jaxrecon import train
+from jaxrecon.experiments import train as train_job
 from jaxrecon import workdir as wd
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, wd.RunDirError, train.TrainingDiverged,
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, wd.RunDirError, train_job.TrainingDiverged,
                flags.ValidationError)
 
 

@@ -4,7 +4,8 @@
   config = binder.build()                                             # in main(), after flags are parsed
 
 Every leaf field of the (possibly nested) frozen dataclass becomes one flag named after the field (`names`
-renames a path such as "data.name" -> "dataset"; `skip` leaves a field at its default). The type comes from the
+renames a path such as "data.name" -> "dataset"; `skip` leaves a field at its default; `clash_prefix` goes
+on a name another binder already took). The type comes from the
 default value: bool, int, float, str (an enum when `choices` lists its values), tuple (a comma list; its
 elements parsed like the default's first element, or by `parsers`). Help comes from `help`, else the class
 docstring's "Attributes:" section (`name: text`), else the field's name. `build()` returns the dataclass
@@ -65,7 +66,7 @@ class Binder:
 
   def __init__(self, default, *, names: Optional[dict] = None, help: Optional[dict] = None,  # noqa: A002
                choices: Optional[dict] = None, skip=(), parsers: Optional[dict] = None,
-               flag_values=flags.FLAGS, module_name: Optional[str] = None):
+               flag_values=flags.FLAGS, module_name: Optional[str] = None, clash_prefix: str = ""):
     self.default = default
     self.parsers = dict(parsers or {})
     self.flags = {}  # path -> flag name
@@ -75,6 +76,8 @@ class Binder:
       if path in skip:
         continue
       name = names.get(path, path.rsplit(".", 1)[-1])
+      if clash_prefix and name in self._fv:  # e.g. scripts/main.py: --steps trains, --attack_steps attacks
+        name = clash_prefix + name
       if name in self._fv:
         raise ValueError(f"flag --{name} (for {path}) is already defined: rename it with names={{...}}")
       text = help.get(path) or doc or path

@@ -16,30 +16,25 @@ import attack_flags
 import cli
 import config_flags
 import train_flags
-from jaxrecon import diagnostics
-from jaxrecon import pipeline
+from jaxrecon.experiments import kkt as kkt_job
+from jaxrecon.experiments import main as main_job
 
 flags.DEFINE_string("workdir", "runs/main", "Output directory.")
 flags.DEFINE_bool("attack", True, "Run the attack stage.")
 flags.DEFINE_bool("split", True, "Run the split-study stage (every checkpoint).")
-attack_flags.define(prefix="attack_")
-_MAIN = pipeline.MainConfig().attack
-flags.FLAGS.set_default("configs", _MAIN.sweep.configs)
-flags.FLAGS.set_default("attack_steps", _MAIN.attack.steps)
-flags.FLAGS.set_default("theta_norm", _MAIN.theta_norm)
+ATTACK = attack_flags.binder(main_job.MainConfig().attack, clash_prefix="attack_", skip=("step",))
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train_flags)  # --help lists them
 flags.adopt_module_key_flags(config_flags)
-flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
   tcfg = train_flags.config_from_flags()
-  kcfg = diagnostics.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=tcfg.relaxed)
-  acfg = attack_flags.config_from_flags() if FLAGS.attack else None
-  scfg = pipeline.MainConfig().split if FLAGS.split else None
-  pipeline.run(pipeline.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)
+  kcfg = kkt_job.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=tcfg.relaxed)
+  acfg = ATTACK.build() if FLAGS.attack else None
+  scfg = main_job.MainConfig().split if FLAGS.split else None
+  main_job.run(main_job.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)
 
 
 if __name__ == "__main__":

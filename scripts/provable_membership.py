@@ -15,7 +15,7 @@ import jax
 
 import cli
 import config_flags
-from jaxrecon import provable_study
+from jaxrecon.experiments import provable as provable_study
 
 flags.DEFINE_string("workdir", "runs/membership", "Output directory.")
 flags.DEFINE_integer("seed", 0, "Seed.")

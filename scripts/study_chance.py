@@ -10,7 +10,7 @@ closer to train than to held-out (50% = chance), by L2 and NCC. Writes summary.j
 from absl import flags
 
 import cli
-from jaxrecon import chance_study
+from jaxrecon.experiments import chance as chance_study
 
 flags.DEFINE_string("attack_workdir", None, "An attack workdir (scripts/attack.py).")
 flags.DEFINE_string("workdir", "runs/study_chance", "Output directory.")

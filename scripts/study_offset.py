@@ -5,8 +5,8 @@ r"""study_offset: a secret offset added to the training inputs as a defence.
 
 For each offset: trains (the flags of scripts/train.py) on inputs shifted by the
 offset after mean removal, then attacks the last checkpoint with the usual box prior (the flags of
-scripts/attack.py with an attack_ prefix where training uses the same
-name; the attacker does not know the offset) with the same sweep. Writes offset_<o>/train,
+scripts/attack.py, with an attack_ prefix where training uses the same name: --attack_steps,
+--attack_optimizer, --attack_seed, ...; the attacker does not know the offset) with the same sweep. Writes offset_<o>/train,
 offset_<o>/attack, metrics.jsonl, summary.json (SSIM and good counts, or distances for vector data, against
 the offset) and offset.png.
 """
@@ -17,25 +17,21 @@ import attack_flags
 import cli
 import config_flags
 import train_flags
-from jaxrecon import studies
+from jaxrecon.experiments import studies
 
 flags.DEFINE_string("workdir", "runs/study_offset", "Output directory.")
 flags.DEFINE_list("offsets", ["0", "0.25", "0.5", "1", "2"], "Secret offsets added to every input.")
-attack_flags.define(prefix="attack_")
-flags.FLAGS.set_default("configs", 4)
-flags.FLAGS.set_default("attack_steps", 1000)
-flags.FLAGS.set_default("theta_norm", 10.0)
+ATTACK = attack_flags.binder(studies.STUDY_ATTACK, clash_prefix="attack_", skip=("step",))
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train_flags)  # --help lists them
 flags.adopt_module_key_flags(config_flags)
-flags.adopt_module_key_flags(attack_flags)
 
 
 def main(argv):
   del argv
   tcfg = train_flags.config_from_flags()
   config = studies.OffsetStudyConfig(train=tcfg, offsets=tuple(float(o) for o in FLAGS.offsets),
-                                     reconstruct=attack_flags.config_from_flags(), seed=FLAGS.attack_seed)
+                                     reconstruct=ATTACK.build(), seed=FLAGS.attack_seed)
   studies.run_offset(config, FLAGS.workdir)
 
 

@@ -13,29 +13,28 @@ summary.json, split.png, split_approx.png. --steps= (empty) studies every checkp
 from absl import flags
 
 import cli
-from jaxrecon import split_study
+import config_flags
+from jaxrecon.experiments import split as split_job
+from jaxrecon.noprior.split import DIRECTIONS
 
 flags.DEFINE_string("train_workdir", None, "Training workdir (first layer narrower than d).")
 flags.DEFINE_string("workdir", "runs/study_split", "Output directory.")
-flags.DEFINE_integer("n_split", 50, "Points to split.")
-flags.DEFINE_list("factors", ["1e-2", "1e-1", "1", "10", "100", "1000"], "Distances / data radius.")
-flags.DEFINE_list("steps", ["-1"], "Checkpoint steps (-1 = the last; empty = all but step 0).")
-flags.DEFINE_enum("exact", "auto", ["auto", "yes", "no"], "Exact (null-space) part: auto = when width < d.")
-flags.DEFINE_bool("approx", True, "Approximate part (one support point, orthogonal directions).")
-flags.DEFINE_integer("n_points", 5, "Approximate part: largest-multiplier points tried.")
-flags.DEFINE_float("tol", 0.01, "Approximate part: allowed relative increase of eps_rel.")
-flags.DEFINE_integer("grid_count", 81, "Approximate part: magnitudes on the log grid 1e-4 .. 1e4 x radius.")
+CONFIG = config_flags.Binder(split_job.SplitStudyConfig(), choices={"exact": ("auto", "yes", "no")},
+                             parsers={"directions": lambda v: tuple(_direction(d) for d in v)})
 flags.mark_flag_as_required("train_workdir")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(config_flags)  # --help lists the config's flags
+
+
+def _direction(name: str) -> str:
+  if name not in DIRECTIONS:
+    raise ValueError(f"--directions: {name!r} is not one of {', '.join(DIRECTIONS)}")
+  return name
 
 
 def main(argv):
   del argv
-  config = split_study.SplitStudyConfig(factors=tuple(float(f) for f in FLAGS.factors), n_split=FLAGS.n_split,
-                                        steps=tuple(int(v) for v in FLAGS.steps), exact=FLAGS.exact,
-                                        approx=FLAGS.approx, n_points=FLAGS.n_points, tol=FLAGS.tol,
-                                        grid=(-4.0, 4.0, FLAGS.grid_count))
-  split_study.run(FLAGS.train_workdir, config, FLAGS.workdir)
+  split_job.run(FLAGS.train_workdir, CONFIG.build(), FLAGS.workdir)
 
 
 if __name__ == "__main__":

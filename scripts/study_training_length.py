@@ -11,27 +11,26 @@ training_length.png.
 
 from absl import flags
 
-import cli
 import attack_flags
-from jaxrecon import studies
+import cli
+import config_flags
+from jaxrecon.experiments import studies
 
 flags.DEFINE_string("train_workdir", None, "Training workdir whose checkpoints are attacked.")
 flags.DEFINE_string("workdir", "runs/study_training_length", "Output directory.")
 flags.DEFINE_float("max_loss", 1e-2, "Attack the checkpoints with training loss at or below this.")
 flags.DEFINE_list("at_steps", [], "Attack exactly these checkpoint steps instead.")
-attack_flags.define()
-flags.FLAGS.set_default("configs", 4)
-flags.FLAGS.set_default("steps", 1000)
-flags.FLAGS.set_default("theta_norm", 10.0)
+BINDER = attack_flags.binder(studies.STUDY_ATTACK, skip=("step",))
 flags.mark_flag_as_required("train_workdir")
 FLAGS = flags.FLAGS
-flags.adopt_module_key_flags(attack_flags)
+flags.adopt_module_key_flags(config_flags)  # --help lists the attack's flags
 
 
 def main(argv):
   del argv
-  config = studies.LengthStudyConfig(reconstruct=attack_flags.config_from_flags(), max_loss=FLAGS.max_loss,
-                                     steps=tuple(int(s) for s in FLAGS.at_steps), seed=FLAGS.seed)
+  rc = BINDER.build()
+  config = studies.LengthStudyConfig(reconstruct=rc, max_loss=FLAGS.max_loss,
+                                     steps=tuple(int(s) for s in FLAGS.at_steps), seed=rc.sweep.seed)
   studies.run_training_length(config, FLAGS.train_workdir, FLAGS.workdir)
 
 

@@ -14,7 +14,7 @@ from absl import flags
 import cli
 import config_flags
 import train_flags
-from jaxrecon import train
+from jaxrecon.experiments import train as train_job
 
 flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
 flags.mark_flag_as_required("workdir")
@@ -24,7 +24,7 @@ flags.adopt_module_key_flags(config_flags)
 
 def main(argv):
   del argv
-  train.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
+  train_job.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ def small_net(seed=0, d=5, widths=(7,), n_out=1):
   return nets.init(jax.random.key(seed), cfg, jnp.float64)
 
 
-def fixed_hyper(c, lr_x=0.01, init_scale=0.1, lambda_min=0.3, alpha=20.0):
+def fixed_hyper(c, lr_x=0.01, init_scale=0.1, lambda_min=0.3, alpha=20.0, radius=1.0):
   return attack.Hyper(np.full(c, init_scale), np.full(c, lr_x), np.full(c, lambda_min), np.full(c, alpha),
-                      np.arange(c))
+                      np.arange(c), np.full(c, radius))
 
 
 CFG = attack.AttackConfig(m=6, steps=12, log_every=4, dtype="float64")
@@ -253,8 +253,8 @@ class StepTest(parameterized.TestCase):
     self.assertTrue(np.isfinite(res.x).all())
 
   def test_sphere_init(self):
-    cfg = attack.AttackConfig(m=8, prior="sphere", sphere_radius=4.0, dtype="float64")
-    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1)))
+    cfg = attack.AttackConfig(m=8, prior="sphere", dtype="float64")
+    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, radius=4.0)))
     s = attack.init_state(jax.random.key(0), 8, 5, h, cfg, jnp.float64)
     np.testing.assert_allclose(jnp.linalg.norm(s.x, axis=1), 4.0, rtol=1e-12)
 
@@ -282,17 +282,17 @@ class SweepTest(parameterized.TestCase):
     params = small_net()
     attack.make_sweep_runner.cache_clear()  # a runner cached by an earlier test would not trace at all
     calls = []
-    orig = attack.attack_loss
+    orig = attack.loss.attack_loss
 
     def counting(*a, **k):
       calls.append(1)
       return orig(*a, **k)
-    attack.attack_loss = counting
+    attack.loss.attack_loss = counting
     try:
       cfg = attack.AttackConfig(m=4, steps=8, log_every=4, dtype="float64", chunk=2)
       attack.run_sweep(jax.random.key(0), params, fixed_hyper(4), 5, cfg, log=None)
     finally:
-      attack.attack_loss = orig
+      attack.loss.attack_loss = orig
     self.assertLen(calls, 1)
 
   def test_float32_default_path_with_x64_off(self):
@@ -378,6 +378,24 @@ class ShardingTest(absltest.TestCase):
                           timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     self.assertIn("OK", proc.stdout)
+
+
+class SweepConfigTest(absltest.TestCase):
+
+  def test_radii_multiply_the_configurations(self):
+    sc = attack.SweepConfig(kind="grid", init_scale=(0.1,), lr_x=(0.01, 0.02), lambda_min=(0.3,), alpha=(20.0,),
+                            radii=(1.0, 4.0))
+    h = sc.hyper(jax.random.key(0), radius_unit=2.0)
+    np.testing.assert_array_equal(h.radius, [2.0, 2.0, 8.0, 8.0])  # radius slowest, in the given unit
+    np.testing.assert_array_equal(h.lr_x, [0.01, 0.02, 0.01, 0.02])
+    r = attack.SweepConfig(configs=3, radii=(1.0, 2.0)).hyper(jax.random.key(1))
+    np.testing.assert_array_equal(r.lr_x[:3], r.lr_x[3:])  # the same draws at every radius
+
+  def test_bad_sweeps_are_named(self):
+    for kw, msg in (({"lr_x": (1.0, 0.1)}, "bad range for lr_x"), ({"radii": (0.0,)}, "radii must be positive"),
+                    ({"alpha": (1.0, 2.0, 3.0)}, "alpha: give lo,hi"), ({"kind": "halton"}, "sweep kind")):
+      with self.assertRaisesRegex(ValueError, msg):
+        attack.SweepConfig(**kw).hyper(jax.random.key(0))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from absl.testing import absltest
 import numpy as np
 
-from jaxrecon import chance_study
+from jaxrecon.noprior import chance as chance_study
 
 
 def brute_nearest(a, b):

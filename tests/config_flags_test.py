@@ -4,7 +4,7 @@ from absl import flags
 from absl.testing import absltest
 
 import config_flags
-from jaxrecon import provable_study
+from jaxrecon.experiments import provable as provable_study
 from jaxrecon import train
 from jaxrecon import workdir as wd
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from jaxrecon import metrics
+from jaxrecon.attack import evaluate as metrics
 
 
 def ssim_reference(a, b, window=3, sigma=1.5, mode="mirror", eps=1e-12):

@@ -13,10 +13,10 @@ PROBE = r"""
 import sys
 import matplotlib
 matplotlib.use("svg")  # a notebook's choice, say
-from jaxrecon import diagnostics
+from jaxrecon import plotting
 rows = [{"step": s, "eps_rel": 0.5 / s, "eps_rel_relaxed": 0.4 / s, "cert_eps_rel": 1.0, "delta": 1e-3,
          "log10_loss": -s, "q_min": 1.0 if s > 1 else -1.0, "kink_tol": 1e-3} for s in (1, 2, 5, 10)]
-diagnostics.plot_residuals(rows, sys.argv[1], title="probe")
+plotting.kkt_residuals(rows, sys.argv[1], title="probe")
 print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 """
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
-from jaxrecon import metrics
+from jaxrecon.attack import evaluate as metrics
 from jaxrecon import provable
 from jaxrecon import train
 

@@ -180,10 +180,12 @@ class ScriptsTest(absltest.TestCase):
     self.assertGreater(os.path.getsize(os.path.join(out, "pairs.png")), 1000)
     self.assertGreater(os.path.getsize(os.path.join(out, "curve.png")), 1000)
     # the evaluation can be re-run from the saved candidates with other settings
-    from jaxrecon import reconstruct  # noqa: PLC0415
+    from jaxrecon.experiments import attack as reconstruct  # noqa: PLC0415
     again = reconstruct.reevaluate(out, log=lambda _: None, ssim_window=5, pool_top=1)
-    self.assertEqual(again["pool_size"], 6)
-    self.assertEqual(again["configs"], 3)
+    self.assertEqual(again.pool_size, 6)
+    self.assertEqual(again.configs, 3)
+    self.assertEqual(again.kind, "images")
+    self.assertEqual(again.images.minmax.n_good, again.summary["n_good_ssim_0.4"])
     with open(os.path.join(out, "summary.json")) as f:
       self.assertEqual(json.load(f)["pool_size"], 6)
     # study_chance on the attack's candidates
@@ -287,9 +289,13 @@ class ScriptsTest(absltest.TestCase):
     # unit-sphere data, candidates of norm 4: every distance is at least 3 (the radius reached the attack)
     self.assertGreaterEqual(rows[1]["mean_best5_dist"], 3.0 - 1e-5)
     self.assertLess(rows[0]["mean_best5_dist"], 2.0 + 1e-5)
-    for r in (1, 4):  # every candidate starts (and, frozen, stays) on the sphere of radius r x data radius
-      with np.load(os.path.join(d, "r", f"r{r}", "candidates.npz")) as z:
-        np.testing.assert_allclose(np.linalg.norm(z["x"], axis=-1), r * rows[0]["data_radius"], rtol=1e-4)
+    # ONE sweep ran every radius; every candidate starts (and, frozen, stays) on the sphere of radius
+    # r x data radius of its configuration
+    with np.load(os.path.join(d, "r", "attack", "candidates.npz")) as z:
+      self.assertLen(z["hyper_radius"], 2)
+      np.testing.assert_allclose(z["hyper_radius"] / rows[0]["data_radius"], [1.0, 4.0], rtol=1e-9)
+      np.testing.assert_allclose(np.linalg.norm(z["x"], axis=-1),
+                                 np.broadcast_to(z["hyper_radius"][:, None], z["x"].shape[:2]), rtol=1e-4)
     self.assertTrue(os.path.exists(os.path.join(d, "r", "radius.png")))
 
     run_script("study_training_length.py", f"--train_workdir={d}/t", f"--workdir={d}/l", "--steps=3",

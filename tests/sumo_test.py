@@ -7,7 +7,7 @@ import numpy as np
 import optax
 from optax.contrib import _muon
 
-from jaxrecon import sumo
+from jaxrecon.optim import sumo
 
 
 def grads(seed, shape, steps):

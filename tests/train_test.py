@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrecon.experiments import train as train_job
 from jaxrecon import data
 from jaxrecon import train
 from jaxrecon import workdir as wd
@@ -34,11 +35,11 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
   def test_checkpoint_steps_are_log_spaced(self):
     self.assertEqual(train.checkpoint_steps(300), [1, 2, 5, 10, 20, 50, 100, 200, 300])
     self.assertEqual(train.checkpoint_steps(1000), [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
-    self.assertEqual(train._pow2_parts(13), [8, 4, 1])
+    self.assertEqual(train.pow2_parts(13), [8, 4, 1])
 
   def test_run_writes_workdir(self):
     d = tempfile.mkdtemp()
-    summary = train.run(tiny_config(), d, log=quiet)
+    summary = train_job.run(tiny_config(), d, log=quiet)
     for f in ("config.json", "data.npz", "metrics.jsonl", "summary.json"):
       self.assertTrue(os.path.exists(os.path.join(d, f)), f)
     for k in ("final_loss", "train_acc", "test_acc", "q_min", "normalized_margin", "eps_rel", "delta",
@@ -49,7 +50,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
     self.assertEqual([r["step"] for r in rows], [1, 2, 5, 10, 20, 40, 50, 60, 80, 100, 120])
     self.assertEqual([s for s, _ in wd.list_checkpoints(d)], [0, 1, 2, 5, 10, 20, 50, 100, 120])
-    cfg, ds, ckpts = train.load_run(d)
+    cfg, ds, ckpts = train_job.load_run(d)
     self.assertEqual(cfg, tiny_config())
     self.assertEqual(ds.x_train.shape, (24, 8))
 
@@ -59,32 +60,32 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     cfg = tiny_config(optimizer=optimizer, lr={"normalized_gd": 0.05, "sumo": 0.01}.get(optimizer, 0.5),
                       momentum=0.9)
     ref_dir, dir_ = tempfile.mkdtemp(), tempfile.mkdtemp()
-    train.run(cfg, ref_dir, log=quiet)
+    train_job.run(cfg, ref_dir, log=quiet)
 
     def killer(msg):
       if msg.startswith("step       80"):
         raise Interrupt()
     with self.assertRaises(Interrupt):
-      train.run(cfg, dir_, log=killer)
+      train_job.run(cfg, dir_, log=killer)
     self.assertEqual(wd.latest_checkpoint(dir_)[0], 50)  # killed after a row past the last checkpoint
-    train.run(cfg, dir_, log=quiet)
-    _, _, a = train.load_run(ref_dir)
-    _, _, b = train.load_run(dir_)
+    train_job.run(cfg, dir_, log=quiet)
+    _, _, a = train_job.load_run(ref_dir)
+    _, _, b = train_job.load_run(dir_)
     chex.assert_trees_all_equal(a[-1][1], b[-1][1])
     steps = [r["step"] for r in wd.read_jsonl(os.path.join(dir_, "metrics.jsonl"))]
     self.assertEqual(steps, sorted(set(steps)))  # no duplicated rows after the resume
 
   def test_resume_refuses_a_different_config(self):
     d = tempfile.mkdtemp()
-    train.run(tiny_config(steps=20), d, log=quiet)
+    train_job.run(tiny_config(steps=20), d, log=quiet)
     with self.assertRaisesRegex(ValueError, "different config.*lr"):
-      train.run(tiny_config(steps=40, lr=0.1), d, log=quiet)
-    train.run(tiny_config(steps=40), d, log=quiet)  # more steps is fine
+      train_job.run(tiny_config(steps=40, lr=0.1), d, log=quiet)
+    train_job.run(tiny_config(steps=40), d, log=quiet)  # more steps is fine
     self.assertEqual(wd.latest_checkpoint(d)[0], 40)
 
   def test_normalized_margin_does_not_decrease_late(self):
     d = tempfile.mkdtemp()
-    train.run(tiny_config(steps=2000, log_every=100, lr=0.5), d, log=quiet)
+    train_job.run(tiny_config(steps=2000, log_every=100, lr=0.5), d, log=quiet)
     rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
     late = np.array([r["normalized_margin"] for r in rows if r["step"] >= 500])
     self.assertGreater(late[0], 0)
@@ -92,7 +93,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
 
   def test_normalized_steps_go_below_underflow(self):
     d = tempfile.mkdtemp()
-    s = train.run(tiny_config(optimizer="normalized_gd", lr=0.3, steps=400), d, log=quiet)
+    s = train_job.run(tiny_config(optimizer="normalized_gd", lr=0.3, steps=400), d, log=quiet)
     self.assertLess(s["final_log10_loss"], -330)  # below float64's smallest number
     self.assertTrue(np.isfinite(s["eps_rel"]))
 
@@ -152,14 +153,14 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
 
   def test_target_loss_far_from_kkt_is_said(self):
     msgs = []
-    s = train.run(tiny_config(target_loss=0.68, steps=200, log_every=1), tempfile.mkdtemp(), log=msgs.append)
+    s = train_job.run(tiny_config(target_loss=0.68, steps=200, log_every=1), tempfile.mkdtemp(), log=msgs.append)
     self.assertEqual(s["stop_reason"], "target_loss")
     self.assertGreater(s["stop_cert_eps_rel"], train.CERT_FAR)
     self.assertTrue(any("not a KKT point" in m for m in msgs), msgs[-3:])
 
   @parameterized.parameters("adam", "sgd")
   def test_optax_optimizers(self, name):
-    s = train.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),
+    s = train_job.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),
                   tempfile.mkdtemp(), log=quiet)
     self.assertLess(s["final_loss"], 0.69)
 
@@ -167,10 +168,10 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "unknown optimizer"):
       train.make_optimizer(tiny_config(optimizer="nope"))
     with self.assertRaisesRegex(ValueError, "dtype"):
-      train.run(tiny_config(dtype="float16"), tempfile.mkdtemp(), log=quiet)
+      train_job.run(tiny_config(dtype="float16"), tempfile.mkdtemp(), log=quiet)
 
   def test_float32_run(self):
-    s = train.run(tiny_config(dtype="float32", steps=40), tempfile.mkdtemp(), log=quiet)
+    s = train_job.run(tiny_config(dtype="float32", steps=40), tempfile.mkdtemp(), log=quiet)
     self.assertTrue(np.isfinite(s["eps_rel"]))
 
 

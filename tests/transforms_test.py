@@ -7,7 +7,7 @@ import numpy as np
 import kkt_test
 from jaxrecon import kkt
 from jaxrecon import nets
-from jaxrecon import transforms
+from jaxrecon.noprior import transforms
 
 
 def kkt_set():

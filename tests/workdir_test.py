@@ -9,10 +9,11 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from jaxrecon.experiments import train as train_job
 from jaxrecon import attack
-from jaxrecon import diagnostics
-from jaxrecon import reconstruct
-from jaxrecon import studies
+from jaxrecon.experiments import kkt as diagnostics
+from jaxrecon.experiments import attack as reconstruct
+from jaxrecon.experiments import studies
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -89,24 +90,24 @@ class TrainRunDirTest(absltest.TestCase):
   def test_bad_config_writes_nothing(self):
     d = os.path.join(tempfile.mkdtemp(), "run")
     with self.assertRaisesRegex(ValueError, "loss must be one of logistic, exponential; got 'foo'"):
-      train.run(tiny_config(loss="foo"), d, log=quiet)
+      train_job.run(tiny_config(loss="foo"), d, log=quiet)
     self.assertFalse(os.path.exists(d))
-    train.run(tiny_config(steps=5, relaxed=False), d, log=quiet)  # the corrected run is accepted
+    train_job.run(tiny_config(steps=5, relaxed=False), d, log=quiet)  # the corrected run is accepted
 
   def test_divergence_is_an_error_and_leaves_a_finite_latest_checkpoint(self):
     d = tempfile.mkdtemp()
-    with self.assertRaisesRegex(train.TrainingDiverged, "diverged"):
-      train.run(tiny_config(optimizer="gd", lr=1e30, relaxed=False), d, log=quiet)
+    with self.assertRaisesRegex(train_job.TrainingDiverged, "diverged"):
+      train_job.run(tiny_config(optimizer="gd", lr=1e30, relaxed=False), d, log=quiet)
     step, _, arrays = wd.latest_readable_checkpoint(d, quiet)
     self.assertTrue(all(np.isfinite(v).all() for v in arrays.values()))
     self.assertEqual(wd.read_json(os.path.join(d, "summary.json"))["stop_reason"], "diverged")
 
   def test_fewer_steps_on_a_finished_run_is_refused_and_changes_nothing(self):
     d = tempfile.mkdtemp()
-    train.run(tiny_config(steps=40, relaxed=False), d, log=quiet)
+    train_job.run(tiny_config(steps=40, relaxed=False), d, log=quiet)
     before = _snapshot(d)
     with self.assertRaisesRegex(wd.RunDirError, "already at step 40, beyond steps=20"):
-      train.run(tiny_config(steps=20, relaxed=False), d, log=quiet)
+      train_job.run(tiny_config(steps=20, relaxed=False), d, log=quiet)
     after = _snapshot(d)
     self.assertEqual(before.keys(), after.keys())
     self.assertEqual(before["config.json"], after["config.json"])
@@ -114,14 +115,14 @@ class TrainRunDirTest(absltest.TestCase):
   def test_truncated_checkpoint_falls_back_with_its_name(self):
     d = tempfile.mkdtemp()
     cfg = tiny_config(steps=40, relaxed=False)
-    train.run(cfg, d, log=quiet)
+    train_job.run(cfg, d, log=quiet)
     step, path = wd.latest_checkpoint(d)
     with open(path, "rb") as f:
       raw = f.read()
     with open(path, "wb") as f:
       f.write(raw[: len(raw) // 2])
     said = []
-    s = train.run(tiny_config(steps=60, relaxed=False), d, log=said.append)
+    s = train_job.run(tiny_config(steps=60, relaxed=False), d, log=said.append)
     self.assertEqual(s["steps"], 60)
     self.assertTrue(any(os.path.basename(path) in m and "falling back" in m for m in said), said)
     self.assertTrue(any("resuming" in m and "from step 20" in m for m in said), said)
@@ -140,7 +141,7 @@ class _TrainedRunTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.train_dir = tempfile.mkdtemp()
-    train.run(tiny_config(steps=cls.TRAIN_STEPS, relaxed=False), cls.train_dir, log=quiet)
+    train_job.run(tiny_config(steps=cls.TRAIN_STEPS, relaxed=False), cls.train_dir, log=quiet)
 
 
 class CrossJobTest(_TrainedRunTest):
@@ -153,7 +154,7 @@ class CrossJobTest(_TrainedRunTest):
 
   def test_attack_into_another_training_workdir_is_refused(self):
     other = tempfile.mkdtemp()
-    train.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
+    train_job.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
     before = _snapshot(other)
     with self.assertRaisesRegex(wd.RunDirError, "holds a train run; choose another folder for this attack run"):
       reconstruct.run(reconstruct.ReconstructConfig(), self.train_dir, other, log=quiet)
@@ -167,7 +168,7 @@ class CrossJobTest(_TrainedRunTest):
 
   def test_legacy_training_folder_without_marker_is_recognized(self):
     other = tempfile.mkdtemp()
-    train.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
+    train_job.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
     os.remove(os.path.join(other, wd.KIND_FILE))  # as written before markers existed
     with self.assertRaisesRegex(wd.RunDirError, "holds a training run"):
       wd.check_kind(other, "attack")
@@ -177,10 +178,10 @@ class StudyTest(absltest.TestCase):
 
   def test_a_fully_diverged_sweep_is_reported_not_a_crash(self):
     train_dir, out = tempfile.mkdtemp(), tempfile.mkdtemp()
-    train.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
+    train_job.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
     cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
         attack=attack.AttackConfig(steps=20, log_every=10, m=8),
-        sweep=reconstruct.SweepConfig(configs=2, ranges={"lr_x": (1e30, 1e30)}), figure_pairs=0))
+        sweep=attack.SweepConfig(configs=2, lr_x=(1e30, 1e30)), figure_pairs=0))
     s = studies.run_radius(cfg, train_dir, out, log=quiet)
     self.assertEqual([r["best_final_loss"] for r in s["rows"]], [None, None])
     self.assertIn("(diverged, diverged)", s["headline"])
@@ -188,31 +189,30 @@ class StudyTest(absltest.TestCase):
     # re-running the finished study re-evaluates its attacks instead of running them again
     said = []
     studies.run_radius(cfg, train_dir, out, log=said.append)
-    self.assertEqual(sum("finished: evaluating its saved candidates" in m for m in said), 2)
+    self.assertEqual(sum("finished: evaluating its saved candidates" in m for m in said), 1)  # one sweep
 
 
   def test_a_killed_study_resumes_to_the_same_result(self):
     train_dir, ref, out = tempfile.mkdtemp(), tempfile.mkdtemp(), tempfile.mkdtemp()
-    train.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
+    train_job.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
     cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
-        attack=attack.AttackConfig(steps=20, log_every=10, m=8),
-        sweep=reconstruct.SweepConfig(configs=2, ranges={"lr_x": (1e-3, 1e-2)}), figure_pairs=0,
+        attack=attack.AttackConfig(steps=20, log_every=10, m=8, chunk=2),  # a chunk per radius
+        sweep=attack.SweepConfig(configs=2, lr_x=(1e-3, 1e-2)), figure_pairs=0,
         checkpoint_every_s=0.0))
     want = studies.run_radius(cfg, train_dir, ref, log=quiet)
     real, calls = reconstruct._write_progress, []
 
-    def dying(path, p):  # killed in the second radius's attack, after its first segment
+    def dying(path, p):  # killed in the study's one sweep, in the second radius's chunk after its first segment
       real(path, p)
       calls.append(path)
-      if len(calls) == 2:
+      if len(calls) == 3:
         raise Interrupt
     with mock.patch.object(reconstruct, "_write_progress", dying):
       with self.assertRaises(Interrupt):
         studies.run_radius(cfg, train_dir, out, log=quiet)
     said = []
     got = studies.run_radius(cfg, train_dir, out, log=said.append)
-    self.assertTrue(any("finished: evaluating" in m for m in said) and any("resuming the attack" in m
-                                                                            for m in said), said)
+    self.assertTrue(any("resuming the attack" in m for m in said), said)
     self.assertEqual(_without_wall(got["rows"]), _without_wall(want["rows"]))
 
 
@@ -227,7 +227,7 @@ class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
   def _config(self, optimizer):
     return reconstruct.ReconstructConfig(
         attack=attack.AttackConfig(steps=30, log_every=10, m=12, chunk=2, optimizer=optimizer),
-        sweep=reconstruct.SweepConfig(configs=3, ranges={"lr_x": (1e-3, 1e-2)}), checkpoint_every_s=0.0,
+        sweep=attack.SweepConfig(configs=3, lr_x=(1e-3, 1e-2)), checkpoint_every_s=0.0,
         figure_pairs=0)
 
   @parameterized.parameters(("sgd", 2), ("sgd", 4), ("adam", 3))

@@ -3,7 +3,8 @@ import os
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
-from jaxrecon import data, metrics
+from jaxrecon import data
+from jaxrecon.attack import evaluate as metrics
 ds = data.load(jax.random.key(0), data.DataConfig(name="mnist", n=500, n_test=1000, data_dir=os.path.join(os.environ.get("JAXRECON_DATA_DIR", "../shared/data"), "mnist")))
 x = jnp.asarray(ds.x_train); mean = jnp.asarray(ds.mean); shape = tuple(ds.image_shape)
 out = {}

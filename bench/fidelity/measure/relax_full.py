@@ -1,8 +1,9 @@
 import time, sys
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
+from jaxrecon.experiments import train as train_job
 from jaxrecon import train, kkt
-_, ds, ckpts = train.load_run("/tmp/fresh/runs/main/train")
+_, ds, ckpts = train_job.load_run("/tmp/fresh/runs/main/train")
 step, params = ckpts[-1]
 x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
 kkt.RELAX_SCATTER_BUDGET = 1e30

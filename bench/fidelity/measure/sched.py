@@ -2,6 +2,7 @@ import os
 import sys, shutil, time, json
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
+from jaxrecon.experiments import train as train_job
 from jaxrecon import train, data, kkt
 n, d, w, steps = [int(a) for a in sys.argv[1:5]]
 out = {}
@@ -11,8 +12,8 @@ for spec in sys.argv[5].split(";"):
   shutil.rmtree(wd, ignore_errors=True)
   cfg = train.TrainConfig(data=data.DataConfig(name="sphere", n=n, d=d, n_test=10), widths=(w,),
                           optimizer=opt, lr=float(lr), steps=steps, log_every=steps, relaxed=False)
-  t = time.time(); train.run(cfg, wd, log=lambda s: None); t = time.time() - t
-  _, ds, ckpts = train.load_run(wd)
+  t = time.time(); train_job.run(cfg, wd, log=lambda s: None); t = time.time() - t
+  _, ds, ckpts = train_job.load_run(wd)
   x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
   f = jax.jit(lambda p: kkt.kkt_report(p, x, y, relaxed=False))
   res = {s: round(float(f(p).eps_rel), 4) for s, p in ckpts if s in (10, 100, 1000, 5000, 10000, 20000)}

@@ -5,15 +5,16 @@ alpha 19.21), one shared init, float64: losses over 10 steps and the relative di
 import json, sys, shutil
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
+from jaxrecon.experiments import train as train_job
 from jaxrecon import attack, data, nets, train
 wd = "/tmp/surr_mnist100"
 shutil.rmtree(wd, ignore_errors=True)
 cfg = train.TrainConfig(data=data.DataConfig(name="mnist", n=100, n_test=0, data_dir=os.path.join(os.environ.get("JAXRECON_DATA_DIR", "../shared/data"), "mnist")),
                         widths=(1000, 1000), first_bias=True, lr=0.3, steps=300, log_every=300, relaxed=False)
-s = train.run(cfg, wd, log=lambda m: None)
-_, ds, ckpts = train.load_run(wd)
+s = train_job.run(cfg, wd, log=lambda m: None)
+_, ds, ckpts = train_job.load_run(wd)
 params = ckpts[-1][1]
-hyper = attack.Hyper(np.array([1.742e-3]), np.array([0.2821]), np.array([0.4153]), np.array([19.21]), np.array([0]))
+hyper = attack.Hyper(np.array([1.742e-3]), np.array([0.2821]), np.array([0.4153]), np.array([19.21]), np.array([0]), np.array([1.0]))
 
 @jax.custom_jvp
 def old(z, alpha):
@@ -24,7 +25,7 @@ m = 200
 c = attack.AttackConfig(m=m, steps=10, log_every=1, dtype="float64")
 out = {"train": {"final_log10_loss": s["final_log10_loss"], "train_acc": s["train_acc"], "eps_rel": s["eps_rel"]}}
 key = jax.random.key(2)
-st = attack._init_fn(m, 784, c, jnp.float64)(key, attack.Hyper(*(jnp.asarray(v) for v in hyper)))
+st = attack.sweep._init_fn(m, 784, c, jnp.float64)(key, attack.Hyper(*(jnp.asarray(v) for v in hyper)))
 x0, lam0 = st.x[0], st.lam[0]
 y = attack.candidate_labels(m)
 grads = {}

@@ -276,3 +276,68 @@ def ranking_quality(score, positive) -> dict:
   top = np.argsort(-np.asarray(score, np.float64), kind="stable")[:k] if k else []
   return {"auc": auc(score, positive), "precision_at_k": float(np.mean(positive[top])) if k else float("nan"),
           "k": k}
+
+
+# ----------------------------------------------------------------------------------- typed headline numbers
+
+
+class Baseline(NamedTuple):
+  """The evaluation of a pool no attack produced (the mean image alone, held-out images)."""
+  n_good: int
+  mean_top10_ssim: float
+  pool_size: int
+
+
+class ScaleNumbers(NamedTuple):
+  """The reference evaluation's numbers under one way of turning a candidate into an image."""
+  evaluation: Evaluation
+  baselines: dict                      # name -> Baseline
+  n_good_beating: dict                 # name -> training images with SSIM > 0.4 AND above that baseline
+  good_candidates: int                 # candidates with SSIM > 0.4 with their nearest training image
+
+  @property
+  def n_good(self) -> int:
+    return self.evaluation.n_good
+
+  @property
+  def mean_top10_ssim(self) -> float:
+    return self.evaluation.mean_top10_ssim
+
+
+class ImageNumbers(NamedTuple):
+  minmax: ScaleNumbers   # the reference's protocol: the headline numbers
+  clip: ScaleNumbers
+
+
+class VectorNumbers(NamedTuple):
+  """Vector data: reconstruction by L2 distance, in the units of the data."""
+  n_close: int            # training points with a candidate within close_tol x the data radius
+  close_tol: float
+  mean_best5_dist: float  # mean distance of the 5 best-reconstructed training points
+  median_dist: float
+  data_radius: float      # RMS norm of the training points
+  dist_train: np.ndarray  # (N,) each training point's distance to its closest candidate
+  dist_cand: np.ndarray   # (P,) each candidate's distance to its closest training point
+
+
+def against_baselines(x_train, pool, mean, image_shape, baseline_pools: dict, *, scale: str,
+                      **kw) -> ScaleNumbers:
+  """`evaluate` of the pool, and of each baseline pool ({name: (P_b, D)}, empty ones skipped) beside it."""
+  ev = evaluate(x_train, pool, mean, image_shape, scale=scale, **kw)
+  base, beats = {}, {}
+  for name, bpool in baseline_pools.items():
+    if bpool.shape[0]:
+      b = evaluate(x_train, bpool, mean, image_shape, scale=scale, **kw)
+      base[name] = Baseline(b.n_good, b.mean_top10_ssim, b.pool_size)
+      beats[name] = int(np.sum((ev.ssim_train > GOOD_SSIM) & (ev.ssim_train > b.ssim_train)))
+  return ScaleNumbers(ev, base, beats, int(np.sum(ev.ssim_cand > GOOD_SSIM)))
+
+
+def vector_numbers(x_train, pool, close_tol: float, radius: float) -> VectorNumbers:
+  """Distances both ways between training points and candidates; close = within close_tol x radius."""
+  x = jnp.asarray(x_train)
+  dist = np.asarray(nearest_distances(x, pool))
+  cand_dist = np.asarray(nearest_distances(jnp.asarray(pool, x.dtype), x))
+  curve = np.sort(dist)
+  return VectorNumbers(int(np.sum(dist < close_tol * radius)), close_tol, float(np.mean(curve[:5])),
+                       float(np.median(dist)), radius, dist, cand_dist)

@@ -1,4 +1,4 @@
-"""KKT residuals of every checkpoint of a training workdir: kkt.jsonl, summary.json and a log-log PNG.
+"""The KKT job: residuals of every checkpoint of a training workdir: kkt.jsonl, summary.json and a log-log PNG.
 
 Outputs go to <train_workdir>/kkt/ by default (so the training run's own summary.json is kept).
 
@@ -20,12 +20,21 @@ import numpy as np
 from jaxrecon import kkt
 from jaxrecon import losses
 from jaxrecon import plotting
-from jaxrecon import train
 from jaxrecon import workdir as wd
+from jaxrecon.experiments import train as train_job
 
 
 @dataclasses.dataclass(frozen=True)
 class KKTConfig:
+  """The KKT job.
+
+  Attributes:
+    kink_tol: Relative |w.x| below which a pair counts as near its ReLU kink (the relaxed residual).
+    relaxed: Also solve the relaxed KKT residual (kink neighbourhood).
+    batch_size: Checkpoints evaluated together (vmap) inside one compiled lax.map.
+    min_step: Skip the checkpoints before this step (step 0 is not a fitted network).
+    steps: Only these steps (None = all).
+  """
   kink_tol: float = 1e-3
   relaxed: bool = True
   batch_size: int = 4          # checkpoints evaluated together (vmap) inside one compiled lax.map
@@ -48,7 +57,7 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
     raise wd.RunDirError(f"the KKT output folder {out_dir} is the training workdir itself (its summary.json "
                          "would be overwritten); leave --out_dir empty for <workdir>/kkt or choose another")
   wd.check_kind(out_dir, "kkt")
-  tcfg, ds, ckpts = train.load_run(train_workdir)
+  tcfg, ds, ckpts = train_job.load_run(train_workdir)
   ckpts = [(s, p) for s, p in ckpts if s >= config.min_step
            and (config.steps is None or s in config.steps)]
   if not ckpts:
@@ -84,33 +93,7 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
     wd.write_json(os.path.join(out_dir, "config.json"), config)
     wd.write_jsonl(os.path.join(out_dir, "kkt.jsonl"), rows)
     wd.write_json(os.path.join(out_dir, "summary.json"), summary)
-    plot_residuals(rows, os.path.join(out_dir, "kkt.png"),
+    plotting.kkt_residuals(rows, os.path.join(out_dir, "kkt.png"),
                    title=f"KKT residuals: {os.path.basename(os.path.abspath(train_workdir))}")
   log(f"wrote {out_dir}/kkt.jsonl, summary.json, kkt.png ({wall:.1f}s)")
   return summary
-
-
-def plot_residuals(rows: list, path: str, title: str = "") -> None:
-  steps = np.array([r["step"] for r in rows], float)
-  fig, axes = plotting.subplots(1, 2, figsize=(10, 4))
-  ax = axes[0]
-  tol = rows[0].get("kink_tol", float("nan"))
-  for key, label in [("eps_rel", "eps_rel (exact, relu'(0)=0)"), ("eps_rel_relaxed", f"relaxed residual (kink_tol {tol:g}; not eps at theta)"),
-                     ("cert_eps_rel", "certificate"), ("delta", "delta")]:
-    vals = np.array([r[key] if r[key] is not None else np.nan for r in rows], float)
-    vals = np.where(vals > 0, vals, np.nan)
-    ax.loglog(steps, vals, marker="o", ms=3, label=label)
-  out = [r["step"] for r in rows if r.get("q_min", 1.0) <= 0]
-  if out:  # no max-margin problem yet: residuals there use a stand-in scale
-    ax.axvspan(min(out) / 1.3, max(out) * 1.3, color="0.88", zorder=0, label="data not separated (q_min <= 0)")
-  ax.set_xlabel("training step")
-  ax.set_title("KKT residuals (normalized scale)")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8)
-  ax = axes[1]
-  ax.semilogx(steps, [r["log10_loss"] for r in rows], marker="o", ms=3, color="k")
-  ax.set_xlabel("training step")
-  ax.set_ylabel("log10 training loss")
-  ax.grid(True, which="both", alpha=0.3)
-  fig.suptitle(title)
-  plotting.save(fig, path)

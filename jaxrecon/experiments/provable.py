@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon import plotting
@@ -65,29 +64,6 @@ class UnivariateConfig:
   neuron_tol: float = 1e-3
 
 
-def univariate_data(key: jax.Array, n: int, pattern: str, seeds: int, jitter: float = 0.3):
-  """(x (S, n, 1) sorted in [-1, 1], y (S, n)) with both labels present.
-
-  Points are an evenly spaced grid moved by uniform jitter of +-jitter times the spacing, so neighbours with
-  opposite labels are never arbitrarily close (uniform draws make some sets nearly unfittable in any budget).
-  """
-  key_x, key_y = jax.random.split(key)
-  gap = 2.0 / n
-  grid = -1.0 + gap * (jnp.arange(n) + 0.5)
-  x = grid[None, :] + jitter * gap * jax.random.uniform(key_x, (seeds, n), jnp.float64, -1.0, 1.0)
-  idx = jnp.arange(n)
-  if pattern == "alternating":
-    y = jnp.tile(jnp.where(idx % 2 == 0, 1, -1), (seeds, 1))
-  elif pattern == "blocks":
-    y = jnp.tile(jnp.where(idx < n // 2, -1, 1), (seeds, 1))
-  elif pattern == "random":
-    y = jnp.where(jax.random.bernoulli(key_y, 0.5, (seeds, n)), 1, -1)
-    y = y.at[:, 0].set(1).at[:, 1].set(-1)  # both classes present
-  else:
-    raise ValueError(f"unknown label pattern {pattern!r}")
-  return x[..., None], y.astype(jnp.int32)
-
-
 def _report_many(params, x, y):
   rep = jax.jit(jax.vmap(functools.partial(kkt.kkt_report, relaxed=True)))(params, x, y)
   return rep
@@ -108,7 +84,7 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
   t0 = time.time()
   for g, (n, pattern) in enumerate(groups):
     key_data, key_fit = jax.random.split(jax.random.fold_in(key, g))
-    x, y = univariate_data(key_data, n, pattern, config.seeds)
+    x, y = provable.univariate_data(key_data, n, pattern, config.seeds)
     params, q, log_loss = provable.fit_many(key_fit, x, y, tcfg, warmup=warm)
     rep = _report_many(params, x, y)
     for s in range(config.seeds):
@@ -156,23 +132,9 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
                          f"{summary.get('min_fraction', float('nan')):.3f}, >= 1/4 in "
                          f"{100 * summary.get('fraction_at_least_quarter', float('nan')):.0f}% of seeds")
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  _plot_univariate(fitted, os.path.join(workdir, "fraction_vs_eps.png"))
+  plotting.univariate(fitted, os.path.join(workdir, "fraction_vs_eps.png"))
   log(summary["headline"])
   return summary
-
-
-def _plot_univariate(rows, path):
-  fig, ax = plotting.subplots(figsize=(5.5, 3.8))
-  for pattern in sorted({r["pattern"] for r in rows}):
-    rs = [r for r in rows if r["pattern"] == pattern]
-    ax.scatter([r["eps_rel"] for r in rs], [r["known_fraction"] for r in rs], s=14, label=pattern)
-  ax.axhline(0.25, color="k", ls="--", lw=1, label="guarantee 1/4")
-  ax.set_xscale("log")
-  ax.set_xlabel("eps_rel (exact KKT residual) of the trained net")
-  ax.set_ylabel("fraction of candidates that are training points")
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  plotting.save(fig, path, dpi=100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,14 +174,6 @@ class MembershipConfig:
   gaussian_sep: float = 1.0
 
 
-def membership_data(key, name: str, n: int, d: int, sep: float):
-  if name == "parity_sphere":
-    return data_lib.parity_sphere(key, n, d, dtype=jnp.float64)
-  if name == "two_gaussians":
-    return data_lib.two_gaussians(key, n, d, sep=sep, dtype=jnp.float64)
-  raise ValueError(f"unknown dataset {name!r}; expected parity_sphere or two_gaussians")
-
-
 @wd.job("provable_membership", "workdir")
 def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
@@ -235,7 +189,7 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
                              optimizer=config.optimizer, lr=config.lr, steps=config.steps)
     key_j = jax.random.fold_in(key, j)
     keys = jax.random.split(key_j, config.seeds + 1)
-    xs, ys = zip(*(membership_data(k, name, config.n + config.n_fresh, d, config.gaussian_sep)
+    xs, ys = zip(*(provable.membership_data(k, name, config.n + config.n_fresh, d, config.gaussian_sep)
                    for k in keys[:-1]))
     x_all, y_all = jnp.stack(xs), jnp.stack(ys)
     x_tr, y_tr = x_all[:, :config.n], y_all[:, :config.n]
@@ -271,27 +225,6 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
   summary["headline"] = "; ".join(f"{name}: AUC >= 0.99 (every seed) from d = "
                                   f"{summary[f'smallest_d_auc_0.99_{name}']}" for name in config.datasets)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  _plot_membership(rows, config, os.path.join(workdir, "membership_vs_d.png"))
+  plotting.membership(rows, config, os.path.join(workdir, "membership_vs_d.png"))
   log(summary["headline"])
   return summary
-
-
-def _plot_membership(rows, config, path):
-  fig, axes = plotting.subplots(1, 3, figsize=(13, 3.6))
-  for name in config.datasets:
-    rs = sorted([r for r in rows if r["dataset"] == name], key=lambda r: r["d"])
-    d = [r["d"] for r in rs]
-    axes[0].plot(d, [r["known_members_within_10pct"] for r in rs], "o-", label=name)
-    axes[1].plot(d, [r["known_fresh_reaching_margin"] for r in rs], "o-", label=name)
-    axes[2].plot(d, [r["known_auc"] for r in rs], "o-", label=f"{name} (m known)")
-    axes[2].plot(d, [r["leaked_auc"] for r in rs], "x--", label=f"{name} (m leaked)")
-  axes[0].set_ylabel("training points within 10% of m")
-  axes[1].set_ylabel("fresh points with |Phi| >= 0.9 m")
-  axes[2].set_ylabel("AUC")
-  for ax in axes:
-    ax.set_xscale("log")
-    ax.set_xlabel("d")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  fig.suptitle(f"membership inference, n = {config.n}, width {config.width}", fontsize=9)
-  plotting.save(fig, path, dpi=100)

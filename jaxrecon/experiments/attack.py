@@ -1,0 +1,403 @@
+"""The attack job: sweep against one checkpoint of a training workdir, pool, evaluate, write.
+
+Writes into its workdir: config.json, metrics.jsonl (per chunk and log step: the loss terms of every
+configuration), candidates.npz (all final candidates, multipliers, swept values, losses, the pool and its
+evaluation), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, steps, wall_s, ...) and
+figures: pairs.png (the best reconstructions sorted by SSIM, each above its nearest training image, as in the
+paper) and curve.png (the reconstruction curve). For vector data (no image shape) the evaluation is by L2
+distance instead of SSIM. `run` returns an `AttackOutcome`: the typed numbers the jobs built on it read.
+A killed attack resumes from progress.npz (written every `checkpoint_every_s`) bit-identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import data as data_lib
+from jaxrecon import nets
+from jaxrecon import plotting
+from jaxrecon import workdir as wd
+from jaxrecon.attack import evaluate
+from jaxrecon.attack import loss as attack_loss
+from jaxrecon.attack import sweep as attack_sweep
+from jaxrecon.experiments import train as train_job
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructConfig:
+  """The attack job.
+
+  Attributes:
+    attack: What is fixed across the sweep (AttackConfig).
+    sweep: Which configurations run (SweepConfig); its start radii (sphere prior) are in units of the
+      attacked training data's RMS norm.
+    step: The checkpoint to attack (None = the last).
+    theta_scale: Multiply the attacked weights by this (the attacker may rescale a homogeneous net; it moves
+      the multipliers by theta_scale^(2 - L)).
+    theta_norm: If > 0, rescale the weights to this norm instead (a data-free choice that makes one
+      learning-rate range fit networks trained to very different norms).
+    pool_top: Pool the candidates of this many best configurations by final loss (0 = all finite).
+    half_res: NCC at half resolution (None = for colour images, as the reference does for CIFAR).
+    ssim_window: SSIM window size.
+    ssim_sigma: SSIM Gaussian window sigma.
+    figure_pairs: Reconstructions shown in pairs.png.
+    close_tol: Vector data: a training point counts as reconstructed when a candidate is within close_tol
+      times the data's RMS norm.
+    checkpoint_every_s: How often a long sweep saves its progress (candidates, multipliers, optimizer state)
+      so that a killed attack resumes where it stopped, bit-identically (0 = every log_every segment;
+      changing it does not change the run).
+  """
+  attack: attack_loss.AttackConfig = attack_loss.AttackConfig()
+  sweep: attack_sweep.SweepConfig = attack_sweep.SweepConfig()
+  step: Optional[int] = None
+  theta_scale: float = 1.0
+  theta_norm: float = 0.0
+  pool_top: int = 0
+  half_res: Optional[bool] = None
+  ssim_window: int = 3
+  ssim_sigma: float = 1.5
+  figure_pairs: int = 40
+  close_tol: float = 0.1
+  checkpoint_every_s: float = 60.0
+
+  @staticmethod
+  def from_dict(d: dict) -> "ReconstructConfig":
+    d = dict(d)
+    d["attack"] = attack_loss.AttackConfig(**d.get("attack", {}))
+    d["sweep"] = attack_sweep.SweepConfig.from_dict(d.get("sweep", {}))
+    return ReconstructConfig(**d)
+
+
+class AttackOutcome(NamedTuple):
+  """What an attack job hands to the jobs built on it; its JSON form is the run's summary.json (`summary`).
+
+  kind: 'images' | 'vectors' | 'nothing' (every configuration diverged, nothing to evaluate)."""
+  kind: str
+  configs: int
+  steps: int
+  pool_size: int
+  wall_s: float
+  final_loss: np.ndarray   # (configs,), NaN where a configuration diverged
+  final_stat: np.ndarray
+  images: Optional[evaluate.ImageNumbers]
+  vectors: Optional[evaluate.VectorNumbers]
+  headline: str
+  summary: dict
+
+
+def pick_checkpoint(ckpts: list, step: Optional[int]):
+  if not ckpts:
+    raise ValueError("the training workdir has no checkpoints")
+  if step is None:
+    return ckpts[-1]
+  for s, p in ckpts:
+    if s == step:
+      return s, p
+  raise ValueError(f"no checkpoint at step {step}; available: {[s for s, _ in ckpts]}")
+
+
+def theta_scale(config: ReconstructConfig, params) -> float:
+  if config.theta_norm > 0:
+    return config.theta_norm / float(nets.param_norm(params))
+  return config.theta_scale
+
+
+class _Target(NamedTuple):
+  """The attacked network as the attack sees it."""
+  params: nets.Params
+  params_init: Optional[nets.Params]
+  step: int
+  scale: float
+  acfg: attack_loss.AttackConfig
+
+
+def _target(config: ReconstructConfig, ds, ckpts, train_workdir: str) -> _Target:
+  """The checkpoint, its rescaling and the attack config completed for this network (variant, classes)."""
+  step, params = pick_checkpoint(ckpts, config.step)
+  params_init = ckpts[0][1] if ckpts[0][0] == 0 else None
+  acfg = config.attack
+  multiclass = ds.y_train.min() >= 0
+  if multiclass and acfg.variant != "multiclass":
+    acfg = dataclasses.replace(acfg, variant="multiclass")
+  if acfg.variant == "multiclass" and acfg.n_classes <= 1:
+    acfg = dataclasses.replace(acfg, n_classes=int(ds.y_train.max()) + 1)
+  if not multiclass and acfg.variant == "multiclass":
+    raise ValueError("variant 'multiclass' needs a multiclass network; this one has one output")
+  if acfg.match_init and params_init is None:
+    raise ValueError(f"{train_workdir} has no step-0 checkpoint; match_init needs the initialization")
+  if acfg.dtype == "float64" and not jax.config.jax_enable_x64:
+    raise ValueError("attack dtype float64 needs jax_enable_x64 (the scripts enable it at start; in a notebook "
+                     "call jax.config.update('jax_enable_x64', True) first, or use dtype float32)")
+  if len(config.sweep.radii) > 1 and acfg.prior != "sphere":
+    raise ValueError(f"several start radii ({config.sweep.radii}) need prior 'sphere' (prior is {acfg.prior!r})")
+  scale = theta_scale(config, params)
+  if scale != 1.0:
+    params = nets.scale_params(params, scale)
+    params_init = None if params_init is None else nets.scale_params(params_init, scale)
+  return _Target(params, params_init, step, scale, acfg)
+
+
+def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Optional[jax.Array] = None,
+        log: Callable = print, mesh=None) -> AttackOutcome:
+  """Attacks a checkpoint of `train_workdir`; writes `workdir` (resuming an interrupted attack there)."""
+  _, ds, ckpts = train_job.load_run(train_workdir)
+  tgt = _target(config, ds, ckpts, train_workdir)
+  if key is None:
+    key = jax.random.key(config.sweep.seed)
+  key_sweep, key_attack = jax.random.split(key)
+  hyper = config.sweep.hyper(key_sweep, data_lib.rms_radius(ds.x_train))
+  if os.path.realpath(workdir) == os.path.realpath(train_workdir):
+    raise wd.RunDirError(f"the attack's workdir {workdir} is the training workdir it attacks; choose another")
+  with wd.claim(workdir, "attack"):
+    run_config = {"attack": tgt.acfg, "sweep": config.sweep, "reconstruct": config,
+                  "train_workdir": os.path.abspath(train_workdir), "step": tgt.step}
+    resume = _prior_attack(workdir, run_config, log)
+    if resume == "finished":  # re-running a finished attack (e.g. a study resumed) re-evaluates it
+      log(f"{workdir} holds this attack, finished: evaluating its saved candidates")
+      return _reevaluate(workdir, log)
+    _open(workdir, run_config, resume, log)
+    n, d = ds.x_train.shape
+    m = tgt.acfg.m or 2 * n
+    log(f"attacking {train_workdir} at step {tgt.step}: {nets.num_params(tgt.params):,} parameters, n={n}; "
+        f"{hyper.size} configurations x {m} candidates x {tgt.acfg.steps} steps ({tgt.acfg.optimizer}, prior "
+        f"{tgt.acfg.prior}, {tgt.acfg.dtype})")
+    res = attack_sweep.run_sweep(key_attack, tgt.params, hyper, d, tgt.acfg, params_init=tgt.params_init,
+                                 n_train=n, mesh=mesh, log=log, resume=resume,
+                                 **_savers(workdir, config.checkpoint_every_s))
+    summary, raw = _raw_results(res, hyper, tgt, n, m)
+    wd.write_npz(os.path.join(workdir, "candidates.npz"), **raw)  # kept even if the evaluation fails
+    wd.write_json(os.path.join(workdir, "summary.json"), summary)
+    if os.path.exists(os.path.join(workdir, PROGRESS_FILE)):
+      os.remove(os.path.join(workdir, PROGRESS_FILE))
+    return _evaluate(config, ds, tgt.params, raw, summary, workdir, log)
+
+
+def _open(workdir: str, run_config: dict, resume, log: Callable) -> None:
+  """A fresh attack: its config, and no stale results beside it; a resumed one: its metrics cut back."""
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if resume is None:
+    wd.write_json(os.path.join(workdir, "config.json"), run_config)
+    for stale in ("summary.json", "candidates.npz", PROGRESS_FILE):  # never beside this config's results
+      if os.path.exists(os.path.join(workdir, stale)):
+        os.remove(os.path.join(workdir, stale))
+    wd.write_jsonl(metrics_path, [])
+  else:
+    wd.write_jsonl(metrics_path, wd.read_jsonl(metrics_path)[:resume.rows])
+    log(f"resuming the attack in {workdir}: configurations {resume.c0 + 1}.. at step {resume.step}")
+
+
+def _savers(workdir: str, every_s: float) -> dict:
+  """run_sweep's hooks: rows appended to metrics.jsonl, progress.npz at most every `every_s` seconds."""
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  last_save = [time.time()]
+
+  def on_rows(rows):
+    for r in rows:
+      wd.append_jsonl(metrics_path, r)
+
+  def on_progress(make_progress):
+    if time.time() - last_save[0] >= every_s:
+      _write_progress(os.path.join(workdir, PROGRESS_FILE), make_progress())
+      last_save[0] = time.time()
+  return {"on_rows": on_rows, "on_progress": on_progress}
+
+
+def _raw_results(res: attack_sweep.SweepResult, hyper: attack_sweep.Hyper, tgt: _Target, n: int, m: int):
+  """(summary dict of the sweep, arrays for candidates.npz)."""
+  steps = tgt.acfg.steps
+  summary = {"configs": hyper.size, "steps": steps, "m": m, "wall_s": res.wall_s,
+             "compile_s": res.compile_s, "diverged": int(res.diverged.sum()), "attacked_step": tgt.step,
+             "n_train": n, "theta_scale": tgt.scale,
+             "candidate_steps_per_s": hyper.size * m * steps / max(res.wall_s - res.compile_s, 1e-9),
+             "final_loss": [float(v) for v in res.loss], "final_stat": [float(v) for v in res.stat]}
+  finite = np.isfinite(res.loss)
+  if finite.any():
+    best = int(np.nanargmin(np.where(finite, res.loss, np.nan)))
+    summary["best_config"] = {**hyper.rows()[best], "index": best, "loss": float(res.loss[best])}
+  raw = {"x": res.x, "lam": res.lam, "y_hat": res.y_hat, "loss": res.loss, "stat": res.stat,
+         "diverged": res.diverged, **{f"hyper_{k}": np.asarray(v) for k, v in hyper._asdict().items()}}
+  return summary, raw
+
+
+PROGRESS_FILE = "progress.npz"
+PROGRESS_FIELDS = ("x", "lam", "loss", "stat", "diverged")
+
+
+# Fields that may change between a run and its resumption (they do not change the computation).
+RESUMABLE_CHANGES = ("reconstruct.checkpoint_every_s",)
+
+
+def _config_diffs(workdir: str, run_config: dict) -> Optional[list]:
+  """What differs from the attack config saved in workdir (None when there is none)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  return wd.config_diffs(wd.read_json(path), run_config, ignore=RESUMABLE_CHANGES)
+
+
+def _has(workdir: str, *names) -> bool:
+  return all(os.path.exists(os.path.join(workdir, n)) for n in names)
+
+
+def _prior_attack(workdir: str, run_config: dict, log: Callable):
+  """What workdir holds of this attack: 'finished', its saved SweepProgress, or None (start afresh).
+
+  Refuses (RunDirError) a folder whose attack has another config and results or progress to lose."""
+  diffs = _config_diffs(workdir, run_config)
+  if diffs is None:
+    return None
+  if diffs:
+    if _has(workdir, "summary.json") or _has(workdir, PROGRESS_FILE):
+      raise wd.RunDirError(f"{workdir} holds an attack with a different config ({', '.join(diffs)} differ); "
+                           "use a new --workdir (or delete it)")
+    return None
+  if _has(workdir, "summary.json", "candidates.npz"):
+    return "finished"
+  if not _has(workdir, PROGRESS_FILE) or _has(workdir, "summary.json"):
+    return None
+  try:
+    return _read_progress(os.path.join(workdir, PROGRESS_FILE))
+  except wd.RunDirError as e:
+    log(f"{e}; starting the attack afresh")
+    return None
+
+
+def _write_progress(path: str, p: attack_sweep.SweepProgress) -> None:
+  arrays = {f: getattr(p, f) for f in PROGRESS_FIELDS}
+  arrays.update(c0=p.c0, step=p.step, rows=p.rows, wall_s=p.wall_s)
+  if p.states is not None:
+    arrays.update({f"state_{i}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(p.states))})
+  wd.write_npz(path, **arrays)
+
+
+def _read_progress(path: str) -> attack_sweep.SweepProgress:
+  a = wd.read_npz(path)
+  states = [a[f"state_{i}"] for i in range(sum(k.startswith("state_") for k in a))] or None
+  return attack_sweep.SweepProgress(int(a["c0"]), int(a["step"]), states, *(a[f] for f in PROGRESS_FIELDS),
+                              int(a["rows"]), float(a["wall_s"]))
+
+
+def reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
+  """Evaluates an attack workdir's candidates again (e.g. with other `ReconstructConfig` evaluation fields:
+  pool_top, half_res, ssim_window, ssim_sigma, figure_pairs, close_tol); rewrites its summary and figures."""
+  with wd.claim(workdir, "attack"):
+    return _reevaluate(workdir, log, **overrides)
+
+
+def _reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
+  saved = wd.read_json(os.path.join(workdir, "config.json"))
+  config = dataclasses.replace(ReconstructConfig.from_dict(saved["reconstruct"]), **overrides)
+  _, ds, ckpts = train_job.load_run(saved["train_workdir"])
+  _, params = pick_checkpoint(ckpts, saved["step"])
+  params = nets.scale_params(params, theta_scale(config, params))
+  arrays = wd.read_npz(os.path.join(workdir, "candidates.npz"))
+  raw = {k: v for k, v in arrays.items() if k in ("x", "lam", "y_hat", "loss", "stat", "diverged")
+         or k.startswith("hyper_")}
+  summary = wd.read_json(os.path.join(workdir, "summary.json"))
+  keep = ("configs", "steps", "m", "wall_s", "compile_s", "diverged", "attacked_step", "n_train",
+          "theta_scale", "candidate_steps_per_s", "final_loss", "final_stat", "best_config")
+  return _evaluate(config, ds, params, raw, {k: summary[k] for k in keep if k in summary}, workdir, log)
+
+
+
+
+def _evaluate(config, ds, params, raw, summary, workdir, log) -> AttackOutcome:
+  """Pools, evaluates and ranks the candidates; writes candidates.npz, summary.json and the figures."""
+  pool, pool_cfg, pool_idx = evaluate.pool_candidates(raw["x"], raw["loss"], config.pool_top)
+  arrays = dict(raw, pool_config=pool_cfg, pool_index=pool_idx)
+  summary = dict(summary, pool_size=int(pool.shape[0]), pool_configs=int(np.unique(pool_cfg).size))
+  images = vectors = None
+  if pool.shape[0] == 0:
+    log("every configuration diverged: nothing to evaluate (lower the x learning rates)")
+    summary.update({"n_good_ssim_0.4": 0, "mean_top10_ssim": None,
+                    "headline": "every configuration diverged: nothing to evaluate"})
+  else:
+    q = np.asarray(attack_loss.candidate_margins(params, jnp.asarray(pool, params[0]["w"].dtype),
+                                                 jnp.asarray(raw["y_hat"])[pool_idx]))
+    lam_pool = raw["lam"][pool_cfg, pool_idx]
+    scores = {"margin": evaluate.margin_score(q), "lambda": lam_pool}
+    arrays.update(pool_margin=q, pool_lambda=lam_pool)
+    if ds.image_shape:
+      images = _evaluate_images(config, ds, pool, scores, arrays, summary, workdir)
+    else:
+      vectors = _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir)
+  wd.write_npz(os.path.join(workdir, "candidates.npz"), **arrays)
+  wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  log(summary["headline"])
+  kind = "nothing" if pool.shape[0] == 0 else ("images" if images is not None else "vectors")
+  return AttackOutcome(kind, summary["configs"], summary["steps"], summary["pool_size"], summary["wall_s"],
+                       np.asarray(summary["final_loss"], float), np.asarray(summary["final_stat"], float),
+                       images, vectors, summary["headline"], summary)
+
+
+def _ranking(scores: dict, positive) -> dict:
+  return {name: evaluate.ranking_quality(s, positive) for name, s in scores.items()}
+
+
+def _scale_json(r: evaluate.ScaleNumbers, scores: dict) -> dict:
+  return {"n_good_ssim_0.4": r.n_good, "mean_top10_ssim": r.mean_top10_ssim,
+          "baselines": {k: {"n_good_ssim_0.4": b.n_good, "mean_top10_ssim": b.mean_top10_ssim,
+                            "pool_size": b.pool_size} for k, b in r.baselines.items()},
+          "n_good_beating_mean_image": r.n_good_beating.get("mean_image"),
+          "n_good_beating_heldout": r.n_good_beating.get("heldout"),
+          "good_candidates": r.good_candidates,
+          "ranking": _ranking(scores, r.evaluation.ssim_cand > evaluate.GOOD_SSIM),
+          "ssim_curve": evaluate.reconstruction_curve(r.evaluation.ssim_train).tolist()}
+
+
+def _evaluate_images(config, ds, pool, scores, arrays, summary, workdir) -> evaluate.ImageNumbers:
+  image_shape = tuple(ds.image_shape)
+  half = config.half_res if config.half_res is not None else image_shape[-1] == 3
+  kw = dict(half_res=half, window=config.ssim_window, sigma=config.ssim_sigma)
+  # What the threshold gives with no information: the mean image alone (a zero candidate), and held-out
+  # images of the same distribution (as many as the pool, up to the test split) standing in for candidates.
+  baseline_pools = {"mean_image": np.zeros((1, pool.shape[1])),
+                    "heldout": np.asarray(ds.x_test)[:pool.shape[0]]}
+  nums = evaluate.ImageNumbers(*(evaluate.against_baselines(ds.x_train, pool, ds.mean - ds.offset, image_shape,
+                                                             baseline_pools, scale=scale, **kw)
+                                 for scale in ("minmax", "clip")))
+  ev, ev_clip = nums.minmax.evaluation, nums.clip.evaluation
+  arrays.update(ssim_train=ev.ssim_train, nearest_cand=ev.nearest_cand, ssim_cand=ev.ssim_cand,
+                nearest_train=ev.nearest_train, dist_train=ev.dist_train, ssim_train_clip=ev_clip.ssim_train,
+                ssim_cand_clip=ev_clip.ssim_cand)
+  summary.update(half_res=half, **_scale_json(nums.minmax, scores))
+  summary["clip"] = _scale_json(nums.clip, scores)
+
+  def line(r):
+    return (f"{r['n_good_ssim_0.4']} of {ds.x_train.shape[0]} with SSIM > 0.4, of them "
+            f"{r['n_good_beating_mean_image']} above the mean image and {r['n_good_beating_heldout']} above "
+            f"the best held-out image (top-10 mean "
+            f"{r['mean_top10_ssim']:.3f}; baselines: " + ", ".join(
+                f"{k} {v['n_good_ssim_0.4']} (top-10 {v['mean_top10_ssim']:.3f})"
+                for k, v in r["baselines"].items()) + ")")
+  summary["headline"] = (f"pool of {pool.shape[0]} candidates: min-max evaluation (reference) " + line(summary)
+                         + "; clipped evaluation " + line(summary["clip"]))
+  plotting.pairs(ds, pool, ev, os.path.join(workdir, "pairs.png"), config.figure_pairs)
+  plotting.pairs(ds, pool, ev_clip, os.path.join(workdir, "pairs_clip.png"), config.figure_pairs, scale="clip")
+  plotting.curves({"min-max (reference)": summary["ssim_curve"], "clipped": summary["clip"]["ssim_curve"]},
+                  "SSIM with the NCC-nearest candidate", os.path.join(workdir, "curve.png"))
+  return nums
+
+
+def _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir) -> evaluate.VectorNumbers:
+  v = evaluate.vector_numbers(ds.x_train, pool, config.close_tol, data_lib.rms_radius(ds.x_train))
+  arrays.update(dist_train=v.dist_train, dist_cand=v.dist_cand)
+  curve = np.sort(v.dist_train)
+  summary.update({"n_good_ssim_0.4": None, "mean_top10_ssim": None, "data_radius": v.data_radius,
+                  "n_close": v.n_close, "close_tol": v.close_tol, "mean_best5_dist": v.mean_best5_dist,
+                  "median_dist": v.median_dist,
+                  "ranking": _ranking(scores, v.dist_cand < v.close_tol * v.data_radius),
+                  "dist_curve": curve.tolist()})
+  summary["headline"] = (f"{v.n_close} of {ds.x_train.shape[0]} training points have a candidate within "
+                         f"{v.close_tol:g} x the data radius; best-5 mean distance "
+                         f"{v.mean_best5_dist:.3f} (radius {v.data_radius:.3f}), pool of {pool.shape[0]}")
+  plotting.curves({"attack": curve / v.data_radius}, "distance to the closest candidate / data radius",
+                  os.path.join(workdir, "curve.png"))
+  return v

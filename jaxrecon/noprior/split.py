@@ -1,0 +1,156 @@
+"""How far a split reaches: KKT-consistent sets far from the training set, built by splitting support points.
+
+Exact splits (first layer narrower than d): every direction nu with nu W_1 = 0 leaves all pre-activations
+unchanged, so splitting a point x (multiplier l) into x + a nu, x - a nu (multipliers l/2, l/2) keeps the weighted
+gradient, every margin and every activation pattern exactly, whatever a (`exact_rows`: all distances in one
+vmapped, compiled call).
+
+Approximate splits (any width; the paper's width 1000 > d): one support point split symmetrically along a unit
+direction orthogonal to the data span and to g_A (so the margin and the stationarity sum are exact until a
+neuron flips). For each direction kind (random in that subspace, 'importance'- and 'flip'-weighted, see
+`transforms.weighted_direction`) and each of the largest-multiplier points, the magnitude is scanned on a log
+grid and eps_rel recorded with the transported multipliers (`approx_rows`; the new set's best multipliers can
+only do better, and the best split is re-checked with them).
+
+The multipliers live at the normalized scale (`kkt.normalize`); `report` is a jitted `kkt.kkt_report`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrecon import kkt
+from jaxrecon import nets
+from jaxrecon.attack import evaluate
+from jaxrecon.attack.loss import stationarity_gap
+from jaxrecon.noprior import transforms
+
+DIRECTIONS = ("orthogonal", "importance", "flip")
+
+
+def split_many(key, params, x, y, lam, idx, factor_radius):
+  """Splits the points idx, each along its own first-layer null direction, at magnitude factor_radius."""
+  keys = jax.random.split(key, idx.shape[0])
+  nus = jax.vmap(lambda k: transforms.first_layer_null_direction(k, params))(keys)
+  a = factor_radius
+  z1 = x[idx] + a * nus
+  z2 = x[idx] - a * nus
+  x_new = jnp.concatenate([x.at[idx].set(z1), z2])
+  y_new = jnp.concatenate([y, y[idx]])
+  lam_new = jnp.concatenate([lam.at[idx].set(lam[idx] / 2), lam[idx] / 2])
+  return x_new, y_new, lam_new
+
+
+def exact_rows(key, params_n, x, y, lam, radius, report, *, factors, n_split: int, alpha: float):
+  """Exact splits of the n_split largest-multiplier points at distances factor x radius: (a row per factor,
+  the true set's attack stationarity / ||theta||^2). alpha: surrogate slope of the attack's stationarity term
+  (large = the true ReLU)."""
+  idx = jnp.argsort(-lam)[:n_split]
+  factors_ = factors
+  factors = jnp.asarray(factors_, x.dtype)
+  sets = jax.vmap(lambda f: split_many(key, params_n, x, y, lam, idx, f * radius))(factors)
+  # one set at a time: the report forms per-example gradients (N x params), too big to batch over factors
+  reps = [report(params_n, sets[0][i], sets[1][i]) for i in range(len(factors_))]
+
+  def stat_loss(xs, ys, ls):  # the attack's stationarity term at the set with its own multipliers
+    return stationarity_gap(params_n, params_n, xs, ls, ys.astype(xs.dtype), alpha,
+                                   mean_scaled=False)
+  stat = jax.jit(jax.vmap(stat_loss))(*sets)
+  stat_true = float(stat_loss(x, y, lam))
+  theta_n = nets.param_norm(params_n)
+
+  def eps_transported(xs, ys, ls):  # eps_rel with the transported multipliers (no re-fit)
+    return nets.param_norm(kkt.stationarity_residual(params_n, xs, ys, ls)) / theta_n
+  eps_t = jax.jit(jax.vmap(eps_transported))(*sets)
+  eps_t_true = float(eps_transported(x, y, lam))
+  theta_sq = float(optax.tree.norm(params_n, squared=True))
+  rows = []
+  for i, f in enumerate(factors_):
+    d_set = float(jnp.max(evaluate.nearest_distances(sets[0][i], x)))
+    rows.append({"part": "exact", "factor": f, "distance": d_set, "distance_over_radius": d_set / radius,
+                 "eps_rel": float(reps[i].eps_rel), "delta": float(reps[i].delta),
+                 "eps_rel_transported": float(eps_t[i]), "true_eps_rel_transported": eps_t_true,
+                 "attack_stat_rel": float(stat[i]) / theta_sq})
+  return rows, stat_true / theta_sq
+
+
+def directions(key, params_n, x, point, kinds):
+  out = []
+  for kind in kinds:
+    if kind == "orthogonal":
+      g = transforms.linear_gradient(params_n, point)
+      out.append(transforms.orthogonal_direction(key, x, g[:, None]))
+    else:
+      out.append(transforms.weighted_direction(params_n, x, point, kind))
+  return jnp.stack(out)
+
+
+@functools.partial(jax.jit, static_argnames=("kinds",))
+def approx_curves(key, params_n, x, y, lam, idx, ts, kinds):
+  """eps_rel with transported multipliers for symmetric splits of the points idx along each direction kind at
+  every magnitude in ts: (points, kinds, magnitudes); plus the closed-form pattern-safe magnitudes
+  (points, kinds), the directions and the base residual norm."""
+  theta_n = nets.param_norm(params_n)
+  r0 = kkt.stationarity_residual(params_n, x, y, lam)
+
+  def one_point(i):
+    nus = directions(key, params_n, x, x[i], kinds)
+    safe = jax.vmap(lambda nu: transforms.max_safe_symmetric(params_n, x[i], nu))(nus)  # x +- t nu
+
+    def eps(nu, t):
+      change = transforms.split_stationarity_change(params_n, x[i], y[i].astype(x.dtype), lam[i], nu, t, t)
+      return nets.param_norm(jax.tree_util.tree_map(lambda r, c: r - c, r0, change)) / theta_n
+    curve = jax.vmap(lambda nu: jax.lax.map(lambda t: eps(nu, t), ts))(nus)
+    return curve, safe, nus
+  curves, safe, nus = jax.lax.map(one_point, idx)
+  return curves, safe, nus, nets.param_norm(r0) / theta_n
+
+
+def largest_within(curve, ts, limit):
+  """The largest magnitude t in ts such that curve <= limit on every grid point up to t (0 if none)."""
+  ok = np.cumprod(np.asarray(curve) <= limit).astype(bool)
+  return float(ts[ok][-1]) if ok.any() else 0.0
+
+
+def approx_rows(key, params_n, x, y, lam, radius, base_eps, report, *, kinds, n_points: int, grid, tol: float):
+  """Approximate splits of the n_points largest-multiplier points along each direction kind, magnitudes on
+  the log grid (lo, hi, count) of log10(magnitude / radius): (a row per kind with its best point's curve, the
+  base residual, the grid / radius, the best split re-checked with its own best multipliers or None)."""
+  lo, hi, count = grid
+  ts = jnp.asarray(np.logspace(lo, hi, int(count)) * radius, x.dtype)
+  idx = jnp.argsort(-lam)[:n_points]
+  curves, safe, nus, eps0 = approx_curves(key, params_n, x, y, lam, idx, ts, tuple(kinds))
+  curves, safe = np.asarray(curves), np.asarray(safe)
+  ts_np = np.asarray(ts)
+  limit = (1.0 + tol) * float(eps0)
+  rows, best = [], None
+  for k, kind in enumerate(kinds):
+    reach = [largest_within(curves[p, k], ts_np, limit) for p in range(len(idx))]
+    p = int(np.argmax(reach))
+    row = {"part": "approx", "direction": kind, "point": int(idx[p]), "lam": float(lam[idx[p]]),
+           "safe_over_radius": float(min(safe[p, k], ts_np[-1])) / radius,
+           "within_tol_over_radius": reach[p] / radius,
+           "eps_rel_curve": curves[p, k].tolist()}
+    rows.append(row)
+    if best is None or reach[p] > best[0]:
+      best = (reach[p], p, k)
+  # re-check the best split with the new set's own best multipliers
+  reach, p, k = best
+  check = None
+  if reach > 0:
+    i = int(idx[p])
+    (z1, z2), _ = transforms.split(x[i], lam[i], nus[p, k], reach, reach)
+    xs = jnp.concatenate([x.at[i].set(z1), z2[None]])
+    ys = jnp.concatenate([y, y[i:i + 1]])
+    rep = report(params_n, xs, ys)
+    check = {"direction": kinds[k], "distance_over_radius": reach / radius,
+             "eps_rel_best_multipliers": float(rep.eps_rel), "delta": float(rep.delta),
+             "true_eps_rel": float(base_eps)}
+  return rows, float(eps0), ts_np / radius, check
+
+

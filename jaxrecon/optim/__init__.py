@@ -1,0 +1,2 @@
+"""Optimizers as optax transformations: SUMO (`sumo`) and the loss-normalized step rules that train homogeneous
+nets into the KKT regime (`schedules`)."""

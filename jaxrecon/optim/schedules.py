@@ -1,0 +1,56 @@
+"""The loss-normalized step rules that train homogeneous nets into the KKT regime, as optax transformations.
+
+Each is a `GradientTransformationExtraArgs` that takes the gradient of log Loss (= grad Loss / Loss, computed in
+log space so it keeps working after the loss underflows) and the extra argument `log_loss`, and multiplies the
+gradient by a factor; chain it before the optimizer that applies the learning rate:
+- 'relative': ||step|| / ||theta|| = lr / max(1, -log Loss) (chained with sgd(1.0)): the step length is set
+  here, dimensionless (no data scale, width or depth in it). Why 1/|log Loss|: for an L-homogeneous net a
+  step of constant relative size makes the direction chatter once the soft-min over margins that log Loss
+  stands for sharpens; shrinking it like 1/|log Loss| makes the loss fall by a roughly constant factor per
+  step while theta keeps tracking the gradient flow.
+- 'log_normalized': factor max(1, -log Loss)^-(2 - 2/L) for an L-homogeneous net.
+- 'normalized': factor 1 (the step is lr / Loss along -grad Loss).
+lr_cap (any rule): the factor is at most lr_cap Loss / lr, i.e. the effective step lr / Loss <= lr_cap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrecon import nets
+
+RULES = ("normalized", "log_normalized", "relative")
+
+
+def scale_by_loss(rule: str, lr: float, lr_cap: Optional[float] = None) -> optax.GradientTransformationExtraArgs:
+  """Multiplies grad log Loss by the rule's factor; `update(..., log_loss=)` is required."""
+  if rule not in RULES:
+    raise ValueError(f"unknown loss-normalized rule {rule!r}; expected one of {RULES}")
+  log_cap = None if lr_cap is None else math.log(lr_cap / lr)
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None, *, log_loss, **extra_args):
+    del extra_args
+    factor = None
+    if rule == "log_normalized":
+      power = 2.0 - 2.0 / nets.degree(params)
+      factor = jnp.maximum(1.0, -log_loss) ** (-power)
+    if rule == "relative":
+      gnorm = jnp.maximum(nets.param_norm(updates), jnp.finfo(log_loss.dtype).tiny)
+      factor = lr * nets.param_norm(params) / gnorm / jnp.maximum(1.0, -log_loss)
+    if log_cap is not None:
+      cap = jnp.exp(jnp.minimum(0.0, log_cap + log_loss))
+      factor = cap if factor is None else jnp.minimum(factor, cap)
+    if factor is not None:
+      updates = jax.tree_util.tree_map(lambda g: g * factor, updates)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,35 @@
+"""Numbers as people read them in progress lines and headlines (one place for every job's formatting)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def fmt_time(s: float) -> str:
+  """A duration: '42s', '3m05s', '2h07m'; '?' when unknown (not finite)."""
+  if not math.isfinite(s):
+    return "?"
+  s = int(max(0.0, s))
+  if s < 60:
+    return f"{s}s"
+  return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def fmt_loss(loss: float, log10_loss: float) -> str:
+  """The loss, or 10^(log10 loss) once it is below what the dtype can hold."""
+  if loss > 0 or not np.isfinite(log10_loss):
+    return f"{loss:.3e}"
+  return f"1e{log10_loss:.1f}"
+
+
+def fmt_value(v, fmt: str = ".3g") -> str:
+  """A number for a headline; None (no finite result, e.g. every attack configuration diverged) reads
+  'diverged'."""
+  return "diverged" if v is None else format(v, fmt)
+
+
+def column(rows: list, key: str) -> np.ndarray:
+  """A column of table rows for a figure, None as NaN (a gap)."""
+  return np.array([np.nan if r[key] is None else r[key] for r in rows], float)

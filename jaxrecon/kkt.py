@@ -6,7 +6,8 @@ For an L-homogeneous net, theta is normalized to the problem's scale, theta_tild
   slackness     delta = max_i lambda_i (q_i - 1)
 with the best multipliers lambda >= 0 from a non-negative least squares. sum_i c_i grad q_i is ONE
 vector-Jacobian product; the NNLS needs only the n x n Gram matrix of the per-example gradients, built from a
-few matrix products (no per-example Jacobian), and J theta = L q (Euler's identity).
+few matrix products (no per-example Jacobian), and J theta = L q (Euler's identity): both in
+`jaxrecon.stationarity` (re-exported here).
 
 ReLU kinks. eps_rel above is the paper's epsilon at theta: relu'(0) = 0, every other derivative exact. Where
 w_j . x_i = 0 exactly, the Clarke subdifferential lets relu' be anything in [0, 1]; such pairs are counted
@@ -22,7 +23,7 @@ All functions are pure and act on one training set; vmap them over sets or check
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,8 @@ from jax import lax
 from jaxrecon import losses
 from jaxrecon import nets
 from jaxrecon import nnls
+from jaxrecon.stationarity import (_gram_from, gram, margins_of, normalize, per_example_signals,  # noqa: F401
+                                   stationarity_residual, tree_norm, weighted_gradient)
 
 
 class KKTReport(NamedTuple):
@@ -62,65 +65,6 @@ class KKTReport(NamedTuple):
   cert_eps_abs: jax.Array       # sqrt(2 (1 - beta)) / gamma_bar^(1/L), beta = cos angle(theta, -grad Loss)
 
 
-def margins_of(params, x, y) -> jax.Array:
-  return losses.margins(nets.apply(params, x), y)
-
-
-def normalize(params, x, y):
-  """theta / q_min^(1/L) and q_min; when q_min <= 0 the mean |q| stands in for the scale."""
-  q = margins_of(params, x, y)
-  q_min = jnp.min(q)
-  scale = jnp.where(q_min > 0, q_min, jnp.mean(jnp.abs(q)))
-  scale = jnp.maximum(scale, jnp.finfo(q.dtype).tiny)
-  return nets.scale_params(params, scale ** (-1.0 / nets.degree(params))), q_min
-
-
-def weighted_gradient(params, x, y, lam):
-  """sum_i lam_i grad_theta q_i(theta): one vector-Jacobian product."""
-  _, vjp = jax.vjp(lambda p: margins_of(p, x, y), params)
-  return vjp(lam.astype(x.dtype))[0]
-
-
-def stationarity_residual(params, x, y, lam):
-  """r = theta - sum_i lam_i grad_theta q_i(theta) (a params-shaped pytree)."""
-  g = weighted_gradient(params, x, y, lam)
-  return optax.tree.sub(params, g)
-
-
-def tree_norm(tree) -> jax.Array:
-  return nets.param_norm(tree)
-
-
-class _Signals(NamedTuple):
-  acts: list     # inputs a_0 = x, a_1, ..., a_{L-1} of each layer, (N, fan_in)
-  deltas: list   # d q_i / d z_l for l = 1..L, (N, fan_out)
-  back1: jax.Array  # d q_i / d a_1 (before relu'), (N, width_1)
-  zs: list       # pre-activations z_1..z_L
-
-
-def per_example_signals(params, x, y) -> _Signals:
-  """Forward activations and per-example backprop signals of q_i, all batched matrix products."""
-  zs = nets.preactivations(params, x)
-  acts = [x] + [jax.nn.relu(z) for z in zs[:-1]]
-  out = zs[-1][..., 0] if zs[-1].shape[-1] == 1 else zs[-1]
-  delta = losses.margin_cotangent(out, y)  # (N, K)
-  deltas = [delta]
-  back1 = None
-  for l in range(len(params) - 1, 0, -1):
-    back = deltas[0] @ params[l]["w"].T
-    if l == 1:
-      back1 = back
-    deltas.insert(0, back * (zs[l - 1] > 0).astype(x.dtype))
-  return _Signals(acts, deltas, back1, zs)
-
-
-def gram(params, x, y) -> jax.Array:
-  """G_ij = <grad q_i, grad q_j> = sum_l (a_{l-1,i} . a_{l-1,j}) (delta_{l,i} . delta_{l,j})."""
-  sig = per_example_signals(params, x, y)
-  d1 = (sig.zs[0] > 0).astype(x.dtype)  # relu' with relu'(0) = 0, as in the VJP
-  return _gram_from(sig, d1, "b" in params[0])[0]
-
-
 def best_multipliers(params, x, y, slack_weight: float = 1e-6, **nnls_kwargs) -> nnls.NNLSResult:
   """argmin_{lam >= 0} 1/2 ||theta - sum_i lam_i grad q_i||^2 + rho sum_i lam_i (q_i / q_min - 1).
 
@@ -146,20 +90,6 @@ def kink_mask(params, x, kink_tol: float):
     return jnp.abs(z) <= kink_tol * jnp.max(jnp.abs(z))
   deep = sum(jnp.sum(near(z)) for z in zs[1:-1]) if len(zs) > 2 else jnp.zeros((), jnp.int32)
   return near(zs[0]), deep
-
-
-def _gram_from(sig: _Signals, d1: jax.Array, has_bias: bool):
-  """Gram matrix and b = J theta with the first-layer derivative matrix d1 (N, width_1) in place of relu'."""
-  deltas = [sig.back1 * d1] + list(sig.deltas[1:]) if sig.back1 is not None else sig.deltas
-  G = 0.0
-  b = 0.0
-  for l, (a, d, z) in enumerate(zip(sig.acts, deltas, sig.zs)):
-    aa = a @ a.T
-    if l == 0 and has_bias:
-      aa = aa + 1.0
-    G = G + aa * (d @ d.T)
-    b = b + jnp.sum(d * z, axis=1)  # <grad_W_l q_i, W_l> (+ bias) = delta_l . z_l
-  return G, b
 
 
 class RelaxedFit(NamedTuple):
@@ -228,6 +158,96 @@ def _project_pairs(a: jax.Array, v: jax.Array, pairs: FreedPairs):
   return lam, jnp.where(pairs.valid, jnp.clip(v, 0.0, lam[pairs.point]), 0.0)
 
 
+class _QP(NamedTuple):
+  """The relaxed QP in Gram space: f(z) = 1/2 ||theta||^2 - <b, z> + 1/2 <z, Qz> over z = (lam, mu)."""
+  grad: Callable      # (lam, mu) -> Qz - b, split as (lam part, mu part)
+  bl: jax.Array       # b's lam part: <theta, g_i>
+  bm: jax.Array       # b's mu part: <theta, g_p>
+  half_t2: jax.Array  # 1/2 ||theta||^2
+
+
+def _relaxed_qp(params, x, sig, pairs: FreedPairs, act) -> _QP:
+  """The QP's gradient, from dense (N, W1) products when every pair is freed, else from its (N + P) Gram."""
+  dtype = x.dtype
+  has_bias = "b" in params[0]
+  B = sig.back1                                   # (N, W1) d q_i / d a_1
+  pi, pj = pairs.point, pairs.neuron
+  freed = jnp.zeros(B.shape, bool).at[pi, pj].set(pairs.valid)
+  d_free = jnp.where(freed, 0.0, act)             # relu' off the freed pairs
+  G, bl = _gram_from(sig, d_free, has_bias)       # the lam-part: quadratic and linear terms
+  Mf = d_free * B
+  xx = x @ x.T + (1.0 if has_bias else 0.0)
+  Bp = jnp.where(pairs.valid, B[pi, pj], 0.0)     # g_p = Bp [x_i; 1] e_j^T: the freed pair's gradient
+  bm = Bp * sig.zs[0][pi, pj]                     # <theta, g_p>
+  if relax_all_pairs(*B.shape):  # through dense (N, W1) products: H mu = Bp (xx @ S)[p], S = scatter(Bp mu)
+    def grad(lam, mu):
+      t1 = xx @ jnp.zeros(B.shape, dtype).at[pi, pj].add(Bp * mu)
+      t2 = xx @ (lam[:, None] * Mf)
+      return G @ lam + jnp.sum(Mf * t1, axis=1) - bl, Bp * (t1 + t2)[pi, pj] - bm
+  else:  # the (N + P) Gram matrix once: C (N, P) = <g_k(lam-part), g_p>, H (P, P) = <g_p, g_p'>
+    C = Mf[:, pj] * xx[:, pi] * Bp[None, :]
+    H = jnp.where(pj[:, None] == pj[None, :], xx[pi][:, pi], 0.0) * (Bp[:, None] * Bp[None, :])
+
+    def grad(lam, mu):
+      return G @ lam + C @ mu - bl, H @ mu + C.T @ lam - bm
+  return _QP(grad, bl, bm, 0.5 * tree_norm(params) ** 2)
+
+
+def _qp_value(qp: _QP, lam, mu, gl, gm):  # f = 1/2 ||theta||^2 - <b, z> + 1/2 <z, Qz>, Qz = grad + b
+  return qp.half_t2 + 0.5 * (jnp.vdot(lam, gl - qp.bl) + jnp.vdot(mu, gm - qp.bm))
+
+
+def _qp_lipschitz(qp: _QP, lam0, pairs: FreedPairs):
+  """1.02 x the largest eigenvalue of Q, by 50 power iterations."""
+  tiny = jnp.finfo(lam0.dtype).tiny
+
+  def pw(_, v):
+    gl, gm = qp.grad(*v)
+    nrm = jnp.maximum(jnp.sqrt(jnp.sum((gl + qp.bl) ** 2) + jnp.sum((gm + qp.bm) ** 2)), tiny)
+    return (gl + qp.bl) / nrm, (gm + qp.bm) / nrm
+  v = lax.fori_loop(0, 50, pw, (jnp.ones_like(lam0), pairs.valid.astype(lam0.dtype)))
+  gl, gm = qp.grad(*v)
+  return 1.02 * jnp.sqrt(jnp.sum((gl + qp.bl) ** 2) + jnp.sum((gm + qp.bm) ** 2)) + tiny
+
+
+def _qp_gap(qp: _QP, lam, mu, bound, pairs: FreedPairs):
+  """(Frank-Wolfe gap on {lam_i <= bound}, f) at (lam, mu)."""
+  gl, gm = qp.grad(lam, mu)
+  inner = jnp.vdot(gl, lam) + jnp.vdot(gm, mu)
+  ray = gl + jax.ops.segment_sum(jnp.where(pairs.valid, jnp.minimum(gm, 0.0), 0.0), pairs.point,
+                                 num_segments=lam.shape[0])
+  return inner - bound * jnp.sum(jnp.minimum(ray, 0.0)), _qp_value(qp, lam, mu, gl, gm)
+
+
+def _qp_solve(qp: _QP, lam, mu, lip, pairs: FreedPairs):
+  """Accelerated projected gradient with adaptive restart from (lam, mu) until the certified gap closes:
+  (iterations, lam, mu, gap, f)."""
+  dtype = lam.dtype
+
+  def fista(_, st):
+    lam, mu, zl, zm, t = st
+    gl, gm = qp.grad(zl, zm)
+    nl, nm = _project_pairs(zl - gl / lip, zm - gm / lip, pairs)
+    restart = jnp.vdot(zl - nl, nl - lam) + jnp.vdot(zm - nm, nm - mu) > 0
+    t_n = jnp.where(restart, 1.0, 0.5 * (1 + jnp.sqrt(1 + 4 * t * t)))
+    beta = jnp.where(restart, 0.0, (t - 1) / t_n)
+    return nl, nm, nl + beta * (nl - lam), nm + beta * (nm - mu), t_n
+
+  def cond(st):
+    return (st[0] < RELAX_MAX_ITERS) & (st[2] > RELAX_TOL * st[3])
+
+  def body(st):
+    it, inner, _, _ = st
+    inner = lax.fori_loop(0, RELAX_CHECK_EVERY, fista, inner)
+    gap, f = _qp_gap(qp, inner[0], inner[1], RELAX_LAM_BOUND * jnp.max(inner[0]), pairs)
+    return it + RELAX_CHECK_EVERY, inner, gap, f
+
+  gap, f = _qp_gap(qp, lam, mu, RELAX_LAM_BOUND * jnp.max(lam), pairs)
+  st = (jnp.zeros((), jnp.int32), (lam, mu, lam, mu, jnp.ones((), dtype)), gap, f)
+  it, (lam, mu, _, _, _), gap, f = lax.while_loop(cond, body, st)
+  return it, lam, mu, gap, f
+
+
 def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
   """min ||theta - A(lam, mu)|| over lam >= 0 and 0 <= mu_p <= lam_i on the freed first-layer pairs p = (i, j).
 
@@ -241,80 +261,21 @@ def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
   """
   if len(params) < 2:
     raise ValueError("the relaxed residual needs a hidden layer")
-  dtype = x.dtype
   sig = per_example_signals(params, x, y)
-  has_bias = "b" in params[0]
-  B = sig.back1                                   # (N, W1) d q_i / d a_1
+  B = sig.back1
   pi, pj = pairs.point, pairs.neuron
-  act = (sig.zs[0] > 0).astype(dtype)
-  freed = jnp.zeros(B.shape, bool).at[pi, pj].set(pairs.valid)
-  d_free = jnp.where(freed, 0.0, act)             # relu' off the freed pairs
-  G, bl = _gram_from(sig, d_free, has_bias)       # the lam-part: quadratic and linear terms
-  Mf = d_free * B
-  xx = x @ x.T + (1.0 if has_bias else 0.0)
-  Bp = jnp.where(pairs.valid, B[pi, pj], 0.0)     # g_p = Bp [x_i; 1] e_j^T: the freed pair's gradient
-  bm = Bp * sig.zs[0][pi, pj]                     # <theta, g_p>
-  half_t2 = 0.5 * tree_norm(params) ** 2
-  tiny = jnp.finfo(dtype).tiny
-  if relax_all_pairs(*B.shape):  # through dense (N, W1) products: H mu = Bp (xx @ S)[p], S = scatter(Bp mu)
-    def grad(lam, mu):
-      t1 = xx @ jnp.zeros(B.shape, dtype).at[pi, pj].add(Bp * mu)
-      t2 = xx @ (lam[:, None] * Mf)
-      return G @ lam + jnp.sum(Mf * t1, axis=1) - bl, Bp * (t1 + t2)[pi, pj] - bm
-  else:  # the (N + P) Gram matrix once: C (N, P) = <g_k(lam-part), g_p>, H (P, P) = <g_p, g_p'>
-    C = Mf[:, pj] * xx[:, pi] * Bp[None, :]
-    H = jnp.where(pj[:, None] == pj[None, :], xx[pi][:, pi], 0.0) * (Bp[:, None] * Bp[None, :])
-
-    def grad(lam, mu):
-      return G @ lam + C @ mu - bl, H @ mu + C.T @ lam - bm
-
-  def value(lam, mu, gl, gm):  # f = 1/2 ||theta||^2 - <b, z> + 1/2 <z, Qz>, Qz = grad + b
-    return half_t2 + 0.5 * (jnp.vdot(lam, gl - bl) + jnp.vdot(mu, gm - bm))
-
-  def pw(_, v):
-    gl, gm = grad(*v)
-    nrm = jnp.maximum(jnp.sqrt(jnp.sum((gl + bl) ** 2) + jnp.sum((gm + bm) ** 2)), tiny)
-    return (gl + bl) / nrm, (gm + bm) / nrm
-  v = lax.fori_loop(0, 50, pw, (jnp.ones_like(lam0), pairs.valid.astype(dtype)))
-  gl, gm = grad(*v)
-  lip = 1.02 * jnp.sqrt(jnp.sum((gl + bl) ** 2) + jnp.sum((gm + bm) ** 2)) + tiny
-
-  def gap_of(lam, mu, bound):
-    gl, gm = grad(lam, mu)
-    inner = jnp.vdot(gl, lam) + jnp.vdot(gm, mu)
-    ray = gl + jax.ops.segment_sum(jnp.where(pairs.valid, jnp.minimum(gm, 0.0), 0.0), pi,
-                                   num_segments=lam.shape[0])
-    return inner - bound * jnp.sum(jnp.minimum(ray, 0.0)), value(lam, mu, gl, gm)
-
-  def fista(_, st):
-    lam, mu, zl, zm, t = st
-    gl, gm = grad(zl, zm)
-    nl, nm = _project_pairs(zl - gl / lip, zm - gm / lip, pairs)
-    restart = jnp.vdot(zl - nl, nl - lam) + jnp.vdot(zm - nm, nm - mu) > 0
-    t_n = jnp.where(restart, 1.0, 0.5 * (1 + jnp.sqrt(1 + 4 * t * t)))
-    beta = jnp.where(restart, 0.0, (t - 1) / t_n)
-    return nl, nm, nl + beta * (nl - lam), nm + beta * (nm - mu), t_n
-
-  def cond(st):
-    return (st[0] < RELAX_MAX_ITERS) & (st[2] > RELAX_TOL * st[3])
-
-  def body(st):
-    it, inner, _, _ = st
-    inner = lax.fori_loop(0, RELAX_CHECK_EVERY, fista, inner)
-    gap, f = gap_of(inner[0], inner[1], RELAX_LAM_BOUND * jnp.max(inner[0]))
-    return it + RELAX_CHECK_EVERY, inner, gap, f
-
+  act = (sig.zs[0] > 0).astype(x.dtype)
+  qp = _relaxed_qp(params, x, sig, pairs, act)
+  lip = _qp_lipschitz(qp, lam0, pairs)
   lam, mu = _project_pairs(lam0, lam0[pi] * act[pi, pj], pairs)
-  gap, f = gap_of(lam, mu, RELAX_LAM_BOUND * jnp.max(lam))
-  st = (jnp.zeros((), jnp.int32), (lam, mu, lam, mu, jnp.ones((), dtype)), gap, f)
-  it, (lam, mu, _, _, _), gap, f = lax.while_loop(cond, body, st)
+  it, lam, mu, gap, f = _qp_solve(qp, lam, mu, lip, pairs)
 
   g = weighted_gradient(params, x, y, lam)      # the explicit residual: VJP with relu'(0) = 0, corrected
-  m = jnp.zeros(B.shape, dtype).at[pi, pj].add(jnp.where(pairs.valid, (mu - lam[pi] * act[pi, pj]) * B[pi, pj],
-                                                         0.0))
+  m = jnp.zeros(B.shape, x.dtype).at[pi, pj].add(jnp.where(pairs.valid, (mu - lam[pi] * act[pi, pj]) * B[pi, pj],
+                                                           0.0))
   g0 = dict(g[0])
   g0["w"] = g0["w"] + x.T @ m
-  if has_bias:
+  if "b" in params[0]:
     g0["b"] = g0["b"] + jnp.sum(m, axis=0)
   r = optax.tree.sub(params, (g0,) + tuple(g[1:]))
   lower = jnp.sqrt(2.0 * jnp.maximum(f - gap, 0.0))

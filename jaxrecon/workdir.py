@@ -82,7 +82,7 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-  atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=2, sort_keys=True))
+  atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=2))  # keys in the order made: steps numeric
 
 
 def read_json(path: str) -> Any:

@@ -149,6 +149,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
   """Attacks a checkpoint of `train_workdir`; writes `workdir` (resuming an interrupted attack there)."""
   _, ds, ckpts = train_job.load_run(train_workdir)
   tgt = _target(config, ds, ckpts, train_workdir)
+  mesh = attack_sweep.config_mesh() if mesh is None else mesh  # every visible device, when there are several
   if key is None:
     key = jax.random.key(config.sweep.seed)
   key_sweep, key_attack = jax.random.split(key)

@@ -69,6 +69,48 @@ def _report_many(params, x, y):
   return rep
 
 
+def _univariate_row(config, n, pattern, s, p, x, q, log_loss, rep) -> dict:
+  """One seed's row: fit, residuals, and the attack with the margin known and leaked."""
+  q_min = float(q.min())
+  log10_loss = float(log_loss) / np.log(10.0)
+  row = {"n": n, "pattern": pattern, "seed": s, "q_min": q_min, "log10_loss": log10_loss,
+         "eps_rel": float(rep.eps_rel[s]), "eps_rel_relaxed": float(rep.eps_rel_relaxed[s]),
+         "fitted": bool(q_min > 0 and log10_loss <= config.max_log10_loss)}
+  if q_min > 0:
+    # leaked: the margin read off one training point (the leftmost), which may sit off the margin
+    for name, m in (("known", q_min), ("leaked", provable.margin_from_leak(p, x[0]))):
+      res = provable.univariate_candidates(p, m, neuron_tol=config.neuron_tol)
+      frac, rec = provable.fraction_training(res.candidates, x, config.tol)
+      row[f"{name}_candidates"] = int(res.candidates.size)
+      row[f"{name}_fraction"] = frac
+      row[f"{name}_recovered"] = rec
+    bal = provable.balancedness(p)
+    v = np.abs(np.asarray(p[1]["w"][:, 0]))
+    row["max_imbalance"] = float(np.max(np.abs(bal[v > 0.1 * v.max()])))
+  return row
+
+
+def _univariate_summary(rows, fitted) -> dict:
+  fr = np.array([r["known_fraction"] for r in fitted])
+  summary = {"seeds_total": len(rows), "seeds_fitted": len(fitted), "guarantee": 0.25}
+  if fitted:
+    summary.update({"mean_fraction": float(fr.mean()), "min_fraction": float(fr.min()),
+                    "median_fraction": float(np.median(fr)),
+                    "fraction_at_least_quarter": float(np.mean(fr >= 0.25 - 1e-12)),
+                    "mean_recovered": float(np.mean([r["known_recovered"] for r in fitted])),
+                    "mean_candidates": float(np.mean([r["known_candidates"] for r in fitted])),
+                    "mean_fraction_leaked_margin": float(np.mean([r["leaked_fraction"] for r in fitted])),
+                    "corr_fraction_eps_rel": float(np.corrcoef(fr, [r["eps_rel"] for r in fitted])[0, 1])
+                    if fr.size > 2 and np.std(fr) > 0 else None,
+                    "median_eps_rel": float(np.median([r["eps_rel"] for r in fitted])),
+                    "max_imbalance": float(np.max([r["max_imbalance"] for r in fitted]))})
+  summary["headline"] = (f"{len(fitted)}/{len(rows)} seeds fitted; fraction of candidates that are training "
+                         f"points: mean {summary.get('mean_fraction', float('nan')):.3f}, min "
+                         f"{summary.get('min_fraction', float('nan')):.3f}, >= 1/4 in "
+                         f"{100 * summary.get('fraction_at_least_quarter', float('nan')):.0f}% of seeds")
+  return summary
+
+
 @wd.job("provable_univariate", "workdir")
 def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: Callable = print) -> dict:
   os.makedirs(workdir, exist_ok=True)
@@ -89,22 +131,7 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
     rep = _report_many(params, x, y)
     for s in range(config.seeds):
       p = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
-      q_min = float(q[s].min())
-      log10_loss = float(log_loss[s]) / np.log(10.0)
-      row = {"n": n, "pattern": pattern, "seed": s, "q_min": q_min, "log10_loss": log10_loss,
-             "eps_rel": float(rep.eps_rel[s]), "eps_rel_relaxed": float(rep.eps_rel_relaxed[s]),
-             "fitted": bool(q_min > 0 and log10_loss <= config.max_log10_loss)}
-      if q_min > 0:
-        # leaked: the margin read off one training point (the leftmost), which may sit off the margin
-        for name, m in (("known", q_min), ("leaked", provable.margin_from_leak(p, x[s, 0]))):
-          res = provable.univariate_candidates(p, m, neuron_tol=config.neuron_tol)
-          frac, rec = provable.fraction_training(res.candidates, x[s], config.tol)
-          row[f"{name}_candidates"] = int(res.candidates.size)
-          row[f"{name}_fraction"] = frac
-          row[f"{name}_recovered"] = rec
-        bal = provable.balancedness(p)
-        v = np.abs(np.asarray(p[1]["w"][:, 0]))
-        row["max_imbalance"] = float(np.max(np.abs(bal[v > 0.1 * v.max()])))
+      row = _univariate_row(config, n, pattern, s, p, x[s], q[s], log_loss[s], rep)
       rows.append(row)
       wd.append_jsonl(metrics_path, row)
     done = (g + 1) / len(groups)
@@ -114,23 +141,7 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
         f"{np.mean([r['known_fraction'] for r in fitted]) if fitted else float('nan'):.3f}  "
         f"left {el / done - el:.0f}s")
   fitted = [r for r in rows if r["fitted"]]
-  fr = np.array([r["known_fraction"] for r in fitted])
-  summary = {"seeds_total": len(rows), "seeds_fitted": len(fitted), "guarantee": 0.25}
-  if fitted:
-    summary.update({"mean_fraction": float(fr.mean()), "min_fraction": float(fr.min()),
-                    "median_fraction": float(np.median(fr)),
-                    "fraction_at_least_quarter": float(np.mean(fr >= 0.25 - 1e-12)),
-                    "mean_recovered": float(np.mean([r["known_recovered"] for r in fitted])),
-                    "mean_candidates": float(np.mean([r["known_candidates"] for r in fitted])),
-                    "mean_fraction_leaked_margin": float(np.mean([r["leaked_fraction"] for r in fitted])),
-                    "corr_fraction_eps_rel": float(np.corrcoef(fr, [r["eps_rel"] for r in fitted])[0, 1])
-                    if fr.size > 2 and np.std(fr) > 0 else None,
-                    "median_eps_rel": float(np.median([r["eps_rel"] for r in fitted])),
-                    "max_imbalance": float(np.max([r["max_imbalance"] for r in fitted]))})
-  summary["headline"] = (f"{len(fitted)}/{len(rows)} seeds fitted; fraction of candidates that are training "
-                         f"points: mean {summary.get('mean_fraction', float('nan')):.3f}, min "
-                         f"{summary.get('min_fraction', float('nan')):.3f}, >= 1/4 in "
-                         f"{100 * summary.get('fraction_at_least_quarter', float('nan')):.0f}% of seeds")
+  summary = _univariate_summary(rows, fitted)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   plotting.univariate(fitted, os.path.join(workdir, "fraction_vs_eps.png"))
   log(summary["headline"])

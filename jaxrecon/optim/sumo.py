@@ -21,6 +21,7 @@ State per matrix: Q (m r) + M (r n) = (m + n) r numbers (plus one scalar), again
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -124,6 +125,58 @@ def _key_data(key: Optional[jax.Array]) -> jax.Array:
   return jnp.asarray(key, jnp.uint32)
 
 
+class _Settings(NamedTuple):
+  """scale_by_sumo's hyperparameters that act on one leaf."""
+  rank_tol: float
+  momentum: float
+  growth_limit: Optional[float]
+  shape_scale: Optional[float]
+  residual: bool
+  projector: str
+  oversample: int
+  power_iters: int
+  transport_moment: bool
+
+
+def _leaf_update(hp: _Settings, g, l: _Layout, q, mom, prev, key, refresh):
+  """One leaf's SUMO step: (direction, basis, moment, norm of the orthogonalized moment)."""
+  gm = l.to_mat(g)  # (B, m, n)
+  r = q.shape[-1]
+
+  def refreshed(q=q, mom=mom):
+    if hp.projector == "exact":
+      q_new = exact_projector(gm, r)
+    else:
+      q_new = randomized_projector(key, gm, r, hp.oversample, hp.power_iters)
+    m_new = transport(q, q_new, mom) if hp.transport_moment else mom
+    return q_new, m_new
+  q, mom = jax.lax.cond(refresh, refreshed, lambda q=q, mom=mom: (q, mom))
+  g_hat = jnp.swapaxes(q, -1, -2) @ gm  # (B, r, n)
+  mom = hp.momentum * mom + g_hat
+  o = orthogonalize(mom, hp.rank_tol)
+  norm = jnp.sqrt(jnp.sum(jnp.square(o), axis=(-2, -1)))
+  if hp.growth_limit is not None:
+    cap = hp.growth_limit * prev
+    factor = jnp.where((prev > 0) & (norm > cap), cap / jnp.maximum(norm, 1e-30), 1.0)
+    o = o * factor[:, None, None]
+    norm = norm * factor
+  scale = 1.0 if hp.shape_scale is None else hp.shape_scale * math.sqrt(l.m)
+  u = scale * (q @ o)
+  if hp.residual:
+    u = u + (gm - q @ g_hat)
+  return l.from_mat(u).astype(g.dtype), q, mom, norm
+
+
+def _layouts(params, weight_dimension_numbers):
+  """Each leaf's matrix layout from one DimensionNumbers, a function of the leaf, or the default (0, 1)."""
+  if callable(weight_dimension_numbers):  # a function of one leaf
+    dn = jax.tree_util.tree_map(weight_dimension_numbers, params)
+  else:
+    dn = jax.tree_util.tree_map(lambda _: weight_dimension_numbers or DimensionNumbers(), params)
+  return jax.tree_util.tree_map(lambda p, d: _layout(p.shape, p.dtype, d), params, dn,
+                                is_leaf=lambda x: isinstance(x, DimensionNumbers))
+
+
 def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 200,
                   growth_limit: Optional[float] = 1.1, projector: str = "randomized",
                   power_iters: int = 1, oversample: int = 5, residual: bool = True,
@@ -145,15 +198,7 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
   if rank < 1 or refresh_every < 1:
     raise ValueError("rank and refresh_every must be >= 1")
 
-  def dim_nums_for(params):
-    if callable(weight_dimension_numbers):  # a function of one leaf
-      return jax.tree_util.tree_map(weight_dimension_numbers, params)
-    return jax.tree_util.tree_map(lambda _: weight_dimension_numbers or DimensionNumbers(), params)
-
-  def layouts(params):
-    dn = dim_nums_for(params)
-    return jax.tree_util.tree_map(lambda p, d: _layout(p.shape, p.dtype, d), params, dn,
-                                  is_leaf=lambda x: isinstance(x, DimensionNumbers))
+  layouts = functools.partial(_layouts, weight_dimension_numbers=weight_dimension_numbers)
 
   def init_fn(params):
     if projector == "randomized" and key is None:
@@ -171,6 +216,9 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
     unf = lambda i: jax.tree_util.tree_unflatten(treedef, [o[i] for o in out])
     return ScaleBySumoState(jnp.zeros((), jnp.int32), _key_data(key), unf(0), unf(1), unf(2))
 
+  hp = _Settings(rank_tol, momentum, growth_limit, shape_scale, residual, projector, oversample, power_iters,
+                 transport_moment)
+
   def update_fn(updates, state, params=None):
     del params
     lay = layouts(updates)
@@ -182,39 +230,10 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
     key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
     keys = jax.random.split(sub, max(len(leaves), 1))
     refresh = (state.count % refresh_every) == 0
-    new_u, new_q, new_m, new_n = [], [], [], []
-    for i, (g, l, q, mom, prev) in enumerate(zip(leaves, lays, qs, ms, norms)):
-      gm = l.to_mat(g)  # (B, m, n)
-      r = q.shape[-1]
-
-      def refreshed(q=q, mom=mom, gm=gm, r=r, k=keys[i]):
-        if projector == "exact":
-          q_new = exact_projector(gm, r)
-        else:
-          q_new = randomized_projector(k, gm, r, oversample, power_iters)
-        m_new = transport(q, q_new, mom) if transport_moment else mom
-        return q_new, m_new
-      q, mom = jax.lax.cond(refresh, refreshed, lambda q=q, mom=mom: (q, mom))
-      g_hat = jnp.swapaxes(q, -1, -2) @ gm  # (B, r, n)
-      mom = momentum * mom + g_hat
-      o = orthogonalize(mom, rank_tol)
-      norm = jnp.sqrt(jnp.sum(jnp.square(o), axis=(-2, -1)))
-      if growth_limit is not None:
-        cap = growth_limit * prev
-        factor = jnp.where((prev > 0) & (norm > cap), cap / jnp.maximum(norm, 1e-30), 1.0)
-        o = o * factor[:, None, None]
-        norm = norm * factor
-      scale = 1.0 if shape_scale is None else shape_scale * math.sqrt(l.m)
-      u = scale * (q @ o)
-      if residual:
-        u = u + (gm - q @ g_hat)
-      new_u.append(l.from_mat(u).astype(g.dtype))
-      new_q.append(q)
-      new_m.append(mom)
-      new_n.append(norm)
-    unf = lambda xs: jax.tree_util.tree_unflatten(treedef, xs)
-    return unf(new_u), ScaleBySumoState(state.count + 1, jax.random.key_data(key), unf(new_q), unf(new_m),
-                                        unf(new_n))
+    out = [_leaf_update(hp, g, l, q, mom, prev, keys[i], refresh)
+           for i, (g, l, q, mom, prev) in enumerate(zip(leaves, lays, qs, ms, norms))]
+    unf = lambda j: jax.tree_util.tree_unflatten(treedef, [o[j] for o in out])
+    return unf(0), ScaleBySumoState(state.count + 1, jax.random.key_data(key), unf(1), unf(2), unf(3))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

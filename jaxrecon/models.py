@@ -1,0 +1,216 @@
+"""Models trained elsewhere, as the parameters jaxrecon attacks: flax (linen and nnx) trees, PyTorch state_dicts
+exported to .npz or .safetensors (no torch needed), and a generic (x, y) .npz dataset.
+
+The theory covers ReLU MLPs that are homogeneous in their parameters: no biases, except optionally one on the
+first layer (it keeps the net homogeneous in (W_1, b_1, W_2, ...)); one output (binary, label sign) or K
+outputs (multiclass). `check_architecture` enforces that and names the offending layer otherwise. Layers are
+taken in the natural order of their names ('Dense_2' before 'Dense_10', 'net.0' before 'net.2'); when their
+shapes do not chain that way (linen names modules in the order they are built, so `Dense(1)(relu(Dense(64)(x)))`
+names the output layer Dense_0) the unique order in which they chain is used; pass `order=` otherwise.
+Conventions: flax kernels are (in, out) like jaxrecon's; torch `Linear.weight` is (out, in) and is transposed.
+A network must use ReLU between layers: the weights cannot tell, so that is the caller's statement.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from jaxrecon import nets
+
+
+class ArchitectureError(ValueError):
+  """A model the theory does not cover (or whose layers cannot be put in order); the message names the layer."""
+
+
+def _natural_key(name: str):
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
+
+
+def check_architecture(layers: Sequence[tuple], *, allow_first_bias: bool = True, bias_tol: float = 0.0) -> None:
+  """layers: [(name, w (fan_in, fan_out), b or None)] in forward order. Raises ArchitectureError naming the layer:
+  not a matrix, not chaining, a bias after the first layer (unless all |b| <= bias_tol), no layers."""
+  if not layers:
+    raise ArchitectureError("no layers found (expected weight matrices named like 'kernel' or 'weight')")
+  for k, (name, w, b) in enumerate(layers):
+    if np.ndim(w) != 2:
+      raise ArchitectureError(f"layer {name!r}: weight of shape {np.shape(w)} is not a matrix (only fully connected "
+                              "ReLU layers are covered: flatten convolutions away or attack another model)")
+    if k and np.shape(layers[k - 1][1])[1] != np.shape(w)[0]:
+      raise ArchitectureError(f"layer {name!r}: fan-in {np.shape(w)[0]} does not match the fan-out "
+                              f"{np.shape(layers[k - 1][1])[1]} of {layers[k - 1][0]!r} (pass order=[...] if the "
+                              f"names do not sort into the forward order: {[n for n, _, _ in layers]})")
+    if b is not None and (k > 0 or not allow_first_bias):
+      if np.max(np.abs(b)) > bias_tol:
+        raise ArchitectureError(f"layer {name!r} has a bias (max |b| = {np.max(np.abs(b)):.3g}): only the first layer "
+                                "may have one (a later bias breaks the homogeneity the theory needs)")
+
+
+def from_layers(layers: Sequence[tuple], dtype=np.float64, **check) -> nets.Params:
+  """jaxrecon params from [(name, w (fan_in, fan_out), b or None)] in forward order, after `check_architecture`."""
+  check_architecture(layers, **check)
+  out = []
+  for k, (_, w, b) in enumerate(layers):
+    layer = {"w": np.asarray(w, dtype)}
+    if k == 0 and b is not None:
+      layer["b"] = np.asarray(b, dtype)
+    out.append(layer)
+  return tuple(out)
+
+
+def _chain(named: dict) -> Optional[list]:
+  """The one order in which the layers' shapes chain (fan-out = next fan-in), or None if not unique."""
+  shapes = {n: np.shape(w) for n, (w, _) in named.items()}
+  if any(len(sh) != 2 for sh in shapes.values()):
+    return None
+  left = set(shapes)
+  first = [n for n in left if all(shapes[n][0] != shapes[o][1] for o in left if o != n)]
+  if len(first) != 1:
+    return None
+  out = first
+  left.discard(first[0])
+  while left:
+    nxt = [n for n in left if shapes[n][0] == shapes[out[-1]][1]]
+    if len(nxt) != 1:
+      return None
+    out.append(nxt[0])
+    left.discard(nxt[0])
+  return out
+
+
+def _ordered(named: dict, order: Optional[Sequence[str]]) -> list:
+  """Layers in the given order, else by natural name order, else (names not in forward order, e.g. linen
+  modules built inside-out) the unique order in which their shapes chain."""
+  names = list(order) if order is not None else sorted(named, key=_natural_key)
+  if order is None:
+    shapes = [np.shape(named[n][0]) for n in names]
+    chains = all(len(a) == 2 and len(b) == 2 and a[1] == b[0] for a, b in zip(shapes, shapes[1:]))
+    names = names if chains else (_chain(named) or names)
+  missing = [n for n in names if n not in named]
+  if missing:
+    raise ArchitectureError(f"order names {missing} are not layers of this model; its layers: {sorted(named)}")
+  return [(n, *named[n]) for n in names]
+
+
+def _flatten(tree, prefix=()):
+  if isinstance(tree, Mapping):
+    for k, v in tree.items():
+      yield from _flatten(v, prefix + (str(k),))
+  elif isinstance(tree, (list, tuple)):
+    for k, v in enumerate(tree):
+      yield from _flatten(v, prefix + (str(k),))
+  else:
+    yield prefix, tree
+
+
+def from_flax(variables, order: Optional[Sequence[str]] = None, dtype=np.float64, **check) -> nets.Params:
+  """Params from a flax linen variables dict ({'params': {'Dense_0': {'kernel', 'bias'}, ...}}), its 'params'
+  alone, or an nnx model / nnx.State (its nnx.Param leaves). Each layer is the module holding a 'kernel'."""
+  try:  # nnx: a Module or a State; linen trees are plain dicts
+    from flax import nnx  # noqa: PLC0415 (flax is only needed to read flax models)
+    if isinstance(variables, nnx.Module):
+      variables = nnx.state(variables, nnx.Param)
+    if isinstance(variables, nnx.State):
+      variables = nnx.to_pure_dict(variables)
+  except ImportError:
+    pass
+  if isinstance(variables, Mapping) and set(variables) >= {"params"}:
+    extra = sorted(set(variables) - {"params"})
+    if extra:
+      raise ArchitectureError(f"variables hold collections {extra} besides 'params' (batch statistics?): not a "
+                              "plain ReLU MLP")
+    variables = variables["params"]
+  named, stray = {}, []
+  leaves = dict(_flatten(variables))
+  for path, v in leaves.items():
+    module = ".".join(path[:-1])
+    if path[-1] == "kernel":
+      named.setdefault(module, [None, None])[0] = np.asarray(v)
+    elif path[-1] == "bias":
+      named.setdefault(module, [None, None])[1] = np.asarray(v)
+    else:
+      stray.append(".".join(path))
+  if stray:
+    raise ArchitectureError(f"parameters {stray} are neither a kernel nor a bias: not a plain ReLU MLP")
+  no_kernel = [m for m, (w, _) in named.items() if w is None]
+  if no_kernel:
+    raise ArchitectureError(f"modules {no_kernel} have a bias but no kernel")
+  return from_layers(_ordered(named, order), dtype, **check)
+
+
+def from_torch_state_dict(state_dict: Mapping, order: Optional[Sequence[str]] = None, dtype=np.float64,
+                          **check) -> nets.Params:
+  """Params from a PyTorch state_dict of nn.Linear layers ('<module>.weight' (out, in), '<module>.bias'),
+  as numpy arrays (e.g. `{k: v.numpy() for k, v in model.state_dict().items()}`)."""
+  named, stray = {}, []
+  for key, v in state_dict.items():
+    module, _, leaf = str(key).rpartition(".")
+    if leaf == "weight":
+      named.setdefault(module, [None, None])[0] = np.asarray(v).T if np.ndim(v) == 2 else np.asarray(v)
+    elif leaf == "bias":
+      named.setdefault(module, [None, None])[1] = np.asarray(v)
+    else:
+      stray.append(key)
+  if stray:
+    raise ArchitectureError(f"state_dict entries {stray} are neither a weight nor a bias (running statistics of a "
+                            "norm layer?): not a plain ReLU MLP")
+  return from_layers(_ordered(named, order), dtype, **check)
+
+
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
+
+
+def read_safetensors(path: str) -> dict:
+  """{name: array} of a .safetensors file (8-byte little-endian header size, a JSON header, raw tensors)."""
+  with open(path, "rb") as f:
+    raw = f.read(8)
+    if len(raw) != 8:
+      raise ArchitectureError(f"{path}: too short to be a .safetensors file")
+    (size,) = struct.unpack("<Q", raw)
+    try:
+      header = json.loads(f.read(size))
+    except (ValueError, UnicodeDecodeError) as e:
+      raise ArchitectureError(f"{path}: unreadable .safetensors header ({e})") from None
+    data = f.read()
+  out = {}
+  for name, info in header.items():
+    if name == "__metadata__":
+      continue
+    if info["dtype"] not in _SAFETENSORS_DTYPES:
+      raise ArchitectureError(f"{path}: tensor {name!r} has dtype {info['dtype']} (supported: "
+                              f"{', '.join(_SAFETENSORS_DTYPES)}; export bfloat16 weights as float32)")
+    lo, hi = info["data_offsets"]
+    if hi > len(data):
+      raise ArchitectureError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
+    out[name] = np.frombuffer(data[lo:hi], _SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
+  return out
+
+
+def load_torch(path: str, order: Optional[Sequence[str]] = None, dtype=np.float64, **check) -> nets.Params:
+  """Params from a PyTorch state_dict exported to .npz (`np.savez(path, **{k: v.numpy() ...})`) or
+  .safetensors (`safetensors.torch.save_file(model.state_dict(), path)`)."""
+  if str(path).endswith(".safetensors"):
+    sd = read_safetensors(path)
+  else:
+    with np.load(path, allow_pickle=False) as z:
+      sd = {k: z[k] for k in z.files}
+  try:
+    return from_torch_state_dict(sd, order, dtype, **check)
+  except ArchitectureError as e:
+    raise ArchitectureError(f"{path}: {e}") from None
+
+
+def read_xy_npz(path: str, x_key: str = "x", y_key: str = "y"):
+  """(x (N, D) float64, y (N,)) from an .npz holding them; images are flattened row by row."""
+  with np.load(path, allow_pickle=False) as z:
+    missing = [k for k in (x_key, y_key) if k not in z.files]
+    if missing:
+      raise ValueError(f"{path}: no array {missing} (it holds {z.files})")
+    x, y = np.asarray(z[x_key], np.float64), np.asarray(z[y_key])
+  if x.shape[0] != y.shape[0]:
+    raise ValueError(f"{path}: {x.shape[0]} inputs but {y.shape[0]} labels")
+  return x.reshape(x.shape[0], -1), y

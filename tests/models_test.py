@@ -1,0 +1,159 @@
+"""Models trained elsewhere: flax (linen, nnx) and PyTorch-exported weights import to the same function."""
+
+import json
+import os
+import struct
+import tempfile
+
+from absl.testing import absltest
+import flax.linen as nn
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrecon import models
+from jaxrecon import nets
+
+
+def _numpy_forward(layers, x):
+  """A forward pass written independently of jaxrecon: [(W (in, out), b or None)], ReLU between layers."""
+  h = x
+  for k, (w, b) in enumerate(layers):
+    h = h @ w + (0.0 if b is None else b)
+    if k < len(layers) - 1:
+      h = np.maximum(h, 0.0)
+  return h
+
+
+def _write_safetensors(path, tensors):  # the format, written here without the safetensors package
+  header, blobs, off = {}, [], 0
+  for name, a in tensors.items():
+    a = np.ascontiguousarray(a, "<f4")
+    header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+    blobs.append(a.tobytes())
+    off += a.nbytes
+  h = json.dumps(header).encode()
+  with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+class TorchImportTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(0)
+    self.layers = [(rng.normal(size=(6, 11)), rng.normal(size=11)), (rng.normal(size=(11, 12)), None),
+                   (rng.normal(size=(12, 3)), None)]
+    # torch's Linear.weight is (out, in); module names as nn.Sequential numbers them (ReLUs in between)
+    self.sd = {"net.0.weight": self.layers[0][0].T, "net.0.bias": self.layers[0][1],
+               "net.2.weight": self.layers[1][0].T, "net.4.weight": self.layers[2][0].T}
+    self.x = rng.normal(size=(7, 6))
+
+  def test_npz_round_trip_gives_the_same_outputs(self):
+    path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    np.savez(path, **self.sd)
+    params = models.load_torch(path)
+    np.testing.assert_allclose(np.asarray(nets.apply(params, jnp.asarray(self.x))),
+                               _numpy_forward(self.layers, self.x), rtol=1e-12, atol=1e-12)
+
+  def test_safetensors_round_trip_to_float32_precision(self):
+    path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    _write_safetensors(path, self.sd)
+    params = models.load_torch(path)
+    np.testing.assert_allclose(np.asarray(nets.apply(params, jnp.asarray(self.x))),
+                               _numpy_forward(self.layers, self.x), rtol=1e-5, atol=1e-5)
+
+  def test_layers_in_natural_order(self):
+    rng = np.random.default_rng(1)
+    ws = [rng.normal(size=(4, 4)) for _ in range(11)]  # "layers.10" must come after "layers.9"
+    sd = {f"layers.{k}.weight": w.T for k, w in enumerate(ws)}
+    params = models.from_torch_state_dict(sd)
+    for k, w in enumerate(ws):
+      np.testing.assert_array_equal(params[k]["w"], w)
+
+  def test_uncovered_architectures_name_the_layer(self):
+    bad_bias = dict(self.sd, **{"net.2.bias": np.ones(12)})
+    with self.assertRaisesRegex(models.ArchitectureError, "layer 'net.2' has a bias"):
+      models.from_torch_state_dict(bad_bias)
+    conv = {"conv.weight": np.ones((8, 3, 3, 3)), "fc.weight": np.ones((1, 8))}
+    with self.assertRaisesRegex(models.ArchitectureError, "layer 'conv'.*not a matrix"):
+      models.from_torch_state_dict(conv)
+    bn = dict(self.sd, **{"net.1.running_mean": np.zeros(11)})
+    with self.assertRaisesRegex(models.ArchitectureError, "net.1.running_mean"):
+      models.from_torch_state_dict(bn)
+    with self.assertRaisesRegex(models.ArchitectureError, "fan-in"):
+      models.from_torch_state_dict(self.sd, order=["net.0", "net.4", "net.2"])
+    zero_bias = dict(self.sd, **{"net.4.bias": np.zeros(3)})  # an all-zero later bias is no bias
+    models.from_torch_state_dict(zero_bias)
+
+  def test_xy_reader(self):
+    path = os.path.join(tempfile.mkdtemp(), "data.npz")
+    np.savez(path, x=np.ones((4, 2, 3)), y=np.array([1, -1, 1, -1]))
+    x, y = models.read_xy_npz(path)
+    self.assertEqual(x.shape, (4, 6))
+    np.savez(path, x=np.ones((4, 2)), y=np.ones(3))
+    with self.assertRaisesRegex(ValueError, "4 inputs but 3 labels"):
+      models.read_xy_npz(path)
+
+
+class _Linen(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = jax.nn.relu(nn.Dense(9)(x))
+    x = jax.nn.relu(nn.Dense(9, use_bias=False)(x))
+    return nn.Dense(1, use_bias=False)(x)
+
+
+class _Nnx(nnx.Module):
+  def __init__(self, rngs):
+    self.first = nnx.Linear(5, 9, rngs=rngs)
+    self.second = nnx.Linear(9, 1, use_bias=False, rngs=rngs)
+
+  def __call__(self, x):
+    return self.second(jax.nn.relu(self.first(x)))
+
+
+class FlaxImportTest(absltest.TestCase):
+
+  def test_linen_gives_the_same_outputs(self):
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    variables = _Linen().init(jax.random.key(0), x)
+    params = models.from_flax(variables)
+    self.assertLen(params, 3)
+    np.testing.assert_allclose(np.asarray(nets.apply(params, x)), np.asarray(_Linen().apply(variables, x))[:, 0],
+                               rtol=1e-5, atol=1e-6)
+
+  def test_nnx_gives_the_same_outputs(self):
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    model = _Nnx(nnx.Rngs(0))
+    np.testing.assert_allclose(np.asarray(nets.apply(models.from_flax(model), x)), np.asarray(model(x))[:, 0],
+                               rtol=1e-5, atol=1e-6)
+
+  def test_inside_out_linen_names_are_put_in_forward_order(self):
+    class InsideOut(nn.Module):  # the output layer is built first, so it is Dense_0
+      @nn.compact
+      def __call__(self, x):
+        return nn.Dense(1, use_bias=False)(jax.nn.relu(nn.Dense(7, use_bias=False)(x)))
+    x = jax.random.normal(jax.random.key(1), (4, 5))
+    variables = InsideOut().init(jax.random.key(0), x)
+    params = models.from_flax(variables)
+    np.testing.assert_allclose(np.asarray(nets.apply(params, x)), np.asarray(InsideOut().apply(variables, x))[:, 0],
+                               rtol=1e-5, atol=1e-6)
+
+  def test_a_later_bias_is_refused(self):
+    x = jnp.ones((1, 5))
+
+    class Biased(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        h = jax.nn.relu(nn.Dense(4)(x))  # linen names modules in the order they are built
+        return nn.Dense(1)(h)
+    variables = Biased().init(jax.random.key(0), x)
+    variables = jax.tree_util.tree_map(lambda a: a + 0.1, variables)
+    with self.assertRaisesRegex(models.ArchitectureError, "layer 'Dense_1' has a bias"):
+      models.from_flax(variables)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -24,7 +24,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
-import cli
+from jaxrecon.commands import cli
 from jaxrecon import attack
 from jaxrecon import nets
 

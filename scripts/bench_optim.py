@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from optax import contrib  # noqa: E402
 
-import cli  # noqa: E402
+from jaxrecon.commands import cli  # noqa: E402
 from jaxrecon.optim import sumo  # noqa: E402
 
 FLAGS = flags.FLAGS

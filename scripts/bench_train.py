@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import cli
+from jaxrecon.commands import cli
 from jaxrecon.experiments import train as train_job
 from jaxrecon import data as data_lib
 from jaxrecon.experiments import kkt as diagnostics

@@ -1,41 +1,6 @@
-r"""study_split: KKT sets at growing distance from the training set, by splitting points, per checkpoint.
+"""`python scripts/study_split.py --help`: the jaxrecon-study-split command; its flags and docs are in jaxrecon/commands/study_split.py."""
 
-  python scripts/train.py --workdir=runs/sphere_w200 --width=200 --steps=2000
-  python scripts/study_split.py --train_workdir=runs/sphere_w200 --workdir=runs/study_split --steps=
-
-Exact part (first layer narrower than d): splits the --n_split largest-multiplier points along first-layer null
-directions at 1e-2 .. 1e3 x the data radius (eps_rel, delta, the attack's stationarity loss per distance).
-Approximate part (any width): splits one support point along directions orthogonal to the data span and g_A,
-reporting the largest magnitude with eps_rel within --tol of the true set's. Writes metrics.jsonl,
-summary.json, split.png, split_approx.png. --steps= (empty) studies every checkpoint.
-"""
-
-from absl import flags
-
-import cli
-import config_flags
-from jaxrecon.experiments import split as split_job
-from jaxrecon.noprior.split import DIRECTIONS
-
-flags.DEFINE_string("train_workdir", None, "Training workdir (first layer narrower than d).")
-flags.DEFINE_string("workdir", "runs/study_split", "Output directory.")
-CONFIG = config_flags.Binder(split_job.SplitStudyConfig(), choices={"exact": ("auto", "yes", "no")},
-                             parsers={"directions": lambda v: tuple(_direction(d) for d in v)})
-flags.mark_flag_as_required("train_workdir")
-FLAGS = flags.FLAGS
-flags.adopt_module_key_flags(config_flags)  # --help lists the config's flags
-
-
-def _direction(name: str) -> str:
-  if name not in DIRECTIONS:
-    raise ValueError(f"--directions: {name!r} is not one of {', '.join(DIRECTIONS)}")
-  return name
-
-
-def main(argv):
-  del argv
-  split_job.run(FLAGS.train_workdir, CONFIG.build(), FLAGS.workdir)
-
+from jaxrecon.commands.study_split import console
 
 if __name__ == "__main__":
-  cli.run(main)
+  console()

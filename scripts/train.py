@@ -1,31 +1,6 @@
-r"""Trains a homogeneous ReLU net full-batch and writes a resumable workdir.
+"""`python scripts/train.py --help`: the jaxrecon-train command; its flags and docs are in jaxrecon/commands/train.py."""
 
-  python scripts/train.py --workdir=runs/sphere                       # the paper's synthetic setting
-  python scripts/train.py --workdir=runs/mnist --dataset=mnist --data_dir=../shared/data/mnist \
-      --width=1000,1000 --steps=20000
-
-Writes config.json, data.npz, metrics.jsonl, checkpoints/step_*.npz (log-spaced) and summary.json
-(final_loss, train_acc, test_acc, q_min, normalized_margin, eps_rel, delta, steps, wall_s, ...).
-Re-running on the same workdir resumes from the last checkpoint (--steps may grow).
-"""
-
-from absl import flags
-
-import cli
-import config_flags
-import train_flags
-from jaxrecon.experiments import train as train_job
-
-flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
-flags.mark_flag_as_required("workdir")
-flags.adopt_module_key_flags(train_flags)  # --help lists them
-flags.adopt_module_key_flags(config_flags)
-
-
-def main(argv):
-  del argv
-  train_job.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
-
+from jaxrecon.commands.train import console
 
 if __name__ == "__main__":
-  cli.run(main)
+  console()

@@ -1,9 +1,9 @@
-"""scripts/config_flags.py: flags generated from a config dataclass, and the config built back from them."""
+"""jaxrecon/commands/config_flags.py: flags generated from a config dataclass, and the config built back from them."""
 
 from absl import flags
 from absl.testing import absltest
 
-import config_flags
+from jaxrecon.commands import config_flags
 from jaxrecon.experiments import provable as provable_study
 from jaxrecon import train
 from jaxrecon import workdir as wd

@@ -6,7 +6,7 @@ dataclasses' docstrings, the values go back into a TrainConfig by `config_from_f
 
 from absl import flags
 
-import config_flags
+from jaxrecon.commands import config_flags
 from jaxrecon import train
 
 _NONE = ("default", "none", "")

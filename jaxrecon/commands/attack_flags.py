@@ -2,7 +2,7 @@
 evaluation settings), declared once by config_flags.Binder, for scripts/attack.py, scripts/main.py and the
 attack studies (whose own configs hold a ReconstructConfig under `prefix`)."""
 
-import config_flags
+from jaxrecon.commands import config_flags
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.experiments import attack as attack_job
 

@@ -1,0 +1,51 @@
+"""What every command shares: float64 available, its own flags in --help, and a user's mistake as one line.
+
+A command's `main` runs through `cli.run(main, module)` instead of `app.run(main)`, from `scripts/X.py` or
+from its console entry point (`jaxrecon-X`, setup.cfg). Errors a user can fix (a bad
+value, a missing file, a folder that holds another run or is in use, a diverged training) print
+`error: <message naming the flag, file or folder>` on stderr and exit with status 1, without a traceback;
+set JAXRECON_TRACEBACK=1 to see it. Anything else is a bug and keeps its traceback.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+import jax
+
+from jaxrecon.experiments import train as train_job
+from jaxrecon import workdir as wd
+
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, wd.RunDirError, train_job.TrainingDiverged,
+               flags.ValidationError)
+
+
+def _list_own_flags(modules) -> None:
+  """--help lists the flags the command's modules (and the config binders) defined, whatever the entry point:
+  absl lists the key flags of the module named by sys.argv[0]."""
+  from jaxrecon.commands import config_flags  # noqa: PLC0415
+  fv = flags.FLAGS
+  main_name = sys.argv[0]
+  for module in (*modules, config_flags):
+    for flag in fv.get_flags_for_module(module):
+      fv.register_key_flag_for_module(main_name, flag)
+  if modules and modules[0].__doc__ and "__main__" in sys.modules:
+    sys.modules["__main__"].__doc__ = modules[0].__doc__  # absl's usage text
+
+
+def run(main, *modules) -> None:
+  """Runs `main` under absl with the command's `modules` (its own module first) for --help."""
+  _list_own_flags(modules)
+
+  def wrapped(argv):
+    # The trained weights and the KKT solves are float64; arrays keep the dtype a config asks for.
+    jax.config.update("jax_enable_x64", True)
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if os.environ.get("JAXRECON_TRACEBACK"):
+        raise
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+  app.run(wrapped)

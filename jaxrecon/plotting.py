@@ -63,12 +63,18 @@ def pairs(ds, pool, ev, path: str, k: int = 40, cols: int = 10,
   save(fig, path, dpi=100)
 
 
-def curves(curves: dict, ylabel: str, path: str) -> None:
-  fig, ax = subplots(figsize=(5, 3.5))
+def curves(curves: dict, ylabel: str, path: str, *, threshold=None, baselines: dict = None) -> None:
+  """Reconstruction curves (each training point's best value, sorted), the baselines no attack needs dashed,
+  and the threshold a good reconstruction must pass; the legend inside the axes."""
+  fig, ax = subplots(figsize=(5.5, 3.8))
   for name, curve in curves.items():
     ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
-  if len(curves) > 1:
-    ax.legend()
+  for name, curve in (baselines or {}).items():
+    ax.plot(np.arange(1, len(curve) + 1), curve, ls="--", lw=1, label=f"{name} (no attack)")
+  if threshold is not None:
+    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"good: {threshold:g}")
+  if len(curves) + len(baselines or {}) > 1 or threshold is not None:
+    ax.legend(fontsize=7, loc="best")
   ax.set_xlabel("training points, sorted")
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)

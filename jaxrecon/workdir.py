@@ -116,8 +116,10 @@ def read_jsonl(path: str) -> list:
   return rows
 
 
-def write_npz(path: str, **arrays) -> None:
-  atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
+def write_npz(path: str, compressed: bool = False, **arrays) -> None:
+  """Arrays as .npz (never pickle); `compressed` deflates them (lossless: ~5x smaller for image data sets)."""
+  save = np.savez_compressed if compressed else np.savez
+  atomic_write(path, lambda f: save(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
 
 
 def read_npz(path: str) -> dict:

@@ -107,7 +107,14 @@ class ScriptsTest(absltest.TestCase):
     with open(os.path.join(d, "summary.json")) as f:
       summary = json.load(f)
     self.assertIn("headline", summary)
-    self.assertIn(summary["headline"], out.stdout)
+    # the headline is printed as labelled lines, each followed by what to expect
+    for line in summary["report"]:
+      self.assertIn(line, out.stdout)
+    self.assertEqual([r.split()[0] for r in summary["report"] if not r.startswith(" ")],
+                     ["training", "KKT", "split", "attack"])
+    self.assertIn("chance level", summary["report"][-1])
+    # step-keyed tables in numeric order
+    self.assertEqual(list(summary["eps_rel_by_step"]), sorted(summary["eps_rel_by_step"], key=int))
     self.assertTrue(os.path.exists(os.path.join(d, "train", "kkt", "kkt.png")))
     # the split stage studied every checkpoint after step 0 and put its result in the headline
     steps = sorted(int(s) for s in summary["split"]["by_step"])
@@ -177,9 +184,9 @@ class ScriptsTest(absltest.TestCase):
     with np.load(os.path.join(out, "candidates.npz")) as z:
       self.assertEqual(z["x"].shape, (3, 6, 784))
       self.assertEqual(z["ssim_train"].shape, (10,))
-    rows = read_jsonl(os.path.join(out, "metrics.jsonl"))
-    self.assertEqual([r["step"] for r in rows], [5, 10, 12])
-    self.assertLen(rows[0]["loss"], 3)
+    rows = read_jsonl(os.path.join(out, "metrics.jsonl"))  # one flat row per (step, configuration)
+    self.assertEqual([(r["step"], r["config"]) for r in rows], [(s, c) for s in (5, 10, 12) for c in range(3)])
+    self.assertTrue(all(isinstance(r["loss"], float) for r in rows))
     self.assertGreater(os.path.getsize(os.path.join(out, "pairs.png")), 1000)
     self.assertGreater(os.path.getsize(os.path.join(out, "curve.png")), 1000)
     # the evaluation can be re-run from the saved candidates with other settings

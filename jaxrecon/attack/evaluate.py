@@ -294,6 +294,7 @@ class ScaleNumbers(NamedTuple):
   baselines: dict                      # name -> Baseline
   n_good_beating: dict                 # name -> training images with SSIM > 0.4 AND above that baseline
   good_candidates: int                 # candidates with SSIM > 0.4 with their nearest training image
+  baseline_curves: dict                # name -> that baseline's reconstruction curve
 
   @property
   def n_good(self) -> int:
@@ -324,13 +325,14 @@ def against_baselines(x_train, pool, mean, image_shape, baseline_pools: dict, *,
                       **kw) -> ScaleNumbers:
   """`evaluate` of the pool, and of each baseline pool ({name: (P_b, D)}, empty ones skipped) beside it."""
   ev = evaluate(x_train, pool, mean, image_shape, scale=scale, **kw)
-  base, beats = {}, {}
+  base, beats, bcurves = {}, {}, {}
   for name, bpool in baseline_pools.items():
     if bpool.shape[0]:
       b = evaluate(x_train, bpool, mean, image_shape, scale=scale, **kw)
       base[name] = Baseline(b.n_good, b.mean_top10_ssim, b.pool_size)
       beats[name] = int(np.sum((ev.ssim_train > GOOD_SSIM) & (ev.ssim_train > b.ssim_train)))
-  return ScaleNumbers(ev, base, beats, int(np.sum(ev.ssim_cand > GOOD_SSIM)))
+      bcurves[name] = reconstruction_curve(b.ssim_train)
+  return ScaleNumbers(ev, base, beats, int(np.sum(ev.ssim_cand > GOOD_SSIM)), bcurves)
 
 
 def vector_numbers(x_train, pool, close_tol: float, radius: float) -> VectorNumbers:

@@ -369,6 +369,13 @@ def _run_chunk(run: _Run, states, h: Hyper, prob: _Problem, idx, step: int, tota
   return states, last
 
 
+def flat_rows(row: dict) -> list:
+  """One history row (a segment: lists over its configurations) as one row per configuration, the form a
+  table reader wants (`pandas.read_json(path, lines=True)`): step, config, loss, stat, lam_pen, prior, wall_s."""
+  return [{"step": row["step"], "config": c, **{k: row[k][j] for k in Aux._fields}, "wall_s": row["wall_s"]}
+          for j, c in enumerate(row["configs"])]
+
+
 def _log_progress(log, row, c0, k, total, step, steps, rate, t0, now):
   done = (c0 + k * step / steps) / total
   elapsed = now - t0

@@ -1,7 +1,7 @@
 """The attack job: sweep against one checkpoint of a training workdir, pool, evaluate, write.
 
-Writes into its workdir: config.json, metrics.jsonl (per chunk and log step: the loss terms of every
-configuration), candidates.npz (all final candidates, multipliers, swept values, losses, the pool and its
+Writes into its workdir: config.json, metrics.jsonl (one row per log step and configuration: its loss
+terms), candidates.npz (all final candidates, multipliers, swept values, losses, the pool and its
 evaluation), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, steps, wall_s, ...) and
 figures: pairs.png (the best reconstructions sorted by SSIM, each above its nearest training image, as in the
 paper) and curve.png (the reconstruction curve). For vector data (no image shape) the evaluation is by L2
@@ -17,17 +17,15 @@ import time
 from typing import Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import nets
-from jaxrecon import plotting
 from jaxrecon import workdir as wd
-from jaxrecon.attack import evaluate
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack import sweep as attack_sweep
 from jaxrecon.experiments import train as train_job
+from jaxrecon.experiments.attack_report import AttackOutcome, evaluate_candidates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,21 +73,6 @@ class ReconstructConfig:
     return ReconstructConfig(**d)
 
 
-class AttackOutcome(NamedTuple):
-  """What an attack job hands to the jobs built on it; its JSON form is the run's summary.json (`summary`).
-
-  kind: 'images' | 'vectors' | 'nothing' (every configuration diverged, nothing to evaluate)."""
-  kind: str
-  configs: int
-  steps: int
-  pool_size: int
-  wall_s: float
-  final_loss: np.ndarray   # (configs,), NaN where a configuration diverged
-  final_stat: np.ndarray
-  images: Optional[evaluate.ImageNumbers]
-  vectors: Optional[evaluate.VectorNumbers]
-  headline: str
-  summary: dict
 
 
 def pick_checkpoint(ckpts: list, step: Optional[int]):
@@ -177,7 +160,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     wd.write_json(os.path.join(workdir, "summary.json"), summary)
     if os.path.exists(os.path.join(workdir, PROGRESS_FILE)):
       os.remove(os.path.join(workdir, PROGRESS_FILE))
-    return _evaluate(config, ds, tgt.params, raw, summary, workdir, log)
+    return evaluate_candidates(config, ds, tgt.params, raw, summary, workdir, log)
 
 
 def _open(workdir: str, run_config: dict, resume, log: Callable) -> None:
@@ -190,7 +173,9 @@ def _open(workdir: str, run_config: dict, resume, log: Callable) -> None:
         os.remove(os.path.join(workdir, stale))
     wd.write_jsonl(metrics_path, [])
   else:
-    wd.write_jsonl(metrics_path, wd.read_jsonl(metrics_path)[:resume.rows])
+    # rows written before the saved progress: finished configurations, and the current chunk up to its step
+    wd.write_jsonl(metrics_path, [r for r in wd.read_jsonl(metrics_path)
+                                  if r["config"] < resume.c0 or r["step"] <= resume.step])
     log(f"resuming the attack in {workdir}: configurations {resume.c0 + 1}.. at step {resume.step}")
 
 
@@ -199,9 +184,10 @@ def _savers(workdir: str, every_s: float) -> dict:
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   last_save = [time.time()]
 
-  def on_rows(rows):
+  def on_rows(rows):  # one row per (step, configuration)
     for r in rows:
-      wd.append_jsonl(metrics_path, r)
+      for flat in attack_sweep.flat_rows(r):
+        wd.append_jsonl(metrics_path, flat)
 
   def on_progress(make_progress):
     if time.time() - last_save[0] >= every_s:
@@ -304,101 +290,4 @@ def _reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
   summary = wd.read_json(os.path.join(workdir, "summary.json"))
   keep = ("configs", "steps", "m", "wall_s", "compile_s", "diverged", "attacked_step", "n_train",
           "theta_scale", "candidate_steps_per_s", "final_loss", "final_stat", "best_config")
-  return _evaluate(config, ds, params, raw, {k: summary[k] for k in keep if k in summary}, workdir, log)
-
-
-
-
-def _evaluate(config, ds, params, raw, summary, workdir, log) -> AttackOutcome:
-  """Pools, evaluates and ranks the candidates; writes candidates.npz, summary.json and the figures."""
-  pool, pool_cfg, pool_idx = evaluate.pool_candidates(raw["x"], raw["loss"], config.pool_top)
-  arrays = dict(raw, pool_config=pool_cfg, pool_index=pool_idx)
-  summary = dict(summary, pool_size=int(pool.shape[0]), pool_configs=int(np.unique(pool_cfg).size))
-  images = vectors = None
-  if pool.shape[0] == 0:
-    log("every configuration diverged: nothing to evaluate (lower the x learning rates)")
-    summary.update({"n_good_ssim_0.4": 0, "mean_top10_ssim": None,
-                    "headline": "every configuration diverged: nothing to evaluate"})
-  else:
-    q = np.asarray(attack_loss.candidate_margins(params, jnp.asarray(pool, params[0]["w"].dtype),
-                                                 jnp.asarray(raw["y_hat"])[pool_idx]))
-    lam_pool = raw["lam"][pool_cfg, pool_idx]
-    scores = {"margin": evaluate.margin_score(q), "lambda": lam_pool}
-    arrays.update(pool_margin=q, pool_lambda=lam_pool)
-    if ds.image_shape:
-      images = _evaluate_images(config, ds, pool, scores, arrays, summary, workdir)
-    else:
-      vectors = _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir)
-  wd.write_npz(os.path.join(workdir, "candidates.npz"), **arrays)
-  wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  log(summary["headline"])
-  kind = "nothing" if pool.shape[0] == 0 else ("images" if images is not None else "vectors")
-  return AttackOutcome(kind, summary["configs"], summary["steps"], summary["pool_size"], summary["wall_s"],
-                       np.asarray(summary["final_loss"], float), np.asarray(summary["final_stat"], float),
-                       images, vectors, summary["headline"], summary)
-
-
-def _ranking(scores: dict, positive) -> dict:
-  return {name: evaluate.ranking_quality(s, positive) for name, s in scores.items()}
-
-
-def _scale_json(r: evaluate.ScaleNumbers, scores: dict) -> dict:
-  return {"n_good_ssim_0.4": r.n_good, "mean_top10_ssim": r.mean_top10_ssim,
-          "baselines": {k: {"n_good_ssim_0.4": b.n_good, "mean_top10_ssim": b.mean_top10_ssim,
-                            "pool_size": b.pool_size} for k, b in r.baselines.items()},
-          "n_good_beating_mean_image": r.n_good_beating.get("mean_image"),
-          "n_good_beating_heldout": r.n_good_beating.get("heldout"),
-          "good_candidates": r.good_candidates,
-          "ranking": _ranking(scores, r.evaluation.ssim_cand > evaluate.GOOD_SSIM),
-          "ssim_curve": evaluate.reconstruction_curve(r.evaluation.ssim_train).tolist()}
-
-
-def _evaluate_images(config, ds, pool, scores, arrays, summary, workdir) -> evaluate.ImageNumbers:
-  image_shape = tuple(ds.image_shape)
-  half = config.half_res if config.half_res is not None else image_shape[-1] == 3
-  kw = dict(half_res=half, window=config.ssim_window, sigma=config.ssim_sigma)
-  # What the threshold gives with no information: the mean image alone (a zero candidate), and held-out
-  # images of the same distribution (as many as the pool, up to the test split) standing in for candidates.
-  baseline_pools = {"mean_image": np.zeros((1, pool.shape[1])),
-                    "heldout": np.asarray(ds.x_test)[:pool.shape[0]]}
-  nums = evaluate.ImageNumbers(*(evaluate.against_baselines(ds.x_train, pool, ds.mean - ds.offset, image_shape,
-                                                             baseline_pools, scale=scale, **kw)
-                                 for scale in ("minmax", "clip")))
-  ev, ev_clip = nums.minmax.evaluation, nums.clip.evaluation
-  arrays.update(ssim_train=ev.ssim_train, nearest_cand=ev.nearest_cand, ssim_cand=ev.ssim_cand,
-                nearest_train=ev.nearest_train, dist_train=ev.dist_train, ssim_train_clip=ev_clip.ssim_train,
-                ssim_cand_clip=ev_clip.ssim_cand)
-  summary.update(half_res=half, **_scale_json(nums.minmax, scores))
-  summary["clip"] = _scale_json(nums.clip, scores)
-
-  def line(r):
-    return (f"{r['n_good_ssim_0.4']} of {ds.x_train.shape[0]} with SSIM > 0.4, of them "
-            f"{r['n_good_beating_mean_image']} above the mean image and {r['n_good_beating_heldout']} above "
-            f"the best held-out image (top-10 mean "
-            f"{r['mean_top10_ssim']:.3f}; baselines: " + ", ".join(
-                f"{k} {v['n_good_ssim_0.4']} (top-10 {v['mean_top10_ssim']:.3f})"
-                for k, v in r["baselines"].items()) + ")")
-  summary["headline"] = (f"pool of {pool.shape[0]} candidates: min-max evaluation (reference) " + line(summary)
-                         + "; clipped evaluation " + line(summary["clip"]))
-  plotting.pairs(ds, pool, ev, os.path.join(workdir, "pairs.png"), config.figure_pairs)
-  plotting.pairs(ds, pool, ev_clip, os.path.join(workdir, "pairs_clip.png"), config.figure_pairs, scale="clip")
-  plotting.curves({"min-max (reference)": summary["ssim_curve"], "clipped": summary["clip"]["ssim_curve"]},
-                  "SSIM with the NCC-nearest candidate", os.path.join(workdir, "curve.png"))
-  return nums
-
-
-def _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir) -> evaluate.VectorNumbers:
-  v = evaluate.vector_numbers(ds.x_train, pool, config.close_tol, data_lib.rms_radius(ds.x_train))
-  arrays.update(dist_train=v.dist_train, dist_cand=v.dist_cand)
-  curve = np.sort(v.dist_train)
-  summary.update({"n_good_ssim_0.4": None, "mean_top10_ssim": None, "data_radius": v.data_radius,
-                  "n_close": v.n_close, "close_tol": v.close_tol, "mean_best5_dist": v.mean_best5_dist,
-                  "median_dist": v.median_dist,
-                  "ranking": _ranking(scores, v.dist_cand < v.close_tol * v.data_radius),
-                  "dist_curve": curve.tolist()})
-  summary["headline"] = (f"{v.n_close} of {ds.x_train.shape[0]} training points have a candidate within "
-                         f"{v.close_tol:g} x the data radius; best-5 mean distance "
-                         f"{v.mean_best5_dist:.3f} (radius {v.data_radius:.3f}), pool of {pool.shape[0]}")
-  plotting.curves({"attack": curve / v.data_radius}, "distance to the closest candidate / data radius",
-                  os.path.join(workdir, "curve.png"))
-  return v
+  return evaluate_candidates(config, ds, params, raw, {k: summary[k] for k in keep if k in summary}, workdir, log)

@@ -22,7 +22,7 @@ from jaxrecon import plotting
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import AttackConfig
-from jaxrecon.attack.sweep import SweepConfig
+from jaxrecon.attack.sweep import SweepConfig, flat_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
       f"{len(params)} layers; {config.sweep.configs} configurations x {config.attack.steps} steps")
   rec = audit.reconstruct(jax.random.key(config.sweep.seed), params, n_train=n or None, attack=config.attack,
                           sweep=config.sweep, pool_top=config.pool_top, log=log)
-  wd.write_jsonl(os.path.join(workdir, "metrics.jsonl"), rec.sweep.history)
+  wd.write_jsonl(os.path.join(workdir, "metrics.jsonl"), [f for r in rec.sweep.history for f in flat_rows(r)])
   wd.write_npz(os.path.join(workdir, "candidates.npz"), candidates=rec.candidates,
                config_index=rec.config_index, multipliers=rec.multipliers, margin_score=rec.margin_score,
                loss=rec.loss, **{f"hyper_{k}": np.asarray(v) for k, v in rec.hyper._asdict().items()})
@@ -112,7 +112,8 @@ def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
         f"{ev['n_close']} of {data['x'].shape[0]} within {config.close_tol:g} x the data radius, best five at "
         f"{ev['mean_best5_dist']:.3f}"))
     plotting.curves({"attack": ev["curve"]}, "SSIM with the NCC-nearest candidate" if config.image_shape
-                    else "distance to the closest candidate / data radius", os.path.join(workdir, "curve.png"))
+                    else "distance to the closest candidate / data radius", os.path.join(workdir, "curve.png"),
+                    threshold=evaluate.GOOD_SSIM if config.image_shape else config.close_tol)
   else:
     summary["headline"] = (f"{summary['pool_size']} candidates from {summary['configs']} configurations (no "
                            "training data given: rank them by candidates.npz's margin_score)")

@@ -100,7 +100,7 @@ def _open_run(config, workdir, key_data, log):
   stale = os.path.join(workdir, "checkpoints")
   if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
     shutil.rmtree(stale)
-  wd.write_npz(data_path, **{k: np.asarray(v) for k, v in ds._asdict().items()})
+  wd.write_npz(data_path, compressed=True, **{k: np.asarray(v) for k, v in ds._asdict().items()})
   wd.write_json(cfg_path, config)
   return ds, None
 

@@ -86,13 +86,8 @@ def evaluate_images(rec: Reconstruction, x_train, image_shape: tuple, *, mean=No
   x_train = np.asarray(x_train)
   d = x_train.shape[1]
   mean = np.zeros(d) if mean is None else np.asarray(mean).reshape(d)
-  half = half_res if half_res is not None else image_shape[-1] == 3
-  bases = {"mean_image": np.zeros((1, d))}
-  if x_heldout is not None:
-    bases["heldout"] = np.asarray(x_heldout)[:rec.candidates.shape[0]]
-  return evaluate.ImageNumbers(*(evaluate.against_baselines(
-      x_train, rec.candidates, mean, tuple(image_shape), bases, scale=s, half_res=half, window=window, sigma=sigma)
-      for s in ("minmax", "clip")))
+  return evaluate.image_numbers(x_train, rec.candidates, mean, tuple(image_shape), x_heldout, half_res=half_res,
+                                window=window, sigma=sigma)
 
 
 def evaluate_vectors(rec: Reconstruction, x_train, close_tol: float = 0.1) -> evaluate.VectorNumbers:

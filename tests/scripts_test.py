@@ -348,13 +348,15 @@ class AuditCommandTest(absltest.TestCase):
     params = ckpts[-1][1]
     sd = {"0.weight": np.asarray(params[0]["w"]).T, "2.weight": np.asarray(params[1]["w"]).T}  # torch layout
     np.savez(f"{d}/model.npz", **sd)
-    np.savez(f"{d}/data.npz", x=ds.x_train, y=ds.y_train)
+    np.savez(f"{d}/data.npz", x=ds.x_train, y=ds.y_train, x_heldout=ds.x_test)
     run_script("audit.py", f"--model={d}/model.npz", f"--data={d}/data.npz", f"--workdir={d}/a", "--configs=2",
                "--steps=20", "--log_every=10")
     with open(os.path.join(d, "a", "summary.json")) as f:
       s = json.load(f)
     self.assertEqual(s["configs"], 2)
     self.assertIn("n_close", s["evaluation"])
+    self.assertIn("chance level", s["headline"])  # held-out points scored as candidates, beside the attack
+    self.assertLessEqual(s["evaluation"]["heldout"]["n_close"], 20)
     self.assertGreaterEqual(s["kkt"]["eps_rel"], 0.0)
     self.assertTrue(os.path.exists(os.path.join(d, "a", "curve.png")))
     # an architecture the theory does not cover: refused by name, nothing written

@@ -343,3 +343,16 @@ def vector_numbers(x_train, pool, close_tol: float, radius: float) -> VectorNumb
   curve = np.sort(dist)
   return VectorNumbers(int(np.sum(dist < close_tol * radius)), close_tol, float(np.mean(curve[:5])),
                        float(np.median(dist)), radius, dist, cand_dist)
+
+
+def image_numbers(x_train, pool, mean, image_shape, x_heldout=None, *, half_res: Optional[bool] = None,
+                  **kw) -> ImageNumbers:
+  """The reference evaluation with min-max and clipped candidates, each beside what the threshold gives with
+  no information: the mean image alone (a zero candidate) and held-out images of the same distribution (as
+  many as the pool) standing in for candidates. half_res None: for colour images, as the reference does."""
+  half = half_res if half_res is not None else image_shape[-1] == 3
+  bases = {"mean_image": np.zeros((1, np.shape(pool)[1]))}
+  if x_heldout is not None and np.shape(x_heldout)[0]:
+    bases["heldout"] = np.asarray(x_heldout)[:np.shape(pool)[0]]
+  return ImageNumbers(*(against_baselines(x_train, pool, mean, tuple(image_shape), bases, scale=s, half_res=half,
+                                          **kw) for s in ("minmax", "clip")))

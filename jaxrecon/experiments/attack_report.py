@@ -80,14 +80,8 @@ def _scale_json(r: evaluate.ScaleNumbers, scores: dict) -> dict:
 def _evaluate_images(config, ds, pool, scores, arrays, summary, workdir) -> evaluate.ImageNumbers:
   image_shape = tuple(ds.image_shape)
   half = config.half_res if config.half_res is not None else image_shape[-1] == 3
-  kw = dict(half_res=half, window=config.ssim_window, sigma=config.ssim_sigma)
-  # What the threshold gives with no information: the mean image alone (a zero candidate), and held-out
-  # images of the same distribution (as many as the pool, up to the test split) standing in for candidates.
-  baseline_pools = {"mean_image": np.zeros((1, pool.shape[1])),
-                    "heldout": np.asarray(ds.x_test)[:pool.shape[0]]}
-  nums = evaluate.ImageNumbers(*(evaluate.against_baselines(ds.x_train, pool, ds.mean - ds.offset, image_shape,
-                                                             baseline_pools, scale=scale, **kw)
-                                 for scale in ("minmax", "clip")))
+  nums = evaluate.image_numbers(ds.x_train, pool, ds.mean - ds.offset, image_shape, ds.x_test, half_res=half,
+                                window=config.ssim_window, sigma=config.ssim_sigma)
   ev, ev_clip = nums.minmax.evaluation, nums.clip.evaluation
   arrays.update(ssim_train=ev.ssim_train, nearest_cand=ev.nearest_cand, ssim_cand=ev.ssim_cand,
                 nearest_train=ev.nearest_train, dist_train=ev.dist_train, ssim_train_clip=ev_clip.ssim_train,

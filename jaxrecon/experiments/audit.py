@@ -80,9 +80,14 @@ def _evaluation(config, rec, data) -> dict:
             "baselines": {k: b._asdict() for k, b in mm.baselines.items()},
             "curve": evaluate.reconstruction_curve(mm.evaluation.ssim_train).tolist()}
   v = audit.evaluate_vectors(rec, data["x"], config.close_tol)
-  return {"n_close": v.n_close, "close_tol": v.close_tol, "mean_best5_dist": v.mean_best5_dist,
-          "median_dist": v.median_dist, "data_radius": v.data_radius,
-          "curve": (np.sort(v.dist_train) / v.data_radius).tolist()}
+  out = {"n_close": v.n_close, "close_tol": v.close_tol, "mean_best5_dist": v.mean_best5_dist,
+         "median_dist": v.median_dist, "data_radius": v.data_radius,
+         "curve": (np.sort(v.dist_train) / v.data_radius).tolist()}
+  if "x_heldout" in data:  # the chance level: held-out points (as many as the pool) standing in for candidates
+    null = evaluate.vector_numbers(data["x"], data["x_heldout"][:rec.candidates.shape[0]], config.close_tol,
+                                   v.data_radius)
+    out["heldout"] = {"n_close": null.n_close, "mean_best5_dist": null.mean_best5_dist}
+  return out
 
 
 @wd.job("audit", "workdir")
@@ -110,7 +115,9 @@ def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
         f"{ev['n_good_ssim_0.4']} of {data['x'].shape[0]} with SSIM > 0.4 ({ev['n_good_beating_mean_image']} "
         f"above the mean image)" if config.image_shape else
         f"{ev['n_close']} of {data['x'].shape[0]} within {config.close_tol:g} x the data radius, best five at "
-        f"{ev['mean_best5_dist']:.3f}"))
+        f"{ev['mean_best5_dist']:.3f}" + (f" (chance level, held-out points: {ev['heldout']['n_close']} within, best "
+                                          f"five at {ev['heldout']['mean_best5_dist']:.3f})" if "heldout" in ev
+                                          else " (give x_heldout in --data for the chance level)")))
     plotting.curves({"attack": ev["curve"]}, "SSIM with the NCC-nearest candidate" if config.image_shape
                     else "distance to the closest candidate / data radius", os.path.join(workdir, "curve.png"),
                     threshold=evaluate.GOOD_SSIM if config.image_shape else config.close_tol)

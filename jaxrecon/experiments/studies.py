@@ -118,12 +118,8 @@ def _by_radius(ds, workdir: str, config: attack_job.ReconstructConfig, radius: f
   images = bool(ds.image_shape)
   nums_i = nums_v = None
   if pool.shape[0] and images:
-    half = config.half_res if config.half_res is not None else ds.image_shape[-1] == 3
-    kw = dict(half_res=half, window=config.ssim_window, sigma=config.ssim_sigma)
-    bases = {"mean_image": np.zeros((1, pool.shape[1])), "heldout": np.asarray(ds.x_test)[:pool.shape[0]]}
-    nums_i = evaluate.ImageNumbers(*(evaluate.against_baselines(
-        ds.x_train, pool, ds.mean - ds.offset, tuple(ds.image_shape), bases, scale=s, **kw)
-        for s in ("minmax", "clip")))
+    nums_i = evaluate.image_numbers(ds.x_train, pool, ds.mean - ds.offset, tuple(ds.image_shape), ds.x_test,
+                                    half_res=config.half_res, window=config.ssim_window, sigma=config.ssim_sigma)
   elif pool.shape[0]:
     nums_v = evaluate.vector_numbers(ds.x_train, pool, config.close_tol, data_lib.rms_radius(ds.x_train))
   return _row(a["loss"][sel], a["stat"][sel], int(pool.shape[0]), wall_s, images, nums_i, nums_v)

@@ -61,7 +61,7 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
   if attack.variant == "multiclass" and attack.n_classes <= 1:
     attack = dataclasses.replace(attack, n_classes=k)
   key_sweep, key_attack = jax.random.split(key)
-  hyper = sweep.hyper(key_sweep, radius_unit)
+  hyper = sweep.hyper(key_sweep, radius_unit, attack.lr_lambda)
   d = int(np.shape(params[0]["w"])[0])
   res = run_sweep(key_attack, params, hyper, d, attack, params_init=params_init, n_train=n_train, mesh=mesh,
                   log=log)

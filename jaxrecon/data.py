@@ -45,7 +45,7 @@ class Dataset(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """What to load. name: 'sphere', 'parity_sphere', 'two_gaussians', 'mnist', 'cifar10'.
+  """What to load. name: 'sphere', 'shifted_sphere', 'parity_sphere', 'two_gaussians', 'mnist', 'cifar10'.
 
   Synthetic: n training points in R^d, n_test fresh ones. Images: n points balanced over the two binary
   classes (n // 2 each) chosen as the first in file order (`selection='first'`, as the reference) or at
@@ -53,7 +53,7 @@ class DataConfig:
   task: 'binary' (odd/even, vehicles/animals) or 'multiclass' (the original 10 classes, n // 10 each).
 
   Attributes:
-    name: Training data: sphere | parity_sphere | two_gaussians | mnist | cifar10.
+    name: Training data: sphere | shifted_sphere | parity_sphere | two_gaussians | mnist | cifar10.
     n: Training points (balanced over classes for image sets).
     d: Input dimension of synthetic sets.
     n_test: Test points (0 = the whole test split for image sets).
@@ -64,6 +64,8 @@ class DataConfig:
     offset: Constant added to every input after mean subtraction.
     parity_k: parity_sphere: the label is the product of the signs of the first k coordinates.
     gaussian_sep: two_gaussians: distance of the means.
+    radius: shifted_sphere: radius of the sphere.
+    shift: shifted_sphere: the constant added to every coordinate (the sphere's centre is shift * ones).
     seed: Seed of the random selection.
   """
   name: str = "sphere"
@@ -77,6 +79,8 @@ class DataConfig:
   offset: float = 0.0
   parity_k: int = 2
   gaussian_sep: float = 1.0
+  radius: float = 1.0
+  shift: float = 0.0
   seed: int = 0
 
 
@@ -102,6 +106,17 @@ def parity_sphere(key: jax.Array, n: int, d: int, k: int = 2, dtype=jnp.float32)
   x, _ = sphere(key, n, d, radius=float(np.sqrt(d)), dtype=dtype)
   y = jnp.prod(jnp.where(x[:, :k] >= 0, 1, -1), axis=1).astype(jnp.int32)
   return x, y
+
+
+def shifted_sphere(key: jax.Array, n: int, d: int, radius: float = 1.0, shift: float = 0.0,
+                   dtype=jnp.float32):
+  """The synthetic set of "No Prior, No Leakage": n // 2 points per class (the first half -1), uniform on the
+  radius-sphere about the centre shift * (1, ..., 1); label = sign of the first coordinate relative to the
+  centre (the points of each class are uniform on their half-sphere)."""
+  x, _ = sphere(key, n, d, radius, dtype)
+  y = jnp.where(jnp.arange(n) < n // 2, -1, 1).astype(jnp.int32)
+  x = x.at[:, 0].set(jnp.abs(x[:, 0]) * y.astype(dtype))
+  return x + jnp.asarray(shift, dtype), y
 
 
 def two_gaussians(key: jax.Array, n: int, d: int, sep: float = 1.0, dtype=jnp.float32):
@@ -317,6 +332,7 @@ def load(key: jax.Array, config: DataConfig) -> Dataset:
     return _image_task(config)
   makers = {
       "sphere": lambda k, n: sphere(k, n, config.d, dtype=jnp.float64),
+      "shifted_sphere": lambda k, n: shifted_sphere(k, n, config.d, config.radius, config.shift, jnp.float64),
       "parity_sphere": lambda k, n: parity_sphere(k, n, config.d, config.parity_k, jnp.float64),
       "two_gaussians": lambda k, n: two_gaussians(k, n, config.d, config.gaussian_sep, jnp.float64),
   }

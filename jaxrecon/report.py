@@ -32,4 +32,4 @@ def fmt_value(v, fmt: str = ".3g") -> str:
 
 def column(rows: list, key: str) -> np.ndarray:
   """A column of table rows for a figure, None as NaN (a gap)."""
-  return np.array([np.nan if r[key] is None else r[key] for r in rows], float)
+  return np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)

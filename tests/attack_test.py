@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,9 +22,10 @@ def small_net(seed=0, d=5, widths=(7,), n_out=1):
   return nets.init(jax.random.key(seed), cfg, jnp.float64)
 
 
-def fixed_hyper(c, lr_x=0.01, init_scale=0.1, lambda_min=0.3, alpha=20.0, radius=1.0):
+def fixed_hyper(c, lr_x=0.01, init_scale=0.1, lambda_min=0.3, alpha=20.0, radius=1.0, lr_lambda=1e-4,
+                shift=0.0):
   return attack.Hyper(np.full(c, init_scale), np.full(c, lr_x), np.full(c, lambda_min), np.full(c, alpha),
-                      np.arange(c), np.full(c, radius))
+                      np.arange(c), np.full(c, radius), np.full(c, lr_lambda), np.full(c, shift))
 
 
 CFG = attack.AttackConfig(m=6, steps=12, log_every=4, dtype="float64")
@@ -258,6 +260,25 @@ class StepTest(parameterized.TestCase):
     s = attack.init_state(jax.random.key(0), 8, 5, h, cfg, jnp.float64)
     np.testing.assert_allclose(jnp.linalg.norm(s.x, axis=1), 4.0, rtol=1e-12)
 
+  def test_shift_moves_start_and_box_and_lambda_lr_is_per_configuration(self):
+    # Hand-derived: the box penalty about shift s is sum relu(|x - s| - box)^2; the multipliers step by the
+    # configuration's own lambda lr; prior_weight scales the penalty and 0 removes it.
+    params = small_net()
+    y = attack.candidate_labels(6).astype(jnp.float64)
+    h0 = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, init_scale=2.0)))
+    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, init_scale=2.0, shift=10.0, lr_lambda=0.1)))
+    s0 = attack.init_state(jax.random.key(3), 6, 5, h0, CFG, jnp.float64)
+    s = attack.init_state(jax.random.key(3), 6, 5, h, CFG, jnp.float64)
+    np.testing.assert_allclose(s.x, s0.x + 10.0, rtol=1e-12)
+    want = np.sum(np.maximum(np.abs(np.asarray(s.x) - 10.0) - CFG.box, 0.0) ** 2)
+    for w in (1.0, 0.25, 0.0):
+      cfg = dataclasses.replace(CFG, prior_weight=w)
+      _, aux = attack.attack_loss((s.x, s.lam), params, params, y, 20.0, 0.3, cfg, 10.0)
+      self.assertAlmostEqual(float(aux.prior), w * want, delta=1e-9 * want)
+    grad = jax.grad(lambda xl: attack.attack_loss(xl, params, params, y, h.alpha, h.lambda_min, CFG, 10.0)[0])
+    s1, _ = jax.jit(attack.make_step(CFG))(s, h, params, params, y)
+    np.testing.assert_allclose(s1.lam, s.lam - 0.1 * grad((s.x, s.lam))[1], rtol=1e-12)
+
 
 class SweepTest(parameterized.TestCase):
 
@@ -342,6 +363,21 @@ class SweepTest(parameterized.TestCase):
     h = attack.grid_sweep([1e-3], [0.1, 0.2], [0.4], [10.0, 20.0, 30.0], seeds=(0, 1))
     self.assertEqual(h.size, 12)
     self.assertEqual(len({(a, b, s) for a, b, s in zip(h.lr_x, h.alpha, h.seed)}), 12)
+
+  def test_authors_grid_has_108_settings(self):
+    # x lr 3 x lambda lr 2 x init scale 3 x init shift 3 x lambda_min 2 (alpha fixed) = 108
+    sc = attack.SweepConfig(kind="grid", lr_x=(1.0, 0.5, 0.1), lr_lambda=(0.1, 0.01), init_scale=(0.1, 1.0, 10.0),
+                            shift=(0.0, 1.0, 10.0), lambda_min=(0.0, 0.5), alpha=(20.0,))
+    h = sc.hyper(jax.random.key(0))
+    self.assertEqual(h.size, 108)
+    settings = set(zip(h.lr_x, h.lr_lambda, h.init_scale, h.shift, h.lambda_min))
+    self.assertLen(settings, 108)
+    self.assertEqual(h.shift[0], 0.0)
+    self.assertEqual(h.shift[-1], 10.0)  # shift varies slower than the older fields: old grids keep their order
+    with self.assertRaisesRegex(ValueError, "lr_lambda: one value"):
+      attack.SweepConfig(lr_lambda=(0.1, 0.01)).hyper(jax.random.key(0))
+    r = attack.SweepConfig(configs=2).hyper(jax.random.key(0), lr_lambda=3e-3)
+    np.testing.assert_array_equal(r.lr_lambda, [3e-3, 3e-3])  # the attack's lambda lr when the sweep names none
 
   def test_bad_config(self):
     with self.assertRaisesRegex(ValueError, "unknown prior"):

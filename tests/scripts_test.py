@@ -338,6 +338,26 @@ class ScriptsTest(absltest.TestCase):
       self.assertEqual(json.load(f)["n_train"], 20)
 
 
+class SphereCommandTest(absltest.TestCase):
+
+  def test_flags_reach_the_study(self):
+    # Training flags (--n, --width, --sphere_shift) and attack flags (--attack_steps, --init_shift,
+    # --sweep_lr_lambda, --prior_weight) of one command land in the right halves of the config.
+    with tempfile.TemporaryDirectory() as tmp:
+      out = os.path.join(tmp, "s")
+      run_script("study_sphere.py", f"--workdir={out}", "--n=8", "--d=16", "--n_test=40", "--width=10,10",
+                 "--steps=150", "--log_every=150", "--norelaxed", "--sphere_shift=0.5", "--attack_steps=4",
+                 "--attack_log_every=2", "--lr_x=0.1", "--sweep_lr_lambda=0.01,0.1", "--init_scale=0.1",
+                 "--init_shift=0,1", "--lambda_min=0.5", "--prior_weight=0.5")
+      cfg = json.load(open(os.path.join(out, "config.json")))["study"]
+      self.assertEqual(cfg["train"]["data"]["shift"], 0.5)
+      self.assertEqual(cfg["reconstruct"]["sweep"]["lr_lambda"], [0.01, 0.1])
+      self.assertEqual(cfg["reconstruct"]["attack"]["prior_weight"], 0.5)
+      rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+      self.assertEqual(sorted((r["lr_lambda"], r["shift"]) for r in rows),
+                       [(0.01, 0.0), (0.01, 1.0), (0.1, 0.0), (0.1, 1.0)])
+
+
 class AuditCommandTest(absltest.TestCase):
 
   def test_audit_a_torch_export(self):

@@ -3,7 +3,8 @@
 Unknowns: m candidates x_hat (m, d) with fixed balanced labels y_hat, and multipliers lam (m,). Loss:
   L_stat   = sum over parameter tensors || target - (1/m) sum_k lam_k grad_theta q_k(theta; x_hat_k) ||^2
   L_lambda = lambda_weight sum_k relu(lambda_min - lam_k)^2   (not in the signed-lambda variant)
-  L_prior  = sum relu(x_hat - box)^2 + relu(-box - x_hat)^2   (the box prior, in mean-subtracted space)
+  L_prior  = prior_weight sum relu(x_hat - s - box)^2 + relu(s - box - x_hat)^2   (the box prior about the
+             configuration's init shift s, in mean-subtracted space; prior_weight 0 = no prior)
 with q_k = y_hat_k Phi(x_hat_k) (binary) or Phi_y - max_{j != y} Phi_j (multiclass), target = theta (or
 theta - theta_init when the attacker knows the initialization, Loo et al. 2024). sum_k c_k grad q_k is one
 vector-Jacobian product. During the attack ReLU keeps its forward value but its derivative is sigmoid(alpha z),
@@ -64,11 +65,12 @@ class AttackConfig:
     steps: Attack steps per configuration.
     optimizer: sgd (momentum, the reference) | adam | sumo.
     momentum: Momentum of sgd (and of the multipliers under sumo).
-    lr_lambda: Learning rate of the multipliers.
+    lr_lambda: Learning rate of the multipliers (a sweep may list several: `sweep.SweepConfig.lr_lambda`).
     lambda_weight: Weight of the penalty relu(lambda_min - lambda)^2.
-    prior: box (penalty outside [-box, box]) | none | sphere (candidates start on the sphere of the
-      configuration's radius, a swept value: see `sweep.Hyper`; no penalty).
+    prior: box (penalty outside [shift - box, shift + box]) | none | sphere (candidates start on the sphere of
+      the configuration's radius about its shift, both swept values: see `sweep.Hyper`; no penalty).
     box: Half-width of the box prior, in the mean-subtracted space.
+    prior_weight: Weight of the box penalty (0 = no prior, as in the "No Prior, No Leakage" grid).
     variant: binary | multiclass (switched on by itself for a multiclass net) | signed (multipliers of
       either sign: nets trained with weight decay).
     match_init: Target theta - theta_init (the attacker knows the initialization, Loo et al. 2024).
@@ -85,6 +87,7 @@ class AttackConfig:
   lambda_weight: float = 5.0
   prior: str = "box"
   box: float = 1.0
+  prior_weight: float = 1.0
   variant: str = "binary"
   match_init: bool = False
   n_classes: int = 1
@@ -99,7 +102,7 @@ class AttackConfig:
       raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown attack optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
-    if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0:
+    if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0 or self.prior_weight < 0:
       raise ValueError(f"bad AttackConfig sizes: {self}")
 
 
@@ -152,8 +155,8 @@ def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: 
              zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)))
 
 
-def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConfig):
-  """(loss, Aux) for candidates and multipliers xl = (x (m, d), lam (m,))."""
+def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConfig, shift=0.0):
+  """(loss, Aux) for candidates and multipliers xl = (x (m, d), lam (m,)); the box is about `shift`."""
   x, lam = xl
   stat = stationarity_gap(params, target, x, lam, y_hat, alpha)
   zero = jnp.zeros((), x.dtype)
@@ -161,8 +164,11 @@ def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConf
   if config.variant != "signed":
     lam_pen = config.lambda_weight * jnp.sum(jnp.square(jax.nn.relu(lambda_min - lam)))
   prior = zero
-  if config.prior == "box":
-    prior = jnp.sum(jnp.square(jax.nn.relu(x - config.box)) + jnp.square(jax.nn.relu(-config.box - x)))
+  if config.prior == "box" and config.prior_weight > 0:
+    xs = x - shift
+    prior = jnp.sum(jnp.square(jax.nn.relu(xs - config.box)) + jnp.square(jax.nn.relu(-config.box - xs)))
+    if config.prior_weight != 1.0:
+      prior = config.prior_weight * prior
   loss = stat + lam_pen + prior
   return loss, Aux(loss, stat, lam_pen, prior)
 
@@ -184,8 +190,9 @@ def make_optimizer(config: AttackConfig, key: Optional[jax.Array] = None) -> opt
 
 def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
                dtype) -> AttackState:
-  """Candidates N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius with the sphere
-  prior), multipliers U[0, 1), for one configuration (`hyper_one`: one row of a `sweep.Hyper`)."""
+  """Candidates shift + N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius about the
+  shift with the sphere prior), multipliers U[0, 1), for one configuration (`hyper_one`: one row of a
+  `sweep.Hyper`)."""
   key = jax.random.fold_in(key, hyper_one.seed)
   key_x, key_lam = jax.random.split(key)
   x = jax.random.normal(key_x, (m, d), dtype)
@@ -193,6 +200,7 @@ def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
     x = hyper_one.radius.astype(dtype) * x / jnp.linalg.norm(x, axis=1, keepdims=True)
   else:
     x = x * hyper_one.init_scale.astype(dtype)
+  x = x + hyper_one.shift.astype(dtype)
   lam = jax.random.uniform(key_lam, (m,), dtype)
   opt = make_optimizer(config, jax.random.fold_in(key, 7))
   return AttackState(x, lam, opt.init((x, lam)), jnp.zeros((), bool))
@@ -205,10 +213,10 @@ def make_step(config: AttackConfig) -> Callable:
 
   def step(state: AttackState, hyper, params, target, y_hat):
     (_, aux), (gx, gl) = grad_fn((state.x, state.lam), params, target, y_hat, hyper.alpha,
-                                 hyper.lambda_min, config)
+                                 hyper.lambda_min, config, hyper.shift)
     (ux, ul), opt_state = opt.update((gx, gl), state.opt_state, (state.x, state.lam))
     new = AttackState(state.x - hyper.lr_x.astype(ux.dtype) * ux,
-                      state.lam - config.lr_lambda * ul, opt_state, state.diverged)
+                      state.lam - hyper.lr_lambda.astype(ul.dtype) * ul, opt_state, state.diverged)
     ok = jnp.isfinite(aux.loss) & ~state.diverged
     ok = ok & jnp.all(jnp.isfinite(new.x)) & jnp.all(jnp.isfinite(new.lam))
     kept = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)

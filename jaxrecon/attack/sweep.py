@@ -1,6 +1,7 @@
 """The attack as one compiled, vmapped and sharded sweep over configurations.
 
-C configurations of (init scale, x lr, lambda_min, alpha, seed, start radius) advance together in one jitted
+C configurations of (init scale, x lr, lambda_min, alpha, seed, start radius, lambda lr, init shift) advance
+together in one jitted
 `lax.scan` of a vmapped step (`loss.make_step`), in chunks of configurations that fit memory; with several
 devices the configuration axis is sharded over a 1-D mesh. A sweep reports its progress after every segment
 of `log_every` steps and resumes from such a report with exactly the same computation.
@@ -30,13 +31,18 @@ from jaxrecon.attack.loss import (AttackConfig, AttackState, Aux, attack_target,
 class Hyper(NamedTuple):
   """Swept values, one entry per configuration (arrays of shape (C,)).
 
-  radius: the sphere the candidates start on under the 'sphere' prior (unused by the other priors)."""
+  radius: the sphere the candidates start on under the 'sphere' prior (unused by the other priors).
+  lr_lambda: the multipliers' learning rate.
+  shift: the candidates start at shift + (their random start) and the box prior is [shift - box, shift + box]
+    in every coordinate (the init shift of the "No Prior, No Leakage" grid)."""
   init_scale: jax.Array
   lr_x: jax.Array
   lambda_min: jax.Array
   alpha: jax.Array
   seed: jax.Array
   radius: jax.Array
+  lr_lambda: jax.Array
+  shift: jax.Array
 
   @property
   def size(self) -> int:
@@ -52,8 +58,8 @@ class Hyper(NamedTuple):
   def at_radii(self, radii: Sequence[float]) -> "Hyper":
     """Every configuration at every radius (radius varies slowest): one sweep for a radius study."""
     radii = np.asarray(radii, np.float64)
-    reps = [np.tile(np.asarray(v), radii.size) for v in self[:-1]]
-    return Hyper(*reps, np.repeat(radii, self.size))
+    reps = {k: np.tile(np.asarray(v), radii.size) for k, v in self._asdict().items()}
+    return Hyper(**{**reps, "radius": np.repeat(radii, self.size)})
 
   def rows(self) -> list:
     return [{k: (int(v[i]) if k == "seed" else float(v[i])) for k, v in self._asdict().items()}
@@ -69,11 +75,11 @@ LOG_SWEPT = ("init_scale", "lr_x")
 
 
 def random_sweep(key: jax.Array, n: int, ranges: Optional[dict] = None, seeds: int = 1,
-                 radius: float = 1.0) -> Hyper:
+                 radius: float = 1.0, lr_lambda: float = 1e-4, shift: float = 0.0) -> Hyper:
   """n configurations drawn from `ranges` ({name: (lo, hi)}; log-uniform for init_scale and lr_x).
 
   A range with lo == hi is a fixed value. Seeds cycle over 0..seeds-1. Every configuration starts at
-  `radius` (sphere prior; `Hyper.at_radii` gives several).
+  `radius` (sphere prior; `Hyper.at_radii` gives several) and shares `lr_lambda` and `shift`.
   """
   ranges = {**REFERENCE_RANGES, **(ranges or {})}
   keys = dict(zip(REFERENCE_RANGES, jax.random.split(key, len(REFERENCE_RANGES))))
@@ -87,17 +93,22 @@ def random_sweep(key: jax.Array, n: int, ranges: Optional[dict] = None, seeds: i
       vals[name] = np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
     else:
       vals[name] = lo + u * (hi - lo)
-  return Hyper(seed=np.arange(n) % max(seeds, 1), radius=np.full(n, float(radius)), **vals)
+  return Hyper(seed=np.arange(n) % max(seeds, 1), radius=np.full(n, float(radius)),
+               lr_lambda=np.full(n, float(lr_lambda)), shift=np.full(n, float(shift)), **vals)
 
 
 def grid_sweep(init_scale: Sequence[float], lr_x: Sequence[float], lambda_min: Sequence[float],
-               alpha: Sequence[float], seeds: Sequence[int] = (0,), radius: Sequence[float] = (1.0,)) -> Hyper:
-  """The Cartesian product of the given values (radius varies slowest, seed fastest)."""
-  prod = [(*rest, r) for r in radius for rest in itertools.product(init_scale, lr_x, lambda_min, alpha, seeds)]
+               alpha: Sequence[float], seeds: Sequence[int] = (0,), radius: Sequence[float] = (1.0,),
+               lr_lambda: Sequence[float] = (1e-4,), shift: Sequence[float] = (0.0,)) -> Hyper:
+  """The Cartesian product of the given values (radius varies slowest, then shift, lr_lambda, init_scale,
+  lr_x, lambda_min, alpha; seed fastest)."""
+  names = ("init_scale", "lr_x", "lambda_min", "alpha", "seed")
+  prod = [dict(zip(names, rest), radius=r, shift=s, lr_lambda=ll) for r in radius for s in shift
+          for ll in lr_lambda for rest in itertools.product(init_scale, lr_x, lambda_min, alpha, seeds)]
   if not prod:
     raise ValueError("empty grid")
-  cols = list(zip(*prod))
-  return Hyper(*(np.asarray(c, np.int32 if i == 4 else np.float64) for i, c in enumerate(cols)))
+  return Hyper(**{k: np.asarray([p[k] for p in prod], np.int32 if k == "seed" else np.float64)
+                  for k in Hyper._fields})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +127,10 @@ class SweepConfig:
     seed: Seed of the sweep and the candidates.
     radii: Sphere prior: start radii, in units of the attacked data's RMS norm (the job's unit); every
       configuration runs at each radius.
+    lr_lambda: The multipliers' learning rates (grid values, or one value for a random sweep); empty = the
+      attack's lr_lambda.
+    shift: Init shifts (grid values, or one value): candidates start at shift + their random start and the
+      box prior moves with them to [shift - box, shift + box].
   """
   kind: str = "random"
   configs: int = 16
@@ -126,6 +141,8 @@ class SweepConfig:
   seeds: int = 1
   seed: int = 0
   radii: tuple = (1.0,)
+  lr_lambda: tuple = ()
+  shift: tuple = (0.0,)
 
   @staticmethod
   def from_dict(d: dict) -> "SweepConfig":
@@ -146,15 +163,24 @@ class SweepConfig:
                          f"got {v}")
       if self.kind == "random" and (v[0] > v[-1] or (name in LOG_SWEPT and v[0] <= 0)):
         raise ValueError(f"bad range for {name}: {v}")
+    for name in ("lr_lambda", "shift"):
+      v = tuple(getattr(self, name))
+      if self.kind == "random" and len(v) > 1:
+        raise ValueError(f"{name}: one value for a random sweep (several make a grid); got {v}")
+    if not self.shift or (self.lr_lambda and min(self.lr_lambda) < 0):
+      raise ValueError(f"shift needs a value and lr_lambda must be >= 0; got {self.shift}, {self.lr_lambda}")
 
-  def hyper(self, key: jax.Array, radius_unit: float = 1.0) -> Hyper:
-    """The swept values; start radii are radii x radius_unit."""
+  def hyper(self, key: jax.Array, radius_unit: float = 1.0, lr_lambda: float = 1e-4) -> Hyper:
+    """The swept values; start radii are radii x radius_unit; `lr_lambda` when the sweep names none (the
+    attack's)."""
     self.validate()
+    lrs = tuple(float(v) for v in self.lr_lambda) or (float(lr_lambda),)
     if self.kind == "random":
       ranges = {k: (float(getattr(self, k)[0]), float(getattr(self, k)[-1])) for k in REFERENCE_RANGES}
-      base = random_sweep(key, self.configs, ranges, self.seeds)
+      base = random_sweep(key, self.configs, ranges, self.seeds, lr_lambda=lrs[0], shift=float(self.shift[0]))
     else:
-      base = grid_sweep(*(tuple(getattr(self, k)) for k in REFERENCE_RANGES), tuple(range(max(self.seeds, 1))))
+      base = grid_sweep(*(tuple(getattr(self, k)) for k in REFERENCE_RANGES), tuple(range(max(self.seeds, 1))),
+                        lr_lambda=lrs, shift=tuple(float(v) for v in self.shift))
     return base.at_radii([r * radius_unit for r in self.radii])
 
 

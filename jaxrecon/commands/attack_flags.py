@@ -17,19 +17,29 @@ def _optional_bool(value):
   return None if value is None or str(value).lower() in _NONE else str(value).lower() in ("1", "true", "yes")
 
 
+def _floats(values):
+  return tuple(float(v) for v in values)
+
+
+def binder_args(prefix: str = "", names=None) -> dict:
+  """Binder keywords for a ReconstructConfig at `prefix` inside a larger config (names, choices, parsers)."""
+  p = prefix
+  return dict(
+      names={p + "sweep.kind": "sweep", p + "sweep.lr_lambda": "sweep_lr_lambda", p + "sweep.shift": "init_shift",
+             **(names or {})},
+      choices={p + "attack.optimizer": attack_loss.OPTIMIZERS, p + "attack.prior": attack_loss.PRIORS,
+               p + "attack.variant": attack_loss.VARIANTS, p + "attack.dtype": ("float32", "float64"),
+               p + "sweep.kind": ("random", "grid")},
+      parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats},
+      skip=(p + "attack.n_classes",),  # set from the attacked net
+      help={p + "step": "Checkpoint step to attack (empty = the last).",
+            p + "half_res": "NCC at half resolution: true | false | auto (= for colour images, as the reference)."})
+
+
 def binder(default=attack_job.ReconstructConfig(), *, prefix: str = "", clash_prefix: str = "", skip=(),
            names=None) -> config_flags.Binder:
   """Flags for a config holding a ReconstructConfig at `prefix` ("" when `default` is one, else e.g.
   "reconstruct."); a name another binder already defined gets `clash_prefix` (scripts/main.py: attack_)."""
-  p = prefix
-  return config_flags.Binder(
-      default,
-      names={p + "sweep.kind": "sweep", **(names or {})},
-      choices={p + "attack.optimizer": attack_loss.OPTIMIZERS, p + "attack.prior": attack_loss.PRIORS,
-               p + "attack.variant": attack_loss.VARIANTS, p + "attack.dtype": ("float32", "float64"),
-               p + "sweep.kind": ("random", "grid")},
-      parsers={p + "step": _optional_int, p + "half_res": _optional_bool},
-      skip=(p + "attack.n_classes", *skip),  # set from the attacked net
-      help={p + "step": "Checkpoint step to attack (empty = the last).",
-            p + "half_res": "NCC at half resolution: true | false | auto (= for colour images, as the reference)."},
-      clash_prefix=clash_prefix)
+  args = binder_args(prefix, names)
+  args["skip"] = (*args["skip"], *skip)
+  return config_flags.Binder(default, clash_prefix=clash_prefix, **args)

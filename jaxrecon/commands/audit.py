@@ -14,19 +14,16 @@ import sys
 
 from absl import flags
 
+from jaxrecon.commands import attack_flags
 from jaxrecon.commands import cli
 from jaxrecon.commands import config_flags
-from jaxrecon.attack import loss as attack_loss
 from jaxrecon.experiments import audit as audit_job
 
 flags.DEFINE_string("workdir", "runs/audit", "Output directory.")
+_A = attack_flags.binder_args()  # the attack's and the sweep's flags, named as in jaxrecon-attack
 CONFIG = config_flags.Binder(
-    audit_job.AuditConfig(), names={"sweep.kind": "sweep"},
-    choices={"attack.optimizer": attack_loss.OPTIMIZERS, "attack.prior": attack_loss.PRIORS,
-             "attack.variant": attack_loss.VARIANTS, "attack.dtype": ("float32", "float64"),
-             "sweep.kind": ("random", "grid")},
-    parsers={"image_shape": lambda v: tuple(int(a) for a in v)},
-    skip=("attack.n_classes",))
+    audit_job.AuditConfig(), names=_A["names"], choices=_A["choices"],
+    parsers={**_A["parsers"], "image_shape": lambda v: tuple(int(a) for a in v)}, skip=_A["skip"])
 FLAGS = flags.FLAGS
 
 

@@ -20,6 +20,7 @@ from jaxrecon.commands import train_flags
 from jaxrecon.experiments import kkt as kkt_job
 from jaxrecon.experiments import main as main_job
 
+TRAIN = train_flags.binder()
 flags.DEFINE_string("workdir", "runs/main", "Output directory.")
 flags.DEFINE_bool("attack", True, "Run the attack stage.")
 flags.DEFINE_bool("split", True, "Run the split-study stage (every checkpoint).")
@@ -29,7 +30,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  tcfg = train_flags.config_from_flags()
+  tcfg = train_flags.config_from_flags(TRAIN)
   kcfg = kkt_job.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=tcfg.relaxed)
   acfg = ATTACK.build() if FLAGS.attack else None
   scfg = main_job.MainConfig().split if FLAGS.split else None

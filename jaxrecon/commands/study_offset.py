@@ -20,6 +20,7 @@ from jaxrecon.commands import cli
 from jaxrecon.commands import train_flags
 from jaxrecon.experiments import studies
 
+TRAIN = train_flags.binder()
 flags.DEFINE_string("workdir", "runs/study_offset", "Output directory.")
 flags.DEFINE_list("offsets", ["0", "0.25", "0.5", "1", "2"], "Secret offsets added to every input.")
 ATTACK = attack_flags.binder(studies.STUDY_ATTACK, clash_prefix="attack_", skip=("step",))
@@ -28,7 +29,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  tcfg = train_flags.config_from_flags()
+  tcfg = train_flags.config_from_flags(TRAIN)
   config = studies.OffsetStudyConfig(train=tcfg, offsets=tuple(float(o) for o in FLAGS.offsets),
                                      reconstruct=ATTACK.build(), seed=FLAGS.attack_seed)
   studies.run_offset(config, FLAGS.workdir)

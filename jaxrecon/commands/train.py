@@ -17,13 +17,14 @@ from jaxrecon.commands import cli
 from jaxrecon.commands import train_flags
 from jaxrecon.experiments import train as train_job
 
+TRAIN = train_flags.binder()
 flags.DEFINE_string("workdir", None, "Output directory (resumed if it holds a run).")
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
   del argv
-  train_job.run(train_flags.config_from_flags(), flags.FLAGS.workdir)
+  train_job.run(train_flags.config_from_flags(TRAIN), flags.FLAGS.workdir)
 
 
 def console():

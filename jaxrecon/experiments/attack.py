@@ -136,7 +136,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
   if key is None:
     key = jax.random.key(config.sweep.seed)
   key_sweep, key_attack = jax.random.split(key)
-  hyper = config.sweep.hyper(key_sweep, data_lib.rms_radius(ds.x_train))
+  hyper = config.sweep.hyper(key_sweep, data_lib.rms_radius(ds.x_train), tgt.acfg.lr_lambda)
   if os.path.realpath(workdir) == os.path.realpath(train_workdir):
     raise wd.RunDirError(f"the attack's workdir {workdir} is the training workdir it attacks; choose another")
   with wd.claim(workdir, "attack"):

@@ -8,7 +8,8 @@ vmapped, compiled call).
 Approximate splits (any width; the paper's width 1000 > d): one support point split symmetrically along a unit
 direction orthogonal to the data span and to g_A (so the margin and the stationarity sum are exact until a
 neuron flips). For each direction kind (random in that subspace, 'importance'- and 'flip'-weighted, see
-`transforms.weighted_direction`) and each of the largest-multiplier points, the magnitude is scanned on a log
+`transforms.weighted_direction`, and 'svd': Theorem 5's smallest singular direction of the data matrix, which
+for n < d lies in the data's null space and for n >= d is the direction the data are thinnest in) and each of the largest-multiplier points, the magnitude is scanned on a log
 grid and eps_rel recorded with the transported multipliers (`approx_rows`; the new set's best multipliers can
 only do better, and the best split is re-checked with them).
 
@@ -30,7 +31,7 @@ from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import stationarity_gap
 from jaxrecon.noprior import transforms
 
-DIRECTIONS = ("orthogonal", "importance", "flip")
+DIRECTIONS = ("orthogonal", "importance", "flip", "svd")
 
 
 def split_many(key, params, x, y, lam, idx, factor_radius):
@@ -85,6 +86,8 @@ def directions(key, params_n, x, point, kinds):
     if kind == "orthogonal":
       g = transforms.linear_gradient(params_n, point)
       out.append(transforms.orthogonal_direction(key, x, g[:, None]))
+    elif kind == "svd":  # Theorem 5: the data's smallest singular direction, off g_A(point)
+      out.append(transforms.svd_direction(params_n, x, point)[0])
     else:
       out.append(transforms.weighted_direction(params_n, x, point, kind))
   return jnp.stack(out)

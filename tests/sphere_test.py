@@ -1,0 +1,142 @@
+"""The sphere experiment of "No Prior, No Leakage": its data, its recovery measures and the study job.
+
+Independent checks: scipy's cdist (cosine and correlation distances) for the best-match cosines and NCCs, a
+numpy forward pass for the margin ratio, the homogeneity of bias-free nets (hand-derived) for the scale
+symmetry that makes distance alone misleading."""
+
+import dataclasses
+import os
+import tempfile
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.spatial import distance as sp_distance
+
+from jaxrecon import data as data_lib
+from jaxrecon import nets
+from jaxrecon import workdir as wd
+from jaxrecon.attack import loss as attack_loss
+from jaxrecon.attack.sweep import SweepConfig
+from jaxrecon.experiments import sphere
+from jaxrecon.noprior import recovery
+
+
+def _net(d=12, widths=(9, 7), seed=0):
+  return nets.init(jax.random.key(seed), nets.MLPConfig(d_in=d, widths=widths, init_scales=None), jnp.float64)
+
+
+def _numpy_phi(params, x):
+  h = x
+  for layer in params[:-1]:
+    h = np.maximum(h @ np.asarray(layer["w"]), 0.0)
+  return (h @ np.asarray(params[-1]["w"]))[:, 0]
+
+
+class ShiftedSphereTest(absltest.TestCase):
+
+  def test_balanced_classes_on_the_shifted_sphere(self):
+    cfg = data_lib.DataConfig(name="shifted_sphere", n=40, d=30, n_test=60, radius=3.0, shift=2.5)
+    ds = data_lib.load(jax.random.key(0), cfg)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+      np.testing.assert_allclose(np.linalg.norm(x - 2.5, axis=1), 3.0, rtol=1e-12)
+      np.testing.assert_array_equal(np.bincount((y + 1) // 2), [x.shape[0] // 2] * 2)
+      np.testing.assert_array_equal(np.sign(x[:, 0] - 2.5), y)  # the class is the side of the centre
+    self.assertFalse(np.any(ds.mean))  # synthetic data: nothing subtracted
+
+
+class RecoveryTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(0)
+    self.params = _net()
+    self.x_tr = rng.normal(size=(20, 12))
+    self.y_tr = np.where(_numpy_phi(self.params, self.x_tr) >= 0, 1, -1)
+    self.x_ho = rng.normal(size=(20, 12))
+    self.cands = rng.normal(size=(15, 12))
+
+  def _rec(self, cands):
+    return recovery.recovery(self.params, jnp.asarray(cands), jnp.asarray(self.x_tr), jnp.asarray(self.y_tr),
+                             jnp.asarray(self.x_ho))
+
+  def test_against_scipy_and_a_numpy_forward_pass(self):
+    r = self._rec(self.cands)
+    np.testing.assert_allclose(r.dist, sp_distance.cdist(self.cands, self.x_tr).min(1), rtol=1e-10)
+    np.testing.assert_allclose(r.cos_train, 1 - sp_distance.cdist(self.cands, self.x_tr, "cosine").min(1), rtol=1e-10)
+    np.testing.assert_allclose(r.ncc_heldout, 1 - sp_distance.cdist(self.cands, self.x_ho, "correlation").min(1),
+                               rtol=1e-10)
+    q_min = np.min(self.y_tr * _numpy_phi(self.params, self.x_tr))
+    np.testing.assert_allclose(r.margin_ratio, np.abs(_numpy_phi(self.params, self.cands)) / q_min, rtol=1e-10)
+    rms = np.sqrt(np.mean(np.sum(self.x_tr ** 2, 1)))
+    np.testing.assert_allclose(r.norm_ratio, np.linalg.norm(self.cands, axis=1) / rms, rtol=1e-10)
+
+  def test_scaled_copies_are_recovered_in_direction_not_in_distance(self):
+    # Candidates = 7 x (training points): distance says "far", cosine / NCC say "exact", and by
+    # homogeneity |Phi| grows by 7 too; held-out points are the chance level.
+    c = 7.0
+    r = self._rec(c * self.x_tr[:6])
+    s = recovery.summarize(r, data_radius=1.0)
+    self.assertAlmostEqual(s["best5_ncc_train"], 1.0, places=12)
+    self.assertAlmostEqual(s["best5_cos_train"], 1.0, places=12)
+    self.assertLess(s["best5_ncc_heldout"], 0.9)
+    self.assertEqual(s["frac_ncc_closer_train"], 1.0)
+    self.assertGreater(s["min_dist"], 4.0)  # far in L2
+    base = self._rec(self.x_tr[:6])
+    np.testing.assert_allclose(r.margin_ratio, c * np.asarray(base.margin_ratio), rtol=1e-10)
+
+  def test_prior_free_loss_is_invariant_under_the_scale_symmetry(self):
+    # Bias-free ReLU net: grad_theta Phi(c x) = c grad_theta Phi(x), so sum_k lam_k grad q_k is unchanged by
+    # (x, lam) -> (c x, lam / c). With a steep surrogate (alpha |z| >> 1) the attack's term inherits it.
+    params = self.params
+    y_hat = attack_loss.candidate_labels(8).astype(jnp.float64)
+    x = jnp.asarray(self.cands[:8])
+    lam = jnp.linspace(0.2, 2.0, 8)
+    g0 = attack_loss.stationarity_gap(params, params, x, lam, y_hat, 1e9)
+    for c in (0.1, 4.0, 50.0):
+      g = attack_loss.stationarity_gap(params, params, c * x, lam / c, y_hat, 1e9)
+      self.assertAlmostEqual(float(g / g0), 1.0, places=9)
+
+
+class StudyTest(absltest.TestCase):
+
+  def test_authors_protocol_sizes(self):
+    full = sphere.authors_protocol()
+    self.assertEqual((full.train.data.n, full.train.data.d, full.train.widths), (500, 784, (1000, 1000)))
+    self.assertFalse(full.train.first_bias)
+    self.assertEqual((full.reconstruct.attack.steps, full.reconstruct.attack.m), (50001, 0))  # m = 2n = 1,000
+    self.assertEqual(full.reconstruct.attack.prior_weight, 0.0)
+    self.assertEqual(full.reconstruct.sweep.hyper(jax.random.key(0)).size, 108)
+
+  def test_tiny_study_writes_its_run_folder(self):
+    grid = SweepConfig(kind="grid", lr_x=(0.1,), lr_lambda=(0.01,), init_scale=(0.1, 1.0), shift=(0.0, 1.0),
+                       lambda_min=(0.5,), alpha=(20.0,))
+    cfg = sphere.SphereStudyConfig()
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, n=8, d=16, n_test=40),
+                                       widths=(10, 10), steps=300, log_every=300, relaxed=False),
+        reconstruct=dataclasses.replace(cfg.reconstruct, sweep=grid, attack=dataclasses.replace(
+            cfg.reconstruct.attack, steps=6, log_every=3)))
+    with tempfile.TemporaryDirectory() as tmp:
+      out = os.path.join(tmp, "s")
+      s = sphere.run(cfg, out, log=lambda *_: None)
+      rows = wd.read_jsonl(os.path.join(out, "metrics.jsonl"))
+      self.assertLen(rows, 4)
+      self.assertEqual(sorted({(r["init_scale"], r["shift"]) for r in rows}),
+                       [(0.1, 0.0), (0.1, 1.0), (1.0, 0.0), (1.0, 1.0)])
+      for f in ("config.json", "summary.json", "recovery.npz", "sphere.png", "chance/summary.json",
+                "attack/candidates.npz", "train/summary.json"):
+        self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+      # The null row is the held-out points' own recovery, recomputed here with numpy.
+      _, ds, _ = sphere.train_job.load_run(os.path.join(out, "train"))
+      null = ds.x_test[8:16]
+      d = np.sort(sp_distance.cdist(null, ds.x_train).min(1))
+      self.assertAlmostEqual(s["null"]["best5_dist"], float(np.mean(d[:5])), places=4)
+      a = wd.read_npz(os.path.join(out, "attack", "candidates.npz"))
+      np.testing.assert_allclose(a["x"][a["hyper_shift"] == 1.0].mean(), 1.0, atol=0.3)  # started about 1
+      self.assertIn("configurations did not diverge", s["headline"])
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -318,12 +318,18 @@ class ScriptsTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(d, "l", "step_200", "summary.json")))
 
     run_script("study_offset.py", f"--workdir={d}/o", *tiny, "--steps=50", "--offsets=0,1.5",
-               "--attack_steps=3", *frozen)
+               "--attack_steps=3", "--prior_weights=0,1", *frozen)
     rows = read_jsonl(os.path.join(d, "o", "metrics.jsonl"))
-    self.assertEqual([r["offset"] for r in rows], [0.0, 1.5])
+    self.assertEqual([(r["offset"], r["prior_weight"]) for r in rows], [(0.0, 0.0), (0.0, 1.0), (1.5, 0.0), (1.5, 1.0)])
     with np.load(os.path.join(d, "o", "offset_0", "train", "data.npz")) as z0, \
          np.load(os.path.join(d, "o", "offset_1.5", "train", "data.npz")) as z1:
       np.testing.assert_allclose(z1["x_train"] - z0["x_train"], 1.5, atol=1e-12)
+      for z, row in ((z0, rows[0]), (z1, rows[2])):  # how the box [-1, 1] fits the true set, by hand
+        over = np.maximum(np.abs(z["x_train"]) - 1.0, 0.0)
+        self.assertEqual(row["n_outside_box"], int(np.sum(over.max(axis=1) > 0)))
+        self.assertAlmostEqual(row["true_prior_penalty"], float(np.sum(over ** 2)), places=6)
+    self.assertGreater(rows[2]["n_outside_box"], 0)
+    self.assertTrue(os.path.exists(os.path.join(d, "o", "offset_1.5", "attack_prior0", "candidates.npz")))
     self.assertTrue(os.path.exists(os.path.join(d, "o", "offset.png")))
 
   def test_train_on_real_mnist(self):

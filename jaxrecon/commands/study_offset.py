@@ -6,7 +6,9 @@ r"""study_offset: a secret offset added to the training inputs as a defence.
 For each offset: trains (the flags of scripts/train.py) on inputs shifted by the
 offset after mean removal, then attacks the last checkpoint with the usual box prior (the flags of
 scripts/attack.py, with an attack_ prefix where training uses the same name: --attack_steps,
---attack_optimizer, --attack_seed, ...; the attacker does not know the offset) with the same sweep. Writes offset_<o>/train,
+--attack_optimizer, --attack_seed, ...; the attacker does not know the offset) with the same sweep, once per
+--prior_weights (0 = no prior). Each row also counts the training points outside the attacker's box and the
+true set's own prior penalty (is the defence making the prior wrong?). Writes offset_<o>/train,
 offset_<o>/attack, metrics.jsonl, summary.json (SSIM and good counts, or distances for vector data, against
 the offset) and offset.png.
 """
@@ -23,7 +25,8 @@ from jaxrecon.experiments import studies
 TRAIN = train_flags.binder()
 flags.DEFINE_string("workdir", "runs/study_offset", "Output directory.")
 flags.DEFINE_list("offsets", ["0", "0.25", "0.5", "1", "2"], "Secret offsets added to every input.")
-ATTACK = attack_flags.binder(studies.STUDY_ATTACK, clash_prefix="attack_", skip=("step",))
+flags.DEFINE_list("prior_weights", ["1"], "Weights of the attacker's box prior, one attack each (0 = no prior).")
+ATTACK = attack_flags.binder(studies.STUDY_ATTACK, clash_prefix="attack_", skip=("step", "attack.prior_weight"))
 FLAGS = flags.FLAGS
 
 
@@ -31,7 +34,8 @@ def main(argv):
   del argv
   tcfg = train_flags.config_from_flags(TRAIN)
   config = studies.OffsetStudyConfig(train=tcfg, offsets=tuple(float(o) for o in FLAGS.offsets),
-                                     reconstruct=ATTACK.build(), seed=FLAGS.attack_seed)
+                                     reconstruct=ATTACK.build(), seed=FLAGS.attack_seed,
+                                     prior_weights=tuple(float(w) for w in FLAGS.prior_weights))
   studies.run_offset(config, FLAGS.workdir)
 
 

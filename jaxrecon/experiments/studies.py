@@ -204,18 +204,33 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
 @dataclasses.dataclass(frozen=True)
 class OffsetStudyConfig:
   """Trains `train` once per offset (added to every input after mean removal) and attacks the last checkpoint
-  with `reconstruct` (the usual box prior: the attacker does not know the offset). The evaluation is given
-  the offset (generous to the attacker; min-max SSIM and NCC ignore a constant shift anyway)."""
+  with `reconstruct` (the usual box prior: the attacker does not know the offset) at every prior weight of
+  `prior_weights` (0 = no prior). The evaluation is given the offset (generous to the attacker; min-max SSIM and
+  NCC ignore a constant shift anyway). Each row also says how wrong the prior is for the true set: how many
+  training points leave the attacker's box and the true set's own prior penalty."""
   train: train.TrainConfig = train.TrainConfig()
   offsets: tuple = (0.0, 0.25, 0.5, 1.0, 2.0)
   reconstruct: attack_job.ReconstructConfig = STUDY_ATTACK
+  prior_weights: tuple = (1.0,)
   seed: int = 0
+
+
+def truth_in_the_box(x_train, attack: AttackConfig) -> dict:
+  """How the attacker's box [-box, box] fits the true training set: points with a coordinate outside it,
+  coordinates outside it, and the set's own (unweighted) box penalty sum relu(|x| - box)^2: the prior term the
+  true set would pay in the attack's loss."""
+  x = np.asarray(x_train, np.float64)
+  over = np.maximum(np.abs(x) - attack.box, 0.0)
+  return {"n_outside_box": int(np.sum(np.any(over > 0, axis=1))), "frac_coords_outside_box": float(np.mean(over > 0)),
+          "true_prior_penalty": float(np.sum(over * over))}
 
 
 @wd.job("study_offset", "out_dir")
 def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                train_log: Optional[Callable] = None) -> dict:
   images = config.train.data.name in ("mnist", "cifar10")
+  if not config.prior_weights or min(config.prior_weights) < 0:
+    raise ValueError(f"prior_weights must be >= 0; got {config.prior_weights}")
   _start(out_dir, {"study": config})
   rows = []
   for i, off in enumerate(config.offsets):
@@ -227,14 +242,25 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
       log(f"WARNING offset {off:g}: training did not separate the data (train acc {ts.get('train_acc')}); the "
           f"attack below targets a network that is not near a KKT point (lower --lr: a large offset makes the "
           f"inputs ill-conditioned)")
-    o = attack_job.run(config.reconstruct, tdir, os.path.join(out_dir, f"offset_{off:g}", "attack"),
-                       key=jax.random.key(config.seed), log=log)
-    rows.append({"offset": off, "train_acc": ts.get("train_acc"), "test_acc": ts.get("test_acc"),
-                 "eps_rel": ts.get("eps_rel"), **_attack_numbers(o, images)})
+    _, ds, _ = train_job.load_run(tdir)
+    truth = truth_in_the_box(ds.x_train, config.reconstruct.attack)
+    log(f"the attacker's box holds {ds.x_train.shape[0] - truth['n_outside_box']}/{ds.x_train.shape[0]} training "
+        f"points; the true set's own prior penalty {truth['true_prior_penalty']:.4g}")
+    for w in config.prior_weights:
+      rc = dataclasses.replace(config.reconstruct,
+                               attack=dataclasses.replace(config.reconstruct.attack, prior_weight=float(w)))
+      name = "attack" if len(config.prior_weights) == 1 else f"attack_prior{w:g}"
+      o = attack_job.run(rc, tdir, os.path.join(out_dir, f"offset_{off:g}", name),
+                         key=jax.random.key(config.seed), log=log)
+      rows.append({"offset": off, "prior_weight": float(w), "train_acc": ts.get("train_acc"),
+                   "test_acc": ts.get("test_acc"), "eps_rel": ts.get("eps_rel"), **truth,
+                   **_attack_numbers(o, images)})
   vec = not images
   shown = ("mean_best5_dist", "n_close") if vec else ("clip_mean_top10_ssim", "clip_n_good_beating_heldout")
   summary = {"metrics": list(shown)}
-  summary["headline"] = "offset -> ({}): ".format(", ".join(shown)) + ", ".join(
-      f"{r['offset']:g}: ({_g(r[shown[0]])}, {_g(r[shown[1]], '')})" for r in rows)
+  summary["headline"] = "(offset, prior weight) -> ({}, training points outside the box, true set's prior " \
+      "penalty vs the attack's best loss): ".format(", ".join(shown)) + ", ".join(
+      f"({r['offset']:g}, {r['prior_weight']:g}): ({_g(r[shown[0]])}, {_g(r[shown[1]], '')}, "
+      f"{r['n_outside_box']}, {_g(r['true_prior_penalty'])} vs {_g(r['best_final_loss'])})" for r in rows)
   return _finish(out_dir, rows, summary, lambda: plotting.offset_study(
       rows, vec, os.path.join(out_dir, "offset.png")), log)

@@ -308,3 +308,55 @@ def offset_study(rows: list, vec: bool, path: str) -> None:
     a.grid(alpha=0.3)
     a.legend(fontsize=7)
   save(fig, path)
+
+
+def sphere_study(rows: list, per, null_per, fields, path: str) -> None:
+  """Three panels (the configurations that did not diverge): nearest-training-point distances (the authors'
+  histogram) per init shift with the no-attack null; best-5 NCC with a training point against the same with held-out points, one dot per configuration
+  (the diagonal is chance); margin ratio against norm ratio of every candidate (homogeneity puts a candidate
+  along a training direction at any scale: the ratio grows with the norm)."""
+  f = {name: i for i, name in enumerate(fields)}
+  fig, (a1, a2, a3) = _axes(3)
+  shifts = np.asarray([r["shift"] for r in rows])
+  dist = per[:, f["dist"]]
+  finite = np.isfinite(dist)
+  hi = max(np.nanmax(np.where(finite, dist, np.nan)) if finite.any() else 1.0, np.max(null_per[f["dist"]]))
+  lo = max(min(np.nanmin(np.where(finite, dist, np.nan)) if finite.any() else 1.0, np.min(null_per[f["dist"]])),
+           1e-6)
+  bins = np.geomspace(lo, hi * 1.01, 50)
+  for s in sorted(set(shifts.tolist())):
+    v = dist[shifts == s].ravel()
+    v = v[np.isfinite(v)]
+    a1.hist(v, bins, alpha=0.5, weights=np.full(v.size, 1.0 / max(v.size, 1)), label=f"init shift {s:g}")
+  nd = null_per[f["dist"]]
+  a1.hist(nd, bins, histtype="step", color="k", weights=np.full(nd.size, 1.0 / nd.size),
+          label="held-out points (null)")
+  a1.set_xscale("log")
+  a1.set_yscale("log")
+  a1.set_ylabel("fraction of candidates")
+  a1.set_xlabel("distance of a candidate to its nearest training point")
+  a1.legend(fontsize=7)
+  tr, ho = column(rows, "best5_ncc_train"), column(rows, "best5_ncc_heldout")
+  sc = a2.scatter(ho, tr, c=np.log10(column(rows, "init_scale")), s=14, cmap="viridis")
+  fig.colorbar(sc, ax=a2, label="log10 init scale")
+  null_tr = np.mean(np.sort(null_per[f["ncc_train"]])[-5:])
+  null_ho = np.mean(np.sort(null_per[f["ncc_heldout"]])[-5:])
+  a2.scatter([null_ho], [null_tr], marker="x", color="r", s=40, label="null (held-out points)")
+  lim = [np.nanmin(np.concatenate([ho, tr, [null_ho]])) - 0.02, 1.0]
+  a2.plot(lim, lim, "k--", lw=1)
+  a2.set_xlabel("best-5 NCC with held-out points")
+  a2.set_ylabel("best-5 NCC with training points")
+  a2.legend(fontsize=7)
+  mr, nr = per[:, f["margin_ratio"]].ravel(), per[:, f["norm_ratio"]].ravel()
+  ok = np.isfinite(mr) & np.isfinite(nr) & (mr > 0) & (nr > 0)
+  a3.scatter(nr[ok], mr[ok], s=2, alpha=0.3, label="candidates")
+  a3.scatter(null_per[f["norm_ratio"]], null_per[f["margin_ratio"]], s=4, color="k", label="held-out points")
+  a3.axhline(1.0, color="r", lw=0.8)
+  a3.set_xscale("log")
+  a3.set_yscale("log")
+  a3.set_xlabel("||x|| / data radius")
+  a3.set_ylabel("|Phi(x)| / q_min")
+  a3.legend(fontsize=7)
+  for a in (a1, a2, a3):
+    a.grid(alpha=0.3)
+  save(fig, path)

@@ -285,6 +285,11 @@ class ScriptsTest(absltest.TestCase):
     self.assertLessEqual(check["eps_rel_best_multipliers"], (1 + s["approx_tol"]) * check["true_eps_rel"] + 1e-3)
     for name in ("split.png", "split_approx.png"):
       self.assertTrue(os.path.exists(os.path.join(d, "s", name)))
+    # n = 20 > d = 12: the data span R^12, so only Theorem 5's smallest singular direction has room; its row is
+    # there and its split keeps the residual for a positive magnitude
+    approx = [r for r in read_jsonl(os.path.join(d, "s", "metrics.jsonl")) if r.get("part") == "approx"]
+    self.assertEqual({r["direction"] for r in approx}, {"orthogonal", "importance", "flip", "svd"})
+    self.assertGreater([r for r in approx if r["direction"] == "svd"][0]["within_tol_over_radius"], 0.0)
 
   def test_attack_studies(self):
     d = tempfile.mkdtemp()

@@ -127,6 +127,24 @@ class MagnitudeTest(parameterized.TestCase):
 
 class DirectionTest(absltest.TestCase):
 
+  def test_null_space_split_is_exact_for_multiclass_nets(self):
+    # Issue 13.5: a K-output net with q = Phi_y - max_{j != y} Phi_j. With nu W_1 = 0 every output of the split
+    # points equals the original's (checked on the raw outputs), so every margin, pattern and the weighted
+    # gradient of the multiclass margins are kept at any magnitude.
+    cfg = nets.MLPConfig(d_in=9, widths=(5, 6), n_out=4, init_scales=None)
+    params = nets.init(jax.random.key(5), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(6), (8, 9), jnp.float64)
+    y = jnp.arange(8) % 4
+    lam = jax.random.uniform(jax.random.key(7), (8,), jnp.float64)
+    nu = transforms.first_layer_null_direction(jax.random.key(8), params)
+    for a in (0.5, 1e3):
+      out = nets.apply(params, jnp.stack([x[3] + a * nu, x[3] - 3 * a * nu]))
+      np.testing.assert_allclose(out, jnp.broadcast_to(nets.apply(params, x[3:4]), out.shape), atol=1e-9 * a)
+      kept = transforms.check_split(params, x, y, lam, 3, nu, a, 3 * a)
+      self.assertLess(float(kept.weighted_gradient_change), 1e-10)
+      self.assertLess(float(kept.max_margin_change), 1e-9 * a)
+      self.assertTrue(bool(kept.patterns_kept))
+
   def test_first_layer_null_space_split_is_exact_for_deep_nets_at_any_point(self):
     # width 4 < d = 7: nu W_1 = 0, so no pre-activation moves; the weighted gradient is unchanged for ANY
     # multipliers (no KKT point needed), any magnitude, a 3-layer net

@@ -360,3 +360,46 @@ def sphere_study(rows: list, per, null_per, fields, path: str) -> None:
   for a in (a1, a2, a3):
     a.grid(alpha=0.3)
   save(fig, path)
+
+
+def longer_study(rows: list, path: str) -> None:
+  """Recovery against the exact eps_rel and against delta per schedule (bootstrap intervals over seeds; dashed:
+  the same with held-out points, the chance level), the basin test's drift, and the split reach with the
+  first layer's part outside the data span against the step."""
+  fig, axes = subplots(2, 2, figsize=(11, 7.5))
+  (a1, a2), (a3, a4) = axes
+  marks = {"fast": "o", "gd": "s"}
+  for schedule in ("fast", "gd"):
+    rs = [r for r in rows if r["schedule"] == schedule]
+    if not rs:
+      continue
+    eps = np.asarray([r["eps_rel"] for r in rs])
+    delta = np.asarray([r["delta"] for r in rs])
+    steps = np.asarray([r["step"] for r in rs])
+    for ax, xs in ((a1, eps), (a2, delta)):
+      for attack, color in (("prior_free", "C0"), ("weak_prior", "C1")):
+        v = np.asarray([r[attack].get("best5_ncc_train", np.nan) for r in rs])
+        ci = np.asarray([r[attack].get("best5_ncc_train_ci95", (np.nan, np.nan)) for r in rs])
+        ax.errorbar(xs, v, yerr=[v - ci[:, 0], ci[:, 1] - v], fmt=marks[schedule] + "-", color=color, ms=4,
+                    label=f"{attack.replace('_', ' ')} ({schedule})")
+        ax.plot(xs, [r[attack].get("best5_ncc_heldout", np.nan) for r in rs], marks[schedule] + ":", color=color,
+                ms=3, alpha=0.6)
+    a3.plot(eps, [r["basin"].get("drift", np.nan) for r in rs], marks[schedule] + "-", label=f"drift ({schedule})")
+    a4.plot(steps, [np.nan if r.get("split_reach_over_radius") is None else r["split_reach_over_radius"]
+                    for r in rs], marks[schedule] + "-", label=f"split reach / r ({schedule})")
+    a4.plot(steps, [r["perp_w1_fraction"] for r in rs], marks[schedule] + "--", label=f"||P_perp W1|| / ||theta|| ({schedule})")
+  a1.set_xlabel("exact eps_rel of the checkpoint")
+  a2.set_xlabel("delta of the checkpoint")
+  a2.set_xscale("log")
+  for a in (a1, a2):
+    a.set_ylabel("best-5 NCC with training points (dotted: held-out)")
+  a3.set_xlabel("exact eps_rel of the checkpoint")
+  a3.set_ylabel("basin test: median drift / data radius")
+  a3.set_yscale("log")
+  a4.set_xlabel("training step")
+  a4.set_xscale("log")
+  a4.set_yscale("log")
+  for a in (a1, a2, a3, a4):
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7)
+  save(fig, path)

@@ -19,6 +19,7 @@ from jaxrecon import nets
 from jaxrecon import workdir as wd
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack.sweep import SweepConfig
+from jaxrecon.experiments import longer
 from jaxrecon.experiments import sphere
 from jaxrecon.noprior import recovery
 
@@ -99,6 +100,47 @@ class RecoveryTest(absltest.TestCase):
       self.assertAlmostEqual(float(g / g0), 1.0, places=9)
 
 
+class LongerHelpersTest(absltest.TestCase):
+
+  def test_perp_fraction_against_a_least_squares_projection(self):
+    rng = np.random.default_rng(1)
+    params = _net(d=12, widths=(9,))
+    x = rng.normal(size=(5, 12))
+    w = np.asarray(params[0]["w"])
+    coef, *_ = np.linalg.lstsq(x.T, w, rcond=None)  # the part of each column inside span{x_i}
+    perp = w - x.T @ coef
+    total = np.sqrt(sum(np.sum(np.asarray(p) ** 2) for layer in params for p in layer.values()))
+    self.assertAlmostEqual(recovery.perp_weight_fraction(params, x), np.linalg.norm(perp) / total, places=10)
+    self.assertAlmostEqual(recovery.perp_weight_fraction(params, rng.normal(size=(12, 12))), 0.0, places=10)
+
+  def test_bootstrap_interval_matches_the_normal_one_for_many_draws(self):
+    v = np.random.default_rng(2).normal(3.0, 2.0, size=400)
+    lo, hi = recovery.bootstrap_ci(v, n_boot=4000)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(v.size)
+    self.assertAlmostEqual((hi - lo) / 2, half, delta=0.1 * half)
+    self.assertAlmostEqual((hi + lo) / 2, v.mean(), delta=0.1 * half)
+
+  def test_run_sweep_starts_at_x_start(self):
+    # zero init scale and zero learning rates: the candidates never leave the given start points
+    params = _net(d=6, widths=(5,))
+    start = np.random.default_rng(3).normal(size=(4, 6))
+    h = SweepConfig(kind="grid", init_scale=(0.0,), lr_x=(0.0,), lambda_min=(0.0,), alpha=(20.0,),
+                    lr_lambda=(0.0,)).hyper(jax.random.key(0))
+    cfg = attack_loss.AttackConfig(m=4, steps=3, log_every=3, dtype="float64", prior_weight=0.0)
+    res = longer.run_sweep(jax.random.key(1), params, h, 6, cfg, log=None, x_start=start)
+    np.testing.assert_array_equal(res.x[0], start)
+    with self.assertRaisesRegex(ValueError, "x_start must have shape"):
+      longer.run_sweep(jax.random.key(1), params, h, 6, cfg, log=None, x_start=start[:3])
+
+  def test_basin_start_matches_labels(self):
+    x = np.random.default_rng(4).normal(size=(6, 5))
+    y = np.array([-1, -1, -1, 1, 1, 1])
+    y_hat = np.array([-1] * 4 + [1] * 4)
+    s = longer.basin_start(x, y, y_hat, 0.0, jax.random.key(0))
+    np.testing.assert_array_equal(s[:4], x[[0, 1, 2, 0]])
+    np.testing.assert_array_equal(s[4:], x[[3, 4, 5, 3]])
+
+
 class StudyTest(absltest.TestCase):
 
   def test_authors_protocol_sizes(self):
@@ -136,6 +178,24 @@ class StudyTest(absltest.TestCase):
       a = wd.read_npz(os.path.join(out, "attack", "candidates.npz"))
       np.testing.assert_allclose(a["x"][a["hyper_shift"] == 1.0].mean(), 1.0, atol=0.3)  # started about 1
       self.assertIn("configurations did not diverge", s["headline"])
+
+  def test_tiny_longer_study(self):
+    cfg = longer.LongerStudyConfig(
+        data=data_lib.DataConfig(name="shifted_sphere", n=8, d=12, n_test=20), widths=(16,), fast_steps=50,
+        gd_steps=100, gd_lr=0.5, attack=dataclasses.replace(longer.LongerStudyConfig().attack, steps=20, log_every=10),
+        sweep=dataclasses.replace(longer.LongerStudyConfig().sweep, seeds=2, lr_x=(0.05,)))
+    with tempfile.TemporaryDirectory() as tmp:
+      s = longer.run(cfg, os.path.join(tmp, "l"), log=lambda *_: None)
+      rows = s["rows"]
+      self.assertEqual({r["schedule"] for r in rows}, {"fast", "gd"})
+      for r in rows:
+        self.assertIsNotNone(r["split_reach_over_radius"])
+        self.assertGreater(r["perp_w1_fraction"], 0.0)
+      for a in longer.ATTACKS:  # the last checkpoint's attacks finish (a diverged seed only drops out)
+        self.assertIn("stat_rel", rows[-1][a])
+      self.assertIn("drift", rows[-1]["basin"])
+      for f in ("longer.png", "metrics.jsonl", "candidates_fast.npz", "split_gd/summary.json"):
+        self.assertTrue(os.path.exists(os.path.join(tmp, "l", f)), f)
 
 
 if __name__ == "__main__":

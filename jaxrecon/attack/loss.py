@@ -189,10 +189,10 @@ def make_optimizer(config: AttackConfig, key: Optional[jax.Array] = None) -> opt
 
 
 def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
-               dtype) -> AttackState:
-  """Candidates shift + N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius about the
-  shift with the sphere prior), multipliers U[0, 1), for one configuration (`hyper_one`: one row of a
-  `sweep.Hyper`)."""
+               dtype, x_start: Optional[jax.Array] = None) -> AttackState:
+  """Candidates x_start + shift + N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius
+  about the shift with the sphere prior), multipliers U[0, 1), for one configuration (`hyper_one`: one row of
+  a `sweep.Hyper`). x_start (m, d): given start points (e.g. the training set, for a basin test)."""
   key = jax.random.fold_in(key, hyper_one.seed)
   key_x, key_lam = jax.random.split(key)
   x = jax.random.normal(key_x, (m, d), dtype)
@@ -201,6 +201,8 @@ def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
   else:
     x = x * hyper_one.init_scale.astype(dtype)
   x = x + hyper_one.shift.astype(dtype)
+  if x_start is not None:
+    x = x + x_start.astype(dtype)
   lam = jax.random.uniform(key_lam, (m,), dtype)
   opt = make_optimizer(config, jax.random.fold_in(key, 7))
   return AttackState(x, lam, opt.init((x, lam)), jnp.zeros((), bool))

@@ -210,7 +210,9 @@ def make_sweep_runner(config: AttackConfig, mesh: Optional[Mesh] = None) -> Call
 
 
 @functools.lru_cache(maxsize=32)
-def _init_fn(m: int, d: int, config: AttackConfig, dtype) -> Callable:
+def _init_fn(m: int, d: int, config: AttackConfig, dtype, with_start: bool = False) -> Callable:
+  if with_start:
+    return jax.jit(jax.vmap(lambda key, h, x0: init_state(key, m, d, h, config, dtype, x0), in_axes=(None, 0, None)))
   return jax.jit(jax.vmap(lambda key, h: init_state(key, m, d, h, config, dtype), in_axes=(None, 0)))
 
 
@@ -317,7 +319,7 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
               params_init: Optional[nets.Params] = None, n_train: Optional[int] = None,
               mesh: Optional[Mesh] = None, log: Optional[Callable] = print,
               on_rows: Optional[Callable] = None, resume: Optional[SweepProgress] = None,
-              on_progress: Optional[Callable] = None) -> SweepResult:
+              on_progress: Optional[Callable] = None, x_start: Optional[np.ndarray] = None) -> SweepResult:
   """Runs every configuration of `hyper` for config.steps steps; returns their final states and history.
 
   Configurations advance in chunks of config.chunk (all at once by default), each chunk one compiled scan per
@@ -326,7 +328,8 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   the SweepProgress there (it copies every state to the host, so a caller calls it only when it saves);
   passing one back as `resume` continues the sweep from there with exactly the same computation (segments
   are fixed by log_every and steps, not by when the run stopped). The history of a resumed sweep holds the
-  rows made after `resume`.
+  rows made after `resume`. x_start (m, d): every configuration's candidates start at x_start + their random
+  start (a basin test starts them at the training points).
   """
   prob = _problem(params, config, params_init, n_train)
   m, dtype = prob.m, prob.dtype
@@ -341,7 +344,12 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   if resume.c0 % chunk or resume.step % seg:
     raise ValueError(f"cannot resume at configuration {resume.c0}, step {resume.step}: not a chunk/segment "
                      f"boundary of this config (chunk {chunk}, log_every {seg})")
-  init_fn = _init_fn(m, d, config, dtype)
+  if x_start is not None and np.shape(x_start) != (m, d):
+    raise ValueError(f"x_start must have shape (m, d) = ({m}, {d}); got {np.shape(x_start)}")
+  init_fn = _init_fn(m, d, config, dtype, x_start is not None)
+  if x_start is not None:
+    x0 = jnp.asarray(x_start, dtype)
+    init_fn = functools.partial(lambda f, key, h: f(key, h, x0), init_fn)
   run = _Run(resume)
   for c0 in range(resume.c0, total, chunk):
     idx = np.arange(c0, min(c0 + chunk, total))

@@ -237,7 +237,12 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
     log(f"== offset {off:g} ({i + 1}/{len(config.offsets)})")
     tcfg = dataclasses.replace(config.train, data=dataclasses.replace(config.train.data, offset=float(off)))
     tdir = os.path.join(out_dir, f"offset_{off:g}", "train")
-    ts = train_job.run(tcfg, tdir, log=train_log or log)
+    try:
+      ts = train_job.run(tcfg, tdir, log=train_log or log)
+    except train_job.TrainingDiverged as e:  # a large offset makes the inputs ill-conditioned: record, go on
+      log(f"WARNING offset {off:g}: {e}")
+      rows.append({"offset": off, "prior_weight": None, "train_diverged": str(e)})
+      continue
     if not ts.get("train_acc") or ts["train_acc"] < 1.0:
       log(f"WARNING offset {off:g}: training did not separate the data (train acc {ts.get('train_acc')}); the "
           f"attack below targets a network that is not near a KKT point (lower --lr: a large offset makes the "
@@ -257,10 +262,13 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                    **_attack_numbers(o, images)})
   vec = not images
   shown = ("mean_best5_dist", "n_close") if vec else ("clip_mean_top10_ssim", "clip_n_good_beating_heldout")
-  summary = {"metrics": list(shown)}
+  summary = {"metrics": list(shown), "train_diverged": [r["offset"] for r in rows if "train_diverged" in r]}
+  rows = [r for r in rows if "train_diverged" not in r]
   summary["headline"] = "(offset, prior weight) -> ({}, training points outside the box, true set's prior " \
       "penalty vs the attack's best loss): ".format(", ".join(shown)) + ", ".join(
       f"({r['offset']:g}, {r['prior_weight']:g}): ({_g(r[shown[0]])}, {_g(r[shown[1]], '')}, "
       f"{r['n_outside_box']}, {_g(r['true_prior_penalty'])} vs {_g(r['best_final_loss'])})" for r in rows)
+  if summary["train_diverged"]:
+    summary["headline"] += f"; training diverged at offsets {summary['train_diverged']} (no attack)"
   return _finish(out_dir, rows, summary, lambda: plotting.offset_study(
       rows, vec, os.path.join(out_dir, "offset.png")), log)

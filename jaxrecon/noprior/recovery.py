@@ -92,3 +92,28 @@ def summarize(rec: Recovery, data_radius: float, best: int = BEST) -> dict:
       "median_norm_ratio": float(np.median(r["norm_ratio"])),
       "best5_norm_ratio": float(np.median(r["norm_ratio"][by_ncc])),
   }
+
+
+def perp_weight_fraction(params: nets.Params, x_ND) -> float:
+  """||P_perp W_1|| / ||theta||: the part of the first layer outside the span of the training points (Frobenius
+  norms), relative to the whole parameter norm. At an exact KKT point it is 0 (every first-layer row lies in the
+  data span); what gradient steps never remove of the initialization stays here and bounds the splits."""
+  x = np.asarray(x_ND, np.float64)
+  w = np.asarray(params[0]["w"], np.float64)  # (d, width)
+  q, r = np.linalg.qr(x.T)  # (d, n) orthonormal basis of the span (rank-deficient columns give tiny r_ii)
+  keep = np.abs(np.diag(r)) > np.abs(r).max() * max(x.shape) * np.finfo(np.float64).eps
+  q = q[:, keep]
+  perp = w - q @ (q.T @ w)
+  return float(np.linalg.norm(perp) / np.asarray(nets.param_norm(params), np.float64))
+
+
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+  """Percentile bootstrap interval of the mean of `values` (resampled with replacement; NaNs dropped)."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v)]
+  if v.size == 0:
+    return (float("nan"), float("nan"))
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+  a = (1.0 - level) / 2.0
+  return (float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a)))

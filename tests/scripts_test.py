@@ -14,6 +14,7 @@ from absl import flags
 from absl.testing import absltest
 
 import numpy as np
+from scipy.spatial import distance as sp_distance
 
 import conftest
 import data_test
@@ -367,6 +368,19 @@ class SphereCommandTest(absltest.TestCase):
       rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
       self.assertEqual(sorted((r["lr_lambda"], r["shift"]) for r in rows),
                        [(0.01, 0.0), (0.01, 1.0), (0.1, 0.0), (0.1, 1.0)])
+      for f in ("summary.json", "recovery.npz", "sphere.png", "chance/summary.json", "attack/candidates.npz"):
+        self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+      # the null row is the held-out points' own recovery, recomputed here with scipy
+      s = json.load(open(os.path.join(out, "summary.json")))
+      with np.load(os.path.join(out, "train", "data.npz")) as z:
+        x_train, x_test = z["x_train"], z["x_test"]
+      np.testing.assert_allclose(np.linalg.norm(x_train - 0.5, axis=1), 1.0, rtol=1e-9)  # on the shifted sphere
+      d = np.sort(sp_distance.cdist(x_test[8:16], x_train).min(1))
+      self.assertAlmostEqual(s["null"]["best5_dist"], float(np.mean(d[:5])), places=4)
+      with np.load(os.path.join(out, "attack", "candidates.npz")) as a:  # the init shift moved the start
+        self.assertGreater(a["x"][a["hyper_shift"] == 1.0].mean(), 0.5)
+        self.assertLess(abs(a["x"][a["hyper_shift"] == 0.0].mean()), 0.5)
+      self.assertIn("configurations did not diverge", s["headline"])
 
 
 class AuditCommandTest(absltest.TestCase):

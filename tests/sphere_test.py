@@ -16,7 +16,6 @@ from scipy.spatial import distance as sp_distance
 
 from jaxrecon import data as data_lib
 from jaxrecon import nets
-from jaxrecon import workdir as wd
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack.sweep import SweepConfig
 from jaxrecon.experiments import longer
@@ -151,38 +150,10 @@ class StudyTest(absltest.TestCase):
     self.assertEqual(full.reconstruct.attack.prior_weight, 0.0)
     self.assertEqual(full.reconstruct.sweep.hyper(jax.random.key(0)).size, 108)
 
-  def test_tiny_study_writes_its_run_folder(self):
-    grid = SweepConfig(kind="grid", lr_x=(0.1,), lr_lambda=(0.01,), init_scale=(0.1, 1.0), shift=(0.0, 1.0),
-                       lambda_min=(0.5,), alpha=(20.0,))
-    cfg = sphere.SphereStudyConfig()
-    cfg = dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, data=dataclasses.replace(cfg.train.data, n=8, d=16, n_test=40),
-                                       widths=(10, 10), steps=300, log_every=300, relaxed=False),
-        reconstruct=dataclasses.replace(cfg.reconstruct, sweep=grid, attack=dataclasses.replace(
-            cfg.reconstruct.attack, steps=6, log_every=3)))
-    with tempfile.TemporaryDirectory() as tmp:
-      out = os.path.join(tmp, "s")
-      s = sphere.run(cfg, out, log=lambda *_: None)
-      rows = wd.read_jsonl(os.path.join(out, "metrics.jsonl"))
-      self.assertLen(rows, 4)
-      self.assertEqual(sorted({(r["init_scale"], r["shift"]) for r in rows}),
-                       [(0.1, 0.0), (0.1, 1.0), (1.0, 0.0), (1.0, 1.0)])
-      for f in ("config.json", "summary.json", "recovery.npz", "sphere.png", "chance/summary.json",
-                "attack/candidates.npz", "train/summary.json"):
-        self.assertTrue(os.path.exists(os.path.join(out, f)), f)
-      # The null row is the held-out points' own recovery, recomputed here with numpy.
-      _, ds, _ = sphere.train_job.load_run(os.path.join(out, "train"))
-      null = ds.x_test[8:16]
-      d = np.sort(sp_distance.cdist(null, ds.x_train).min(1))
-      self.assertAlmostEqual(s["null"]["best5_dist"], float(np.mean(d[:5])), places=4)
-      a = wd.read_npz(os.path.join(out, "attack", "candidates.npz"))
-      np.testing.assert_allclose(a["x"][a["hyper_shift"] == 1.0].mean(), 1.0, atol=0.3)  # started about 1
-      self.assertIn("configurations did not diverge", s["headline"])
-
   def test_tiny_longer_study(self):
     cfg = longer.LongerStudyConfig(
-        data=data_lib.DataConfig(name="shifted_sphere", n=8, d=12, n_test=20), widths=(16,), fast_steps=50,
-        gd_steps=100, gd_lr=0.5, attack=dataclasses.replace(longer.LongerStudyConfig().attack, steps=20, log_every=10),
+        data=data_lib.DataConfig(name="shifted_sphere", n=8, d=12, n_test=20), widths=(16,), fast_steps=20,
+        gd_steps=20, gd_lr=2.0, attack=dataclasses.replace(longer.LongerStudyConfig().attack, steps=20, log_every=10),
         sweep=dataclasses.replace(longer.LongerStudyConfig().sweep, seeds=2, lr_x=(0.05,)))
     with tempfile.TemporaryDirectory() as tmp:
       s = longer.run(cfg, os.path.join(tmp, "l"), log=lambda *_: None)

@@ -16,6 +16,7 @@ and checkpoint), candidates_<schedule>.npz, summary.json, longer.png, and train_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable
 
@@ -127,7 +128,7 @@ def _checkpoint_row(config, schedule, step, params, ds, keys, log) -> tuple:
   """The KKT numbers and the three attacks at one checkpoint: (row, {attack: final candidates})."""
   x = jnp.asarray(ds.x_train)
   y = jnp.asarray(ds.y_train)
-  rep = kkt.kkt_report(params, x, y, relaxed=False)
+  rep = _exact_report(params, x, y)
   params_n, _ = kkt.normalize(params, x, y)
   theta_sq = float(nets.param_norm(params_n)) ** 2
   row = {"schedule": schedule, "step": step, "log10_loss": float(train.log_loss_fn(params, x, y, "logistic"))
@@ -154,6 +155,9 @@ def _checkpoint_row(config, schedule, step, params, ds, keys, log) -> tuple:
       f"{row['weak_prior'].get('best5_ncc_train', float('nan')):.3f} | basin drift "
       f"{row['basin'].get('drift', float('nan')):.3g} x r")
   return row, cands
+
+
+_exact_report = jax.jit(functools.partial(kkt.kkt_report, relaxed=False))
 
 
 @wd.job("study_longer", "out_dir")

@@ -22,6 +22,7 @@ train/, attack/ and chance/ run folders under it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable
 
@@ -152,6 +153,9 @@ def _headline(rows, null_row, kkt_row) -> str:
           f"candidates' norm / data radius {med('best5_norm_ratio')} and |Phi| / q_min {med('best5_margin_ratio')}")
 
 
+_exact_report = jax.jit(functools.partial(kkt.kkt_report, relaxed=False))
+
+
 @wd.job("study_sphere", "out_dir")
 def run(config: SphereStudyConfig, out_dir: str, log: Callable = print, train_log: Callable = None) -> dict:
   """Trains the net, attacks it with the grid, measures recovery per configuration, runs the chance study."""
@@ -163,7 +167,7 @@ def run(config: SphereStudyConfig, out_dir: str, log: Callable = print, train_lo
   _, ds, ckpts = train_job.load_run(train_dir)
   params = ckpts[-1][1]
   x64 = jnp.asarray(ds.x_train, params[0]["w"].dtype)
-  rep = kkt.kkt_report(params, x64, jnp.asarray(ds.y_train), relaxed=False)
+  rep = _exact_report(params, x64, jnp.asarray(ds.y_train))
   kkt_row = {"step": ckpts[-1][0], "train_acc": ts.get("train_acc"), "test_acc": ts.get("test_acc"),
              "eps_rel": float(rep.eps_rel), "delta": float(rep.delta), "q_min": float(rep.q_min)}
   rc = config.reconstruct

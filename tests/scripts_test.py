@@ -291,6 +291,8 @@ class ScriptsTest(absltest.TestCase):
     approx = [r for r in read_jsonl(os.path.join(d, "s", "metrics.jsonl")) if r.get("part") == "approx"]
     self.assertEqual({r["direction"] for r in approx}, {"orthogonal", "importance", "flip", "svd"})
     self.assertGreater([r for r in approx if r["direction"] == "svd"][0]["within_tol_over_radius"], 0.0)
+    for r in approx:  # keeping delta and feasibility as well can only shorten the reach of the best point
+      self.assertLessEqual(r["within_tol_delta_over_radius"], max(a["within_tol_over_radius"] for a in approx))
 
   def test_attack_studies(self):
     d = tempfile.mkdtemp()

@@ -125,6 +125,33 @@ class MagnitudeTest(parameterized.TestCase):
     self.assertEqual(float(transforms.max_safe_symmetric(params, x, nu)), 0.0)
 
 
+class DeltaCurveTest(absltest.TestCase):
+
+  def test_split_delta_and_margin_curves_by_hand(self):
+    # The delta of the split set, recomputed in numpy from the split points and the transported multipliers
+    # (lam_i / 2 each for a symmetric split), and the new points' smaller margin.
+    from jaxrecon.noprior import split as split_lib  # noqa: PLC0415
+    cfg = nets.MLPConfig(d_in=10, widths=(12,), init_scales=None)
+    params = nets.init(jax.random.key(11), cfg, jnp.float64)
+    x = jax.random.normal(jax.random.key(12), (6, 10), jnp.float64)
+    y = jnp.where(nets.apply(params, x) >= 0, 1, -1)
+    params_n, _ = kkt.normalize(params, x, y)
+    lam = jnp.linspace(0.1, 1.0, 6)
+    ts = jnp.asarray([0.0, 0.3, 3.0])
+    c = split_lib.approx_curves(jax.random.key(0), params_n, x, y, lam, jnp.asarray([2, 4]), ts, ("svd",))
+    q = np.asarray(kkt.margins_of(params_n, x, y))
+    phi = lambda z: np.asarray(nets.apply(params_n, jnp.asarray(z)))  # noqa: E731
+    for p, i in enumerate((2, 4)):
+      nu = np.asarray(c.nus[p, 0])
+      for k, t in enumerate(np.asarray(ts)):
+        qz = float(y[i]) * phi(np.stack([x[i] + t * nu, x[i] - t * nu]))
+        others = [float(lam[j]) * (q[j] - 1) for j in range(6) if j != i]
+        want = max(others + [0.5 * float(lam[i]) * (v - 1) for v in qz])
+        self.assertAlmostEqual(float(c.delta[p, 0, k]), want, places=10)
+        self.assertAlmostEqual(float(c.q_min[p, 0, k]), float(qz.min()), places=10)
+    self.assertAlmostEqual(float(c.delta0), float(np.max(np.asarray(lam) * (q - 1))), places=10)
+
+
 class DirectionTest(absltest.TestCase):
 
   def test_null_space_split_is_exact_for_multiclass_nets(self):

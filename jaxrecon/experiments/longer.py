@@ -186,9 +186,11 @@ def run(config: LongerStudyConfig, out_dir: str, log: Callable = print) -> dict:
     if config.split:
       s = split_job.run(tdir, split_job.SplitStudyConfig(steps=tuple(s for s, _ in chosen), exact="no"),
                         os.path.join(out_dir, f"split_{schedule}"), log=log)
-      splits[schedule] = {c["step"]: c.get("approx_within_tol_over_radius") for c in s["checkpoints"]}
+      splits[schedule] = {c["step"]: (c.get("approx_within_tol_over_radius"),
+                                      c.get("approx_within_tol_delta_over_radius")) for c in s["checkpoints"]}
   for r in rows:
-    r["split_reach_over_radius"] = splits.get(r["schedule"], {}).get(r["step"])
+    r["split_reach_over_radius"], r["split_reach_delta_over_radius"] = splits.get(r["schedule"], {}).get(
+        r["step"], (None, None))
   summary = {"rows": rows, "headline": _headline(rows)}
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
   wd.write_json(os.path.join(out_dir, "summary.json"), summary)

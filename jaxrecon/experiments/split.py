@@ -112,6 +112,7 @@ def _at_checkpoint(key, config, do_exact, step, params, x, y, radius, report, lo
                  approx_within_tol_over_radius=best["within_tol_over_radius"],
                  approx_safe_over_radius=max(r["safe_over_radius"] for r in ap),
                  approx_by_direction={r["direction"]: r["within_tol_over_radius"] for r in ap},
+                 approx_within_tol_delta_over_radius=max(r["within_tol_delta_over_radius"] for r in ap),
                  approx_check=check, approx_curves={r["direction"]: r["eps_rel_curve"] for r in ap})
     curves = (ap, grid, eps0, step)
   return entry, rows, curves
@@ -155,7 +156,9 @@ def _summary(train_workdir, config, table, rows, radius, w, n_train, do_exact, g
                  "within {:.0%} of the true set's: ".format(config.tol) + ", ".join(
                      (f">= {t['approx_within_tol_over_radius']:.3g}" if t["approx_within_tol_over_radius"]
                       >= 10 ** top else f"{t['approx_within_tol_over_radius']:.3g}")
-                     + f" x radius at step {t['step']}" for t in sep))
+                     + f" x radius at step {t['step']}" for t in sep)
+                 + "; keeping delta and the margin too (Theorems 8-9): " + ", ".join(
+                     f"{t['approx_within_tol_delta_over_radius']:.3g}" for t in sep))
   if summary["left_out_steps"]:
     parts.append(f"steps {summary['left_out_steps']} left out (data not yet separated, q_min <= 0)")
   summary["headline"] = "; ".join(parts)

@@ -19,6 +19,7 @@ The multipliers live at the normalized scale (`kkt.normalize`); `report` is a ji
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -93,25 +94,41 @@ def directions(key, params_n, x, point, kinds):
   return jnp.stack(out)
 
 
+class Curves(NamedTuple):
+  """Symmetric splits x_i -> x_i +- t nu of the chosen points along each direction kind, at every magnitude t."""
+  eps: jax.Array    # (points, kinds, magnitudes) eps_rel with the transported multipliers
+  delta: jax.Array  # (points, kinds, magnitudes) delta of the split set: max_j lam_j (q_j - 1), new points included
+  q_min: jax.Array  # (points, kinds, magnitudes) smaller margin of the two new points (feasible iff >= 1)
+  safe: jax.Array   # (points, kinds) closed-form pattern-safe magnitude
+  nus: jax.Array    # (points, kinds, d) the directions
+  eps0: jax.Array   # () the true set's eps_rel with its multipliers
+  delta0: jax.Array  # () the true set's delta
+
+
 @functools.partial(jax.jit, static_argnames=("kinds",))
-def approx_curves(key, params_n, x, y, lam, idx, ts, kinds):
-  """eps_rel with transported multipliers for symmetric splits of the points idx along each direction kind at
-  every magnitude in ts: (points, kinds, magnitudes); plus the closed-form pattern-safe magnitudes
-  (points, kinds), the directions and the base residual norm."""
+def approx_curves(key, params_n, x, y, lam, idx, ts, kinds) -> Curves:
+  """eps_rel (transported multipliers), delta and the new points' margin for symmetric splits of the points idx
+  along each direction kind at every magnitude in ts (Lemmas 6-7: a split of an (eps, delta)-KKT set is an
+  (eps', delta')-KKT set; both count), plus the closed-form pattern-safe magnitudes and the directions."""
   theta_n = nets.param_norm(params_n)
   r0 = kkt.stationarity_residual(params_n, x, y, lam)
+  dl = lam * (kkt.margins_of(params_n, x, y) - 1.0)
 
   def one_point(i):
     nus = directions(key, params_n, x, x[i], kinds)
     safe = jax.vmap(lambda nu: transforms.max_safe_symmetric(params_n, x[i], nu))(nus)  # x +- t nu
+    yi = y[i].astype(x.dtype)
+    rest = jnp.max(jnp.where(jnp.arange(x.shape[0]) == i, -jnp.inf, dl))  # delta of the untouched points
 
-    def eps(nu, t):
-      change = transforms.split_stationarity_change(params_n, x[i], y[i].astype(x.dtype), lam[i], nu, t, t)
-      return nets.param_norm(jax.tree_util.tree_map(lambda r, c: r - c, r0, change)) / theta_n
-    curve = jax.vmap(lambda nu: jax.lax.map(lambda t: eps(nu, t), ts))(nus)
-    return curve, safe, nus
-  curves, safe, nus = jax.lax.map(one_point, idx)
-  return curves, safe, nus, nets.param_norm(r0) / theta_n
+    def at(nu, t):
+      change = transforms.split_stationarity_change(params_n, x[i], yi, lam[i], nu, t, t)
+      eps = nets.param_norm(jax.tree_util.tree_map(lambda r, c: r - c, r0, change)) / theta_n
+      q = kkt.margins_of(params_n, jnp.stack([x[i] + t * nu, x[i] - t * nu]), jnp.stack([y[i], y[i]]))
+      return eps, jnp.maximum(rest, jnp.max(0.5 * lam[i] * (q - 1.0))), jnp.min(q)
+    eps, delta, qmin = jax.vmap(lambda nu: jax.lax.map(lambda t: at(nu, t), ts))(nus)
+    return eps, delta, qmin, safe, nus
+  eps, delta, qmin, safe, nus = jax.lax.map(one_point, idx)
+  return Curves(eps, delta, qmin, safe, nus, nets.param_norm(r0) / theta_n, jnp.max(dl))
 
 
 def largest_within(curve, ts, limit):
@@ -127,17 +144,23 @@ def approx_rows(key, params_n, x, y, lam, radius, base_eps, report, *, kinds, n_
   lo, hi, count = grid
   ts = jnp.asarray(np.logspace(lo, hi, int(count)) * radius, x.dtype)
   idx = jnp.argsort(-lam)[:n_points]
-  curves, safe, nus, eps0 = approx_curves(key, params_n, x, y, lam, idx, ts, tuple(kinds))
-  curves, safe = np.asarray(curves), np.asarray(safe)
+  c = approx_curves(key, params_n, x, y, lam, idx, ts, tuple(kinds))
+  curves, safe, nus, eps0 = np.asarray(c.eps), np.asarray(c.safe), c.nus, c.eps0
   ts_np = np.asarray(ts)
   limit = (1.0 + tol) * float(eps0)
+  # Theorems 8-9: the attacker who knows delta (and feasibility) admits only splits that keep both
+  d_limit = float(c.delta0) + tol * max(abs(float(c.delta0)), 1e-12)
+  kept_delta = (np.asarray(c.delta) <= d_limit) & (np.asarray(c.q_min) >= 1.0 - tol)
   rows, best = [], None
   for k, kind in enumerate(kinds):
     reach = [largest_within(curves[p, k], ts_np, limit) for p in range(len(idx))]
+    reach_d = [largest_within(np.where(kept_delta[p, k], curves[p, k], np.inf), ts_np, limit)
+               for p in range(len(idx))]
     p = int(np.argmax(reach))
     row = {"part": "approx", "direction": kind, "point": int(idx[p]), "lam": float(lam[idx[p]]),
            "safe_over_radius": float(min(safe[p, k], ts_np[-1])) / radius,
            "within_tol_over_radius": reach[p] / radius,
+           "within_tol_delta_over_radius": max(reach_d) / radius,
            "eps_rel_curve": curves[p, k].tolist()}
     rows.append(row)
     if best is None or reach[p] > best[0]:

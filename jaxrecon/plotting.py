@@ -208,7 +208,8 @@ def univariate(rows, path):
 
 
 def membership(rows, config, path):
-  fig, axes = subplots(1, 3, figsize=(13, 3.6))
+  fig, axes = subplots(1, 4, figsize=(17, 3.6))
+  score = "y Phi" if getattr(config, "criterion", "absolute") == "signed" else "|Phi|"
   for name in config.datasets:
     rs = sorted([r for r in rows if r["dataset"] == name], key=lambda r: r["d"])
     d = [r["d"] for r in rs]
@@ -216,9 +217,12 @@ def membership(rows, config, path):
     axes[1].plot(d, [r["known_fresh_reaching_margin"] for r in rs], "o-", label=name)
     axes[2].plot(d, [r["known_auc"] for r in rs], "o-", label=f"{name} (m known)")
     axes[2].plot(d, [r["leaked_auc"] for r in rs], "x--", label=f"{name} (m leaked)")
+    if "test_acc" in rs[0]:
+      axes[3].plot(d, [r["test_acc"] for r in rs], "o-", label=name)
   axes[0].set_ylabel("training points within 10% of m")
-  axes[1].set_ylabel("fresh points with |Phi| >= 0.9 m")
-  axes[2].set_ylabel("AUC")
+  axes[1].set_ylabel(f"fresh points with {score} >= 0.9 m")
+  axes[2].set_ylabel(f"AUC ({score} / m)")
+  axes[3].set_ylabel("test accuracy (fresh points)")
   for ax in axes:
     ax.set_xscale("log")
     ax.set_xlabel("d")
@@ -226,8 +230,6 @@ def membership(rows, config, path):
     ax.legend(fontsize=7)
   fig.suptitle(f"membership inference, n = {config.n}, width {config.width}", fontsize=9)
   save(fig, path, dpi=100)
-
-
 
 
 # ------------------------------------------------------------------------------- the attack studies

@@ -48,6 +48,9 @@ class TrainConfig:
       -log Loss) | gd | normalized_gd | log_normalized_gd | sumo | an optax name (adam, sgd, ...).
     lr: Learning rate (relative_gd: the dimensionless relative step; normalized_gd: the step is lr / loss).
     lr_cap: normalized_gd: cap on the effective step lr / loss (empty = none).
+    lr_step_every: StepLR (PyTorch's, as 2410.07632's authors train): multiply lr by lr_step_gamma every this
+      many steps (gd and optax optimizers; 0 = constant lr).
+    lr_step_gamma: StepLR's factor.
     momentum: Momentum for the GD rules.
     normalize: Divide an optax optimizer's gradient by the loss first.
     steps: Training steps.
@@ -68,6 +71,8 @@ class TrainConfig:
   optimizer: str = "relative_gd"
   lr: float = 0.03
   lr_cap: Optional[float] = None
+  lr_step_every: int = 0
+  lr_step_gamma: float = 1.0
   momentum: float = 0.0
   normalize: bool = False
   steps: int = 5000
@@ -112,9 +117,13 @@ def make_optimizer(config: TrainConfig) -> tuple:
 
   A loss-normalized configuration is `schedules.scale_by_loss` chained before the optimizer proper."""
   name = config.optimizer
+  lr = config.lr
+  if config.lr_step_every > 0:  # StepLR: lr gamma^floor(t / every) at step t (counted from 0), in the default
+    every, gamma = config.lr_step_every, config.lr_step_gamma  # float dtype (optax's decay would be float32)
+    lr = lambda count: config.lr * gamma ** (count // every)  # noqa: E731
   if name in _GD_RULES:
     # relative_gd sets the step length itself (lr is the relative step), so the optimizer's lr is 1
-    base = optax.sgd(1.0 if name == "relative_gd" else config.lr, momentum=config.momentum or None)
+    base = optax.sgd(1.0 if name == "relative_gd" else lr, momentum=config.momentum or None)
     normalized = name != "gd" or config.normalize
     rule = _GD_RULES[name] or "normalized"
   elif name == "sumo":  # SUMO on the weight matrices, AdamW (same lr) on biases
@@ -122,7 +131,7 @@ def make_optimizer(config: TrainConfig) -> tuple:
     base = sumo.sumo(config.lr, key=jax.random.fold_in(jax.random.key(config.seed), 0x5D30))
     normalized, rule = config.normalize, "normalized"
   else:
-    base = _optax_by_name(name, config.lr)
+    base = _optax_by_name(name, lr)
     normalized, rule = config.normalize, "normalized"
   if normalized:
     return optax.chain(schedules.scale_by_loss(rule, config.lr, config.lr_cap), base), True
@@ -242,6 +251,13 @@ def validate(config: TrainConfig) -> None:
     raise ValueError(f"widths must be positive integers; got {config.widths}")
   if not (config.lr > 0 and math.isfinite(config.lr)):
     raise ValueError(f"lr must be a positive number; got {config.lr}")
+  if config.lr_step_every < 0 or not config.lr_step_gamma > 0:
+    raise ValueError(f"lr_step_every must be >= 0 and lr_step_gamma > 0; got {config.lr_step_every}, "
+                     f"{config.lr_step_gamma}")
+  if config.lr_step_every and (config.optimizer in ("relative_gd", "normalized_gd", "log_normalized_gd", "sumo")
+                               or config.normalize):
+    raise ValueError(f"lr_step_every (StepLR) applies to plain gd and optax optimizers, not {config.optimizer!r}"
+                     + (" with normalize" if config.normalize else ""))
   make_optimizer(config)  # unknown optimizer names fail here
 
 

@@ -248,8 +248,11 @@ class ScriptsTest(absltest.TestCase):
     rows = read_jsonl(os.path.join(d, "m", "metrics.jsonl"))
     self.assertEqual([r["d"] for r in rows], [8, 16])
     for k in ("known_auc", "leaked_auc", "bounded_tpr", "known_members_within_10pct",
-              "known_fresh_reaching_margin", "known_tpr_at_fpr_0.01"):
+              "known_fresh_reaching_margin", "known_tpr_at_fpr_0.01", "test_acc", "frac_train_on_margin",
+              "other_criterion_auc"):
       self.assertIn(k, rows[0])
+    cfg = json.load(open(os.path.join(d, "m", "config.json")))
+    self.assertEqual((cfg["criterion"], cfg["lr_step_every"], cfg["gaussian_sep_power"]), ("signed", 30, 0.33))
     with open(os.path.join(d, "m", "summary.json")) as f:
       self.assertIn("smallest_d_auc_0.99_parity_sphere", json.load(f))
     self.assertTrue(os.path.exists(os.path.join(d, "m", "membership_vs_d.png")))

@@ -177,3 +177,29 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class StepLRTest(absltest.TestCase):
+
+  def test_step_lr_matches_pytorch_steplr_by_hand(self):
+    # PyTorch StepLR(step_size=3, gamma=0.5) with scheduler.step() after every optimizer step: the lr at step t
+    # (from 0) is lr * gamma^floor(t / 3). A plain numpy loop with that lr against train's optimizer.
+    from jaxrecon import nets  # noqa: PLC0415
+    cfg = train.TrainConfig(optimizer="gd", lr=0.3, lr_step_every=3, lr_step_gamma=0.5, dtype="float64")
+    net = nets.init(jax.random.key(0), nets.MLPConfig(d_in=4, widths=(5,), init_scales=None), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (6, 4), jnp.float64)
+    y = jnp.array([1, -1, 1, -1, 1, -1])
+    opt, normalized = train.make_optimizer(cfg)
+    self.assertFalse(normalized)
+    step = jax.jit(train.make_train_step(cfg, opt, normalized))
+    state = train.TrainState(net, opt.init(net))
+    manual = net
+    grad = jax.grad(lambda p: train.loss_fn(p, x, y, "logistic"))
+    for t in range(8):
+      state, _ = step(state, x, y)
+      lr_t = 0.3 * 0.5 ** (t // 3)
+      manual = jax.tree_util.tree_map(lambda p, g, lr_t=lr_t: p - lr_t * g, manual, grad(manual))
+    for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(manual)):
+      np.testing.assert_allclose(a, b, rtol=1e-12)
+    with self.assertRaisesRegex(ValueError, "StepLR"):
+      train.validate(train.TrainConfig(optimizer="relative_gd", lr_step_every=3, lr_step_gamma=0.5))

@@ -150,10 +150,13 @@ def run_univariate(config: UnivariateConfig, workdir: str, key: jax.Array, log: 
 
 @dataclasses.dataclass(frozen=True)
 class MembershipConfig:
-  """The reported protocol: n = 20 training points, width 10,000, full-batch GD lr 1 for 100 steps from the
-  PyTorch default init times 1e-3; data on the sqrt(d)-sphere with parity labels, and two Gaussians. Fresh
-  points: `n_fresh` from the same distribution. Margin variants: known (q_min), leaked (|Phi| of one
-  training point), bounded (m_lo = q_min / bound_factor).
+  """2410.07632's membership inference as its authors ran it (their public code), by default: n = 20 training
+  points, width 10,000, full-batch GD lr 1 for 100 steps with StepLR (every 30 steps x 0.7) from the PyTorch
+  default init times 1e-3; data on the sqrt(d)-sphere with parity labels, and two Gaussians with means
+  +-d^0.33 e_1 and balanced labels (their code's Gaussian labels are all +1 by an indexing slip; we balance
+  them); a fresh point counts as a member when y Phi(x) >= m (the signed criterion, labels known). Fresh
+  points: `n_fresh` from the same distribution. Margin variants: known (q_min), leaked (|Phi| of one training
+  point), bounded (m_lo = q_min / bound_factor). `ours_variant()` is the protocol of the first version.
 
   Attributes:
     dims: Input dimensions.
@@ -166,9 +169,14 @@ class MembershipConfig:
     optimizer: Training optimizer.
     lr: Learning rate.
     steps: Training steps (full batch).
-    threshold: Decide member when |Phi(x)| >= threshold * m.
+    lr_step_every: StepLR: multiply lr by lr_step_gamma every this many steps (0 = constant).
+    lr_step_gamma: StepLR's factor.
+    criterion: signed (member iff y Phi(x) >= threshold m, labels known: the authors') | absolute (|Phi(x)| >=
+      threshold m, label-free).
+    threshold: Decide member when the score reaches threshold * m.
     bound_factor: The bounded-margin variant uses m_lo = q_min / bound_factor.
-    gaussian_sep: Distance of the two Gaussians' means.
+    gaussian_sep: Distance of the two Gaussians' means from the origin: gaussian_sep * d^gaussian_sep_power.
+    gaussian_sep_power: See gaussian_sep (the authors': 1 x d^0.33).
   """
   dims: tuple = (10, 20, 50, 100, 200, 500, 1000)
   datasets: tuple = ("parity_sphere", "two_gaussians")
@@ -180,9 +188,19 @@ class MembershipConfig:
   optimizer: str = "gd"
   lr: float = 1.0
   steps: int = 100
-  threshold: float = 0.9
+  lr_step_every: int = 30
+  lr_step_gamma: float = 0.7
+  criterion: str = "signed"
+  threshold: float = 1.0
   bound_factor: float = 2.0
   gaussian_sep: float = 1.0
+  gaussian_sep_power: float = 0.33
+
+
+def ours_variant(config: MembershipConfig = MembershipConfig()) -> MembershipConfig:
+  """The first version's protocol: means +-e_1, constant lr, the label-free criterion |Phi| >= 0.9 m."""
+  return dataclasses.replace(config, lr_step_every=0, lr_step_gamma=1.0, criterion="absolute", threshold=0.9,
+                             gaussian_sep=1.0, gaussian_sep_power=0.0)
 
 
 @wd.job("provable_membership", "workdir")
@@ -197,26 +215,36 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
   for j, (name, d) in enumerate(jobs):
     f = config.init_factor / np.sqrt(3.0)  # PyTorch's U(+-1/sqrt(fan_in)) has std 1/sqrt(3 fan_in)
     tcfg = train.TrainConfig(widths=(config.width,), init_scales=(f / np.sqrt(d), f / np.sqrt(config.width)),
-                             optimizer=config.optimizer, lr=config.lr, steps=config.steps)
+                             optimizer=config.optimizer, lr=config.lr, steps=config.steps,
+                             lr_step_every=config.lr_step_every, lr_step_gamma=config.lr_step_gamma)
+    sep = config.gaussian_sep * float(d) ** config.gaussian_sep_power
     key_j = jax.random.fold_in(key, j)
     keys = jax.random.split(key_j, config.seeds + 1)
-    xs, ys = zip(*(provable.membership_data(k, name, config.n + config.n_fresh, d, config.gaussian_sep)
-                   for k in keys[:-1]))
+    xs, ys = zip(*(provable.membership_data(k, name, config.n + config.n_fresh, d, sep) for k in keys[:-1]))
     x_all, y_all = jnp.stack(xs), jnp.stack(ys)
     x_tr, y_tr = x_all[:, :config.n], y_all[:, :config.n]
-    x_fr = x_all[:, config.n:]
+    x_fr, y_fr = x_all[:, config.n:], y_all[:, config.n:]
     params, q, log_loss = provable.fit_many(keys[-1], x_tr, y_tr, tcfg)
-    score = jax.jit(jax.vmap(lambda p, x: jnp.abs(nets.apply(p, x))))
-    phi_tr, phi_fr = np.asarray(score(params, x_tr)), np.asarray(score(params, x_fr))
+    out = jax.jit(jax.vmap(lambda p, x: nets.apply(p, x)))
+    out_tr, out_fr = np.asarray(out(params, x_tr)), np.asarray(out(params, x_fr))
+    signed = config.criterion == "signed"
+    phi_tr = out_tr * np.asarray(y_tr) if signed else np.abs(out_tr)
+    phi_fr = out_fr * np.asarray(y_fr) if signed else np.abs(out_fr)
     q = np.asarray(q)
     per_seed = []
     for s in range(config.seeds):
       m = float(q[s].min())
-      variants = {"known": m, "leaked": float(phi_tr[s, 0]), "bounded": m / config.bound_factor}
+      variants = {"known": m, "leaked": float(np.abs(out_tr[s, 0])), "bounded": m / config.bound_factor}
       rep = {v: provable.membership_report(phi_tr[s] / mv, phi_fr[s] / mv, config.threshold)
              for v, mv in variants.items()}
+      other = provable.membership_report(  # the other criterion's AUC, for comparison
+          (np.abs(out_tr[s]) if signed else out_tr[s] * np.asarray(y_tr[s])) / m,
+          (np.abs(out_fr[s]) if signed else out_fr[s] * np.asarray(y_fr[s])) / m, config.threshold)
       per_seed.append({"seed": s, "q_min": m, "fitted": bool(m > 0), "log10_loss": float(log_loss[s]) /
-                       np.log(10.0), **{f"{v}_{k}": val for v, r in rep.items() for k, val in r.items()}})
+                       np.log(10.0), "test_acc": float(np.mean(np.sign(out_fr[s]) == np.asarray(y_fr[s]))),
+                       "frac_train_on_margin": float(np.mean(q[s] <= 1.1 * m)),
+                       "other_criterion_auc": other["auc"],
+                       **{f"{v}_{k}": val for v, r in rep.items() for k, val in r.items()}})
     row = {"dataset": name, "d": d, "seeds": config.seeds,
            "fitted": int(sum(r["fitted"] for r in per_seed)),
            **{k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]
@@ -225,7 +253,9 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
     rows.append(row)
     wd.append_jsonl(metrics_path, row)
     el = time.time() - t0
-    log(f"{name:<14s} d={d:<5d} fitted {row['fitted']}/{config.seeds}  AUC {row['known_auc']:.3f}  members "
+    log(f"{name:<14s} d={d:<5d} fitted {row['fitted']}/{config.seeds}  AUC {row['known_auc']:.3f} "
+        f"({config.criterion}; other criterion {row['other_criterion_auc']:.3f})  test acc {row['test_acc']:.2f}  "
+        f"on the margin {row['frac_train_on_margin']:.2f}  members "
         f"within 10% {row['known_members_within_10pct']:.2f}  fresh reaching m "
         f"{row['known_fresh_reaching_margin']:.3f}  left {el / (j + 1) * (len(jobs) - j - 1):.0f}s")
   summary = {"rows": rows}
@@ -233,8 +263,9 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
     rs = [r for r in rows if r["dataset"] == name]
     ok = [r["d"] for r in rs if r["min_auc"] >= 0.99 and r["fitted"] == config.seeds]
     summary[f"smallest_d_auc_0.99_{name}"] = min(ok) if ok else None
-  summary["headline"] = "; ".join(f"{name}: AUC >= 0.99 (every seed) from d = "
-                                  f"{summary[f'smallest_d_auc_0.99_{name}']}" for name in config.datasets)
+  summary["headline"] = f"criterion {config.criterion}: " + "; ".join(
+      f"{name}: AUC >= 0.99 (every seed) from d = {summary[f'smallest_d_auc_0.99_{name}']}"
+      for name in config.datasets)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   plotting.membership(rows, config, os.path.join(workdir, "membership_vs_d.png"))
   log(summary["headline"])

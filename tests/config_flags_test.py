@@ -21,7 +21,7 @@ class BinderTest(absltest.TestCase):
     self.assertEqual(binder.build(), provable_study.MembershipConfig())
     fields = set(provable_study.MembershipConfig.__dataclass_fields__)
     self.assertEqual(set(binder.flags.values()), fields)
-    self.assertEqual(fv["threshold"].help, "Decide member when |Phi(x)| >= threshold * m.")  # the docstring
+    self.assertEqual(fv["threshold"].help, "Decide member when the score reaches threshold * m.")  # the docstring
 
   def test_values_parse_to_the_fields_types(self):
     binder, fv = self._bind(provable_study.MembershipConfig())

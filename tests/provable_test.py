@@ -125,6 +125,20 @@ class MembershipTest(absltest.TestCase):
     self.assertEqual(rep["fpr"], 0.0)
     self.assertEqual(rep["members_within_10pct"], 1.0)
 
+  def test_tpr_interval_against_the_binomial_one(self):
+    # Scores whose TPR at FPR 1% is exactly the fraction of members above every non-member: the bootstrap
+    # interval of that fraction should match the normal binomial interval (a formula, not the code); perfectly
+    # separated scores give [1, 1].
+    rng = np.random.default_rng(5)
+    sn = rng.uniform(0.0, 1.0, 4000)
+    sm = np.concatenate([rng.uniform(2.0, 3.0, 300), rng.uniform(0.0, 0.5, 300)])  # half clearly above
+    lo, hi = provable.tpr_at_fpr_interval(sm, sn, 0.01, n_boot=1000)
+    half = 1.96 * np.sqrt(0.25 / 600)
+    self.assertAlmostEqual(hi - lo, 2 * half, delta=0.35 * half)
+    self.assertLess(lo, 0.5 + 0.02)
+    self.assertGreater(hi, 0.5 - 0.02)
+    self.assertEqual(provable.tpr_at_fpr_interval(sm[:300], sn, 0.01, n_boot=50), (1.0, 1.0))
+
   def test_roc_auc_matches_pair_count(self):
     rng = np.random.default_rng(0)
     sm, sn = rng.integers(0, 4, 30).astype(float), rng.integers(0, 4, 50).astype(float)

@@ -253,6 +253,12 @@ class ScriptsTest(absltest.TestCase):
       self.assertIn(k, rows[0])
     cfg = json.load(open(os.path.join(d, "m", "config.json")))
     self.assertEqual((cfg["criterion"], cfg["lr_step_every"], cfg["gaussian_sep_power"]), ("signed", 30, 0.33))
+    lo, hi = rows[0]["pooled_tpr_at_fpr_0.01_ci95"]
+    self.assertLessEqual(lo, hi)
+    with np.load(os.path.join(d, "m", "scores.npz")) as z:  # in/out scores for auditing tools, pooled seeds
+      fitted = rows[1]["fitted"]  # seeds that separate their data (their scores are pooled)
+      self.assertEqual(z["parity_sphere_d16_in"].shape, (fitted * 6,))
+      self.assertEqual(z["parity_sphere_d16_out"].shape, (fitted * 20,))
     with open(os.path.join(d, "m", "summary.json")) as f:
       self.assertIn("smallest_d_auc_0.99_parity_sphere", json.load(f))
     self.assertTrue(os.path.exists(os.path.join(d, "m", "membership_vs_d.png")))

@@ -177,6 +177,7 @@ class MembershipConfig:
     bound_factor: The bounded-margin variant uses m_lo = q_min / bound_factor.
     gaussian_sep: Distance of the two Gaussians' means from the origin: gaussian_sep * d^gaussian_sep_power.
     gaussian_sep_power: See gaussian_sep (the authors': 1 x d^0.33).
+    n_boot: Bootstrap resamples of the pooled TPR-at-FPR intervals.
   """
   dims: tuple = (10, 20, 50, 100, 200, 500, 1000)
   datasets: tuple = ("parity_sphere", "two_gaussians")
@@ -195,6 +196,7 @@ class MembershipConfig:
   bound_factor: float = 2.0
   gaussian_sep: float = 1.0
   gaussian_sep_power: float = 0.33
+  n_boot: int = 1000
 
 
 def ours_variant(config: MembershipConfig = MembershipConfig()) -> MembershipConfig:
@@ -209,7 +211,7 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
   wd.write_json(os.path.join(workdir, "config.json"), config)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   wd.write_jsonl(metrics_path, [])
-  rows = []
+  rows, scores = [], {}
   t0 = time.time()
   jobs = [(name, d) for name in config.datasets for d in config.dims]
   for j, (name, d) in enumerate(jobs):
@@ -245,7 +247,18 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
                        "frac_train_on_margin": float(np.mean(q[s] <= 1.1 * m)),
                        "other_criterion_auc": other["auc"],
                        **{f"{v}_{k}": val for v, r in rep.items() for k, val in r.items()}})
-    row = {"dataset": name, "d": d, "seeds": config.seeds,
+    ok = q.min(axis=1) > 0  # each seed's scores in units of its own margin, pooled over the fitted seeds
+    pooled_in = (phi_tr[ok] / q[ok].min(axis=1, keepdims=True)).ravel()
+    pooled_out = (phi_fr[ok] / q[ok].min(axis=1, keepdims=True)).ravel()
+    scores[f"{name}_d{d}_in"], scores[f"{name}_d{d}_out"] = pooled_in, pooled_out
+    pooled = {}
+    if pooled_in.size and pooled_out.size:
+      fpr, tpr = provable.roc(pooled_in, pooled_out)
+      for lvl in (0.01, 0.001):
+        pooled[f"pooled_tpr_at_fpr_{lvl}"] = provable.tpr_at_fpr(fpr, tpr, lvl)
+        pooled[f"pooled_tpr_at_fpr_{lvl}_ci95"] = provable.tpr_at_fpr_interval(pooled_in, pooled_out, lvl,
+                                                                               n_boot=config.n_boot)
+    row = {"dataset": name, "d": d, "seeds": config.seeds, **pooled,
            "fitted": int(sum(r["fitted"] for r in per_seed)),
            **{k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]
               if k not in ("seed", "fitted")},
@@ -267,6 +280,9 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
       f"{name}: AUC >= 0.99 (every seed) from d = {summary[f'smallest_d_auc_0.99_{name}']}"
       for name in config.datasets)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
+  # in/out scores (score / m, pooled over seeds) as privacy-auditing tools take them (AUROC, TPR at FPR, epsilon
+  # lower bounds): <dataset>_d<d>_in for members, _out for fresh points
+  wd.write_npz(os.path.join(workdir, "scores.npz"), **scores)
   plotting.membership(rows, config, os.path.join(workdir, "membership_vs_d.png"))
   log(summary["headline"])
   return summary

@@ -2,7 +2,7 @@
 high-dimensional membership inference, with the shallow nets they attack."""
 
 from jaxrecon.provable.membership import (auc_from_roc, decide, membership_data, membership_report,
-                                          membership_score, roc, tpr_at_fpr)
+                                          membership_score, roc, tpr_at_fpr, tpr_at_fpr_interval)
 from jaxrecon.provable.shallow import (balancedness, fit_many, init_many, kink_identity_residual, kink_sum)
 from jaxrecon.provable.univariate import (UnivariateResult, fraction_training, margin_from_leak,
                                           univariate_candidates, univariate_data)

@@ -63,6 +63,19 @@ def membership_report(score_members, score_nonmembers, threshold: float = 0.9) -
           "fresh_reaching_margin": float(np.mean(sn >= 0.9))}
 
 
+def tpr_at_fpr_interval(score_members, score_nonmembers, max_fpr: float, n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> tuple:
+  """Percentile bootstrap interval of TPR at FPR <= max_fpr (members and non-members resampled separately)."""
+  sm, sn = np.asarray(score_members, np.float64), np.asarray(score_nonmembers, np.float64)
+  rng = np.random.default_rng(seed)
+  vals = []
+  for _ in range(n_boot):
+    fpr, tpr = roc(sm[rng.integers(0, sm.size, sm.size)], sn[rng.integers(0, sn.size, sn.size)])
+    vals.append(tpr_at_fpr(fpr, tpr, max_fpr))
+  a = (1.0 - level) / 2.0
+  return (float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a)))
+
+
 def membership_data(key, name: str, n: int, d: int, sep: float):
   if name == "parity_sphere":
     return data_lib.parity_sphere(key, n, d, dtype=jnp.float64)

@@ -1,6 +1,6 @@
 r"""study_sphere: the synthetic experiment of "No Prior, No Leakage" at its authors' protocol.
 
-  jaxrecon-study-sphere --workdir=runs/study_sphere            # the CPU-scale reduction (about 6 minutes)
+  jaxrecon-study-sphere --workdir=runs/study_sphere            # the CPU-scale reduction (about 4 minutes)
   jaxrecon-study-sphere --workdir=runs/study_sphere_full --full # the authors' sizes (a GPU job)
 
 Trains a bias-free d-W-W-1 net on n // 2 points per class of the radius --sphere_radius sphere about

@@ -166,9 +166,8 @@ def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConf
   prior = zero
   if config.prior == "box" and config.prior_weight > 0:
     xs = x - shift
-    prior = jnp.sum(jnp.square(jax.nn.relu(xs - config.box)) + jnp.square(jax.nn.relu(-config.box - xs)))
-    if config.prior_weight != 1.0:
-      prior = config.prior_weight * prior
+    prior = config.prior_weight * jnp.sum(jnp.square(jax.nn.relu(xs - config.box))
+                                          + jnp.square(jax.nn.relu(-config.box - xs)))
   loss = stat + lam_pen + prior
   return loss, Aux(loss, stat, lam_pen, prior)
 

@@ -212,7 +212,8 @@ def make_sweep_runner(config: AttackConfig, mesh: Optional[Mesh] = None) -> Call
 @functools.lru_cache(maxsize=32)
 def _init_fn(m: int, d: int, config: AttackConfig, dtype, with_start: bool = False) -> Callable:
   if with_start:
-    return jax.jit(jax.vmap(lambda key, h, x0: init_state(key, m, d, h, config, dtype, x0), in_axes=(None, 0, None)))
+    vinit = jax.vmap(lambda key, h, x0: init_state(key, m, d, h, config, dtype, x0), in_axes=(None, 0, None))
+    return jax.jit(lambda key, h, x0: vinit(key, h, x0))  # a plain signature, so x0 can be bound by keyword
   return jax.jit(jax.vmap(lambda key, h: init_state(key, m, d, h, config, dtype), in_axes=(None, 0)))
 
 
@@ -348,8 +349,7 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
     raise ValueError(f"x_start must have shape (m, d) = ({m}, {d}); got {np.shape(x_start)}")
   init_fn = _init_fn(m, d, config, dtype, x_start is not None)
   if x_start is not None:
-    x0 = jnp.asarray(x_start, dtype)
-    init_fn = functools.partial(lambda f, key, h: f(key, h, x0), init_fn)
+    init_fn = functools.partial(init_fn, x0=jnp.asarray(x_start, dtype))
   run = _Run(resume)
   for c0 in range(resume.c0, total, chunk):
     idx = np.arange(c0, min(c0 + chunk, total))

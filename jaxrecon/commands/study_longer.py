@@ -15,21 +15,22 @@ import sys
 
 from absl import flags
 
+from jaxrecon.commands import attack_flags
 from jaxrecon.commands import cli
 from jaxrecon.commands import config_flags
+from jaxrecon.commands import train_flags
 from jaxrecon.experiments import longer
 
 flags.DEFINE_string("workdir", "runs/study_longer", "Output directory.")
-_NAMES = {"data.name": "dataset", "data.radius": "sphere_radius", "data.shift": "sphere_shift",
-          "sweep.lr_lambda": "sweep_lr_lambda", "sweep.shift": "init_shift", "sweep.kind": "sweep",
-          "sweep.seed": "sweep_seed", "attack.steps": "attack_steps", "attack.log_every": "attack_log_every"}
+_T = train_flags.binder_args()  # data.* and widths named as in jaxrecon-train
+_A = attack_flags.binder_args(names={"attack.steps": "attack_steps", "attack.log_every": "attack_log_every"})
 CONFIG = config_flags.Binder(
-    longer.LongerStudyConfig(), names=_NAMES, choices={"data.name": ("shifted_sphere",)},
-    parsers={"sweep.lr_lambda": lambda v: tuple(float(a) for a in v)},
-    skip=("data.seed", "data.task", "data.selection", "data.subtract_mean", "data.offset", "data.parity_k",
-          "data.gaussian_sep", "data.data_dir", "attack.n_classes", "attack.variant", "attack.match_init",
-          "attack.prior", "attack.prior_weight", "attack.dtype", "attack.chunk", "sweep.radii", "sweep.configs"),
-    clash_prefix="attack_")
+    longer.LongerStudyConfig(), names={**_T["names"], **_A["names"]}, choices={**_T["choices"], **_A["choices"]},
+    parsers={**_T["parsers"], **_A["parsers"]}, help=_A["help"], clash_prefix="attack_",
+    skip=(*_T["skip"], *_A["skip"], "data.task", "data.selection", "data.subtract_mean", "data.offset",
+          "data.parity_k", "data.gaussian_sep", "data.data_dir", "attack.variant", "attack.match_init",
+          "attack.prior", "attack.prior_weight", "attack.dtype", "attack.chunk", "sweep.radii", "sweep.configs",
+          "sweep.seed"))
 FLAGS = flags.FLAGS
 
 

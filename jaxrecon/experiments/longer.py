@@ -31,7 +31,7 @@ from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
-from jaxrecon.attack.loss import AttackConfig
+from jaxrecon.attack.loss import AttackConfig, candidate_labels
 from jaxrecon.attack.sweep import SweepConfig, run_sweep
 from jaxrecon.experiments import split as split_job
 from jaxrecon.experiments import train as train_job
@@ -143,8 +143,7 @@ def _checkpoint_row(config, schedule, step, params, ds, keys, log) -> tuple:
     acfg = dataclasses.replace(config.attack, prior_weight=weight, dtype="float64")
     start, h = None, hyper
     if name == "basin":
-      y_hat = np.where(np.arange(m) < m // 2, -1, 1)
-      start = basin_start(ds.x_train, ds.y_train, y_hat, config.basin_noise, keys[2])
+      start = basin_start(ds.x_train, ds.y_train, np.asarray(candidate_labels(m)), config.basin_noise, keys[2])
       acfg = dataclasses.replace(acfg, m=m)
       h = hyper._replace(init_scale=np.zeros_like(hyper.init_scale))  # the noise is in the start
     res = run_sweep(keys[1], params_n, h, d, acfg, n_train=x.shape[0], log=None, x_start=start)

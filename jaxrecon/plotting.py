@@ -405,3 +405,25 @@ def longer_study(rows: list, path: str) -> None:
     a.grid(alpha=0.3)
     a.legend(fontsize=7)
   save(fig, path)
+
+
+def time_to_quality(rows: list, paths: list, nulls: dict, keys: list, path: str) -> None:
+  """Each quality count against wall time (log), one panel per level, a line per path; the no-attack
+  baselines' counts dashed."""
+  fig, axes = _axes(len(keys), 3.4)
+  for a, key in zip(axes, keys):
+    for p in paths:
+      pr = [r for r in rows if r["path"] == p]
+      if pr:
+        a.plot([r["wall_s"] for r in pr], [r[key] for r in pr], "o-" if p == "reference" else ".-", label=p,
+               lw=2 if p in ("reference", "fast") else 1)
+    for name, style in (("mean_image", ":"), ("heldout", "--")):
+      if key in nulls.get(name, {}):
+        a.axhline(nulls[name][key], color="gray", ls=style, lw=1, label=f"{name.replace('_', ' ')} alone")
+    a.set_xscale("log")
+    a.set_xlabel("wall time (s)")
+    a.set_title(key.replace("_", " "), fontsize=9)
+    a.grid(alpha=0.3)
+  axes[0].set_ylabel("training images")
+  axes[0].legend(fontsize=7)
+  save(fig, path)

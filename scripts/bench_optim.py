@@ -33,7 +33,9 @@ from jaxrecon.optim import sumo  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "bench/optim.json", "JSON output (a PNG is written beside it).")
 flags.DEFINE_list("tasks", ["transformer", "mlp"], "transformer, mlp.")
-flags.DEFINE_list("methods", ["adamw", "muon", "galore", "sumo"], "Optimizers.")
+flags.DEFINE_list("methods", ["adamw", "muon", "galore", "sumo"],
+                  "Optimizers: adamw, muon, galore, sumo, and SUMO's ablations sumo_ns (Newton-Schulz, Muon's 5 "
+                  "steps, in the same subspace), sumo_notransport, sumo_ns_notransport.")
 flags.DEFINE_list("lrs", ["1e-3", "3e-3", "1e-2"], "Learning-rate grid (the same for every method).")
 flags.DEFINE_integer("seeds", 3, "Seeds per configuration (vmapped).")
 flags.DEFINE_integer("steps", 400, "Training steps.")
@@ -134,10 +136,39 @@ def make_optimizer(method, lr, params):
     dims = jax.tree_util.tree_map(lambda lab: contrib.GaLoreDimensionNumbers() if lab == "matrix" else None,
                                   labels)
     return contrib.galore(lr, rank=FLAGS.rank, update_proj_gap=FLAGS.refresh, weight_dimension_numbers=dims)
-  if method == "sumo":
+  if method in SUMO_VARIANTS:
     lab = jax.tree_util.tree_map(lambda s: "sumo" if s == "matrix" else "adam", labels)
-    return sumo.sumo(lr, rank=FLAGS.rank, refresh_every=FLAGS.refresh, param_labels=lab, key=jax.random.key(0))
+    ortho, transport = SUMO_VARIANTS[method]
+    return sumo.sumo(lr, rank=FLAGS.rank, refresh_every=FLAGS.refresh, param_labels=lab, key=jax.random.key(0),
+                     orthogonalizer=ortho, transport_moment=transport)
   raise ValueError(method)
+
+
+# SUMO and its ablations: (orthogonalizer, moment transport on refresh).
+SUMO_VARIANTS = {"sumo": ("svd", True), "sumo_ns": ("newton_schulz", True), "sumo_notransport": ("svd", False),
+                 "sumo_ns_notransport": ("newton_schulz", False)}
+
+# Two-sided 95% Student t quantiles by degrees of freedom (for intervals over a few seeds).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def interval95(values):
+  """(mean, half-width of the 95% t interval) over seeds."""
+  v = np.asarray(values, np.float64)
+  if v.size < 2:
+    return float(v.mean()), float("nan")
+  return float(v.mean()), float(T95.get(v.size - 1, 1.96) * v.std(ddof=1) / np.sqrt(v.size))
+
+
+def moment_conditions(state):
+  """Condition numbers of every SUMO moment matrix (seeds x matrices), or None for another optimizer."""
+  try:
+    st = state.inner_states["sumo"].inner_state[0]
+  except (AttributeError, KeyError, TypeError, IndexError):
+    return None
+  conds = [np.asarray(sumo.condition_numbers(m)).reshape(m.shape[0], -1)
+           for m in jax.tree_util.tree_leaves(st.moment)]
+  return np.concatenate(conds, axis=1) if conds else None
 
 
 def batches(key, data, n, length):
@@ -161,7 +192,7 @@ def run_config(task, method, lr, train_ids, val_ids, vocab):
   state_bytes = sum(int(x.size) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(opt.init(one))
                     if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating))
   per_matrix = None
-  if method == "sumo":  # measured SUMO state per matrix against (m + n) r
+  if method in SUMO_VARIANTS:  # measured SUMO state per matrix against (m + n) r
     st = opt.init(one).inner_states["sumo"].inner_state[0]
     per_matrix = []
     for (path, q), mom in zip(jax.tree_util.tree_leaves_with_path(st.basis), jax.tree_util.tree_leaves(st.moment)):
@@ -198,10 +229,19 @@ def run_config(task, method, lr, train_ids, val_ids, vocab):
     jax.block_until_ready(params)
     wall += time.perf_counter() - t
     v = np.asarray(evaluate(params))
-    curve.append({"step": start + FLAGS.eval_every, "wall_s": wall, "val": v.tolist()})
+    row = {"step": start + FLAGS.eval_every, "wall_s": wall, "val": v.tolist()}
+    conds = moment_conditions(state)
+    if conds is not None:  # log10 of the moments' condition numbers: median and max over matrices, per seed
+      lc = np.log10(np.where(np.isfinite(conds), conds, np.nan))
+      row["log10_moment_cond_median"] = np.nanmedian(lc, axis=1).tolist()
+      row["log10_moment_cond_max"] = np.nanmax(lc, axis=1).tolist()
+    curve.append(row)
   return {"task": task, "method": method, "lr": lr, "curve": curve, "state_bytes": state_bytes,
           "sumo_state_per_matrix": per_matrix,
           "final_val_mean": float(np.mean(curve[-1]["val"])), "final_val_std": float(np.std(curve[-1]["val"])),
+          "final_val_ci95": interval95(curve[-1]["val"])[1],
+          "log10_moment_cond_median": ([float(np.nanmean(c["log10_moment_cond_median"])) for c in curve[1:]]
+                                       if conds is not None else None),
           "wall_s": wall, "ms_per_step": 1e3 * wall / FLAGS.steps}
 
 
@@ -209,6 +249,27 @@ def val_at_wall(run, wall):
   ws = [c["wall_s"] for c in run["curve"]]
   vs = [float(np.mean(c["val"])) for c in run["curve"]]
   return float(np.interp(wall, ws, vs))
+
+
+def paired(runs, task, base="sumo"):
+  """Each SUMO ablation against `base`, both at their best learning rates: the per-seed difference of the
+  final validation loss (seeds share initialization and batches, so the difference is paired), mean and 95%
+  interval; and at the same learning rate as base's best."""
+  rs = [r for r in runs if r["task"] == task and np.isfinite(r["final_val_mean"])]
+  best = {m: min((r for r in rs if r["method"] == m), key=lambda r: r["final_val_mean"])
+          for m in {r["method"] for r in rs}}
+  if base not in best:
+    return {}
+  out = {}
+  for m in sorted(set(best) & set(SUMO_VARIANTS) - {base}):
+    d = np.asarray(best[m]["curve"][-1]["val"]) - np.asarray(best[base]["curve"][-1]["val"])
+    same = [r for r in rs if r["method"] == m and r["lr"] == best[base]["lr"]]
+    entry = {"best_lr": best[m]["lr"], "base_best_lr": best[base]["lr"], "diff_mean_ci95": interval95(d)}
+    if same:
+      entry["same_lr_diff_mean_ci95"] = interval95(np.asarray(same[0]["curve"][-1]["val"])
+                                                   - np.asarray(best[base]["curve"][-1]["val"]))
+    out[f"{m} - {base}"] = entry
+  return out
 
 
 def summarize(runs):
@@ -222,7 +283,8 @@ def summarize(runs):
         best[m] = min(cand, key=lambda r: r["final_val_mean"])
     wall = min(b["wall_s"] for b in best.values())
     table[task] = {m: {"best_lr": b["lr"], "val_at_equal_steps": b["final_val_mean"],
-                       "val_std": b["final_val_std"], "val_at_equal_wall": val_at_wall(b, wall),
+                       "val_std": b["final_val_std"], "val_ci95": interval95(b["curve"][-1]["val"])[1],
+                       "val_at_equal_wall": val_at_wall(b, wall),
                        "equal_wall_s": wall, "ms_per_step": b["ms_per_step"], "state_bytes": b["state_bytes"]}
                    for m, b in best.items()}
   return table
@@ -272,7 +334,8 @@ def main(argv):
          "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")},
          "flags": {k: FLAGS[k].value for k in ("steps", "seeds", "batch", "seq", "context", "d_model", "layers",
                                                "hidden", "rank", "refresh", "lrs")},
-         "vocab": vocab, "train_chars": int(train_ids.size), "table": table, "runs": runs}
+         "vocab": vocab, "train_chars": int(train_ids.size), "table": table,
+         "sumo_ablation": {task: paired(runs, task) for task in table}, "runs": runs}
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(out, f, indent=1)
@@ -282,6 +345,10 @@ def main(argv):
       print(f"{task:<11s} {m:<6s} best lr {row['best_lr']:g}: val {row['val_at_equal_steps']:.4f} at equal "
             f"steps, {row['val_at_equal_wall']:.4f} at {row['equal_wall_s']:.1f}s; state "
             f"{row['state_bytes'] / 1e6:.3f} MB")
+  for task, rows in out["sumo_ablation"].items():
+    for name, e in rows.items():
+      m, h = e["diff_mean_ci95"]
+      print(f"{task:<11s} {name}: final val difference {m:+.4f} +- {h:.4f} (95%, paired over seeds)")
   print(f"wrote {FLAGS.out}")
 
 

@@ -416,6 +416,35 @@ class ShardingTest(absltest.TestCase):
     self.assertIn("OK", proc.stdout)
 
 
+class HalvingTest(absltest.TestCase):
+
+  def test_survivors_equal_the_plain_sweep_and_the_pruned_stop_where_they_were(self):
+    params = small_net()
+    cfg = attack.AttackConfig(m=6, steps=12, log_every=4, dtype="float64")
+    hyper = attack.random_sweep(jax.random.key(5), 5, {"lr_x": (1e-3, 3e-1), "init_scale": (0.01, 1.0)})
+    plain = attack.run_sweep(jax.random.key(1), params, hyper, 5, cfg, log=None)
+    early = attack.run_sweep(jax.random.key(1), params, hyper, 5, dataclasses.replace(cfg, steps=4), log=None)
+    seen = []
+    halved = attack.run_halving(jax.random.key(1), params, hyper, 5, cfg, prune_at=(4, 8), keep=0.5, log=None,
+                                on_segment=lambda step, snap, row: seen.append((step, snap()[1])))
+    # ranked by the loss at step 4 (an independent argsort of the plain sweep's step-4 losses), best 3 go on
+    first = set(np.argsort(early.loss)[:3])
+    pruned = sorted(set(range(5)) - first)
+    np.testing.assert_allclose(halved.x[pruned], early.x[pruned], rtol=1e-12)
+    np.testing.assert_allclose(halved.loss[pruned], early.loss[pruned], rtol=1e-12)
+    # of those 3, the best 2 at step 8 reach step 12 identical to the plain sweep's configurations
+    loss8 = {c: l for c, l in zip(range(5), seen[1][1])}
+    final = sorted(sorted(first, key=loss8.get)[:2])
+    np.testing.assert_allclose(halved.x[final], plain.x[final], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(halved.loss[final], plain.loss[final], rtol=1e-9)
+    self.assertEqual([s for s, _ in seen], [4, 8, 12])
+    self.assertEqual([len(r["configs"]) for r in halved.history], [5, 3, 2])
+
+  def test_bad_keep(self):
+    with self.assertRaisesRegex(ValueError, "keep"):
+      attack.run_halving(jax.random.key(0), small_net(), fixed_hyper(2), 5, CFG, keep=0.0, log=None)
+
+
 class SweepConfigTest(absltest.TestCase):
 
   def test_radii_multiply_the_configurations(self):

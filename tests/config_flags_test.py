@@ -43,6 +43,16 @@ class BinderTest(absltest.TestCase):
     # a run is re-created from its config.json
     self.assertEqual(train.TrainConfig.from_dict(wd.to_jsonable(c)), c)
 
+  def test_a_preset_base_keeps_its_values_where_no_flag_is_given(self):
+    binder, fv = self._bind(provable_study.MembershipConfig())
+    preset = provable_study.MembershipConfig(lr=0.25, steps=3, dims=(4,))
+    fv(["prog", "--steps=9"])
+    c = binder.build(preset)
+    self.assertEqual((c.lr, c.steps, c.dims), (0.25, 9, (4,)))  # given: 9; not given: the preset's
+    self.assertEqual(binder.build().lr, provable_study.MembershipConfig().lr)  # no base: the flag defaults
+    with self.assertRaisesRegex(TypeError, "base must be"):
+      binder.build(train.TrainConfig())
+
   def test_a_name_clash_is_an_error_at_definition(self):
     with self.assertRaisesRegex(ValueError, "--seed .* already defined"):
       self._bind(train.TrainConfig())  # data.seed and seed

@@ -85,6 +85,41 @@ class OrthogonalizationTest(parameterized.TestCase):
       self.assertGreater(float(np.max(np.abs(ns - target))), 0.25)
 
 
+class NewtonSchulzTest(parameterized.TestCase):
+
+  @parameterized.parameters((8, 20), (20, 8), (3, 3))
+  def test_equals_optax_muon_iteration(self, r, n):
+    # our in-subspace Newton-Schulz against optax.contrib.muon's own (a separate implementation)
+    a = jax.random.normal(jax.random.key(r * n), (r, n), jnp.float32)
+    want = _muon.orthogonalize_via_newton_schulz(a, jnp.asarray(_muon._DEFAULT_NS_COEFFS), 5)
+    np.testing.assert_allclose(sumo.newton_schulz(a), want, rtol=2e-4, atol=2e-5)
+    batch = jnp.stack([a, 2 * a])  # batched, and scale-free (the Frobenius normalization)
+    np.testing.assert_allclose(sumo.newton_schulz(batch)[1], want, rtol=2e-4, atol=2e-5)
+
+  def test_condition_numbers_from_known_singular_values(self):
+    rng = np.random.default_rng(1)
+    u, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    v, _ = np.linalg.qr(rng.normal(size=(9, 4)))
+    m = (u * np.array([5.0, 2.0, 1.0, 0.05])) @ v.T
+    np.testing.assert_allclose(sumo.condition_numbers(jnp.asarray(m)), 100.0, rtol=1e-10)
+
+  def test_sumo_with_newton_schulz_is_muon_with_newton_schulz_at_full_rank(self):
+    # square W, r = n, K = 1, exact projector: the in-subspace step is Muon's (sum momentum, NS polar factor)
+    w = jax.random.normal(jax.random.key(0), (6, 6), jnp.float32)
+    opt = sumo.scale_by_sumo(rank=6, refresh_every=1, projector="exact", growth_limit=None, shape_scale=None,
+                             residual=False, orthogonalizer="newton_schulz", momentum=0.9)
+    state = opt.init(w)
+    buf = jnp.zeros_like(w)
+    for k in range(3):
+      g = jnp.sin(w * (k + 1))
+      u, state = opt.update(g, state)
+      buf = 0.9 * buf + g
+      np.testing.assert_allclose(u, _muon.orthogonalize_via_newton_schulz(buf, jnp.asarray(
+          _muon._DEFAULT_NS_COEFFS), 5), rtol=2e-3, atol=2e-4)
+    with self.assertRaisesRegex(ValueError, "orthogonalizer"):
+      sumo.scale_by_sumo(orthogonalizer="polar")
+
+
 class TransportTest(absltest.TestCase):
 
   def test_identities(self):

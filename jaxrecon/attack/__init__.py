@@ -6,4 +6,5 @@ from jaxrecon.attack.loss import (OPTIMIZERS, PRIORS, VARIANTS, AttackConfig, At
                                   attack_target, candidate_labels, candidate_margins, init_state, make_optimizer,
                                   make_step, stationarity_gap, surrogate_relu, weighted_gradient)
 from jaxrecon.attack.sweep import (LOG_SWEPT, REFERENCE_RANGES, Hyper, SweepConfig, SweepProgress, SweepResult,
-                                   config_mesh, grid_sweep, make_sweep_runner, random_sweep, run_sweep)
+                                   config_mesh, grid_sweep, make_sweep_runner, random_sweep, run_halving,
+                                   run_sweep)

@@ -419,3 +419,90 @@ def _log_progress(log, row, c0, k, total, step, steps, rate, t0, now):
       f"{rate:,.0f} candidate-steps/s  left {report.fmt_time(elapsed / max(done, 1e-9) - elapsed)}")
 
 
+
+
+def run_halving(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config: AttackConfig, *,
+                prune_at: Sequence[int] = (), keep: float = 0.5, params_init: Optional[nets.Params] = None,
+                n_train: Optional[int] = None, mesh: Optional[Mesh] = None, log: Optional[Callable] = print,
+                on_segment: Optional[Callable] = None) -> SweepResult:
+  """Successive halving: every configuration starts; at each step of `prune_at` the live configurations are
+  ranked by their attack loss (a signal that needs no training data; diverged ones last) and only the best
+  ceil(keep x live) go on; the others stop there, their candidates and loss as they were at that step.
+
+  Steps are the same computation as `run_sweep` (a configuration that is never pruned ends bit-identical to
+  its run there; tested). Each prune changes the number of configurations in the compiled call, so each rung
+  compiles once. `on_segment(step, snapshot, row)` after every log segment: `row` is the segment's history
+  row (its live configurations), `snapshot()` returns (x (C, m, d), loss (C,)) of every configuration as it
+  stands (pruned ones at their last step), e.g. for an evaluation whose time the caller keeps off its clock. No resume: a killed halving sweep starts again.
+  """
+  if not 0 < keep <= 1:
+    raise ValueError(f"keep must be in (0, 1]; got {keep}")
+  prob = _problem(params, config, params_init, n_train)
+  m, dtype = prob.m, prob.dtype
+  n_dev = 1 if mesh is None else mesh.size
+  total = hyper.size
+  marks = sorted({int(s) for s in prune_at if 0 < int(s) < config.steps} | {config.steps})
+  seg = config.log_every or config.steps
+  out = {"x": np.zeros((total, m, d), dtype), "lam": np.zeros((total, m), dtype),
+         "loss": np.full(total, np.nan), "stat": np.full(total, np.nan), "diverged": np.zeros(total, bool)}
+  runner = make_sweep_runner(config, mesh)
+  init_fn = _init_fn(m, d, config, dtype)
+  t0, compile_s, history = time.time(), 0.0, []
+  alive = np.arange(total)
+  states = h = None
+  step = 0
+
+  def padded(idx):
+    k = int(math.ceil(idx.size / n_dev) * n_dev)
+    return np.concatenate([np.arange(idx.size), np.full(k - idx.size, idx.size - 1)])
+
+  def snapshot():
+    x, loss = out["x"].copy(), out["loss"].copy()
+    x[alive] = np.asarray(jax.device_get(states.x))[:alive.size]
+    return x, loss
+
+  first = True
+  for mark in marks:
+    if states is None:
+      rows = padded(alive)
+      h = hyper.take(alive[rows]).as_arrays(dtype)
+      states = init_fn(key, h)
+      if mesh is not None:
+        states, h = jax.device_put((states, h), NamedSharding(mesh, P("configs")))
+    while step < mark:
+      length = min(seg, mark - step)
+      ts = time.time()
+      states, aux = runner(states, h, prob.params, prob.target, prob.y_hat, length)
+      aux = jax.device_get(aux)
+      te = time.time()
+      if first:
+        compile_s, first = te - ts, False
+      step += length
+      k = alive.size
+      div = np.asarray(jax.device_get(states.diverged))[:k]
+      out["loss"][alive] = np.where(div, np.nan, np.asarray(aux.loss)[:k])
+      out["stat"][alive] = np.where(div, np.nan, np.asarray(aux.stat)[:k])
+      out["diverged"][alive] = div
+      row = {"step": step, "configs": [int(i) for i in alive],
+             **{f: [float(v) for v in np.asarray(getattr(aux, f))[:k]] for f in Aux._fields}, "wall_s": te - t0}
+      history.append(row)
+      if log is not None:
+        _log_progress(log, row, 0, k, total, step, config.steps, length * k * m / max(te - ts, 1e-9), t0, te)
+      if on_segment is not None:
+        on_segment(step, snapshot, row)
+    host = jax.device_get(states)
+    out["x"][alive] = np.asarray(host.x)[:alive.size]
+    out["lam"][alive] = np.asarray(host.lam)[:alive.size]
+    if mark < config.steps:
+      ranked = np.argsort(np.where(np.isfinite(out["loss"][alive]), out["loss"][alive], np.inf), kind="stable")
+      sel = np.sort(ranked[:max(1, int(math.ceil(keep * alive.size)))])
+      if log is not None:
+        log(f"step {step}: keeping {sel.size} of {alive.size} configurations by attack loss")
+      rows = padded(sel)
+      alive = alive[sel]
+      states = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[sel[rows]], states)
+      h = hyper.take(alive[rows]).as_arrays(dtype)
+      if mesh is not None:
+        states, h = jax.device_put((states, h), NamedSharding(mesh, P("configs")))
+  return SweepResult(out["x"], out["lam"], np.asarray(prob.y_hat), out["loss"], out["stat"], out["diverged"],
+                     history, time.time() - t0, compile_s)

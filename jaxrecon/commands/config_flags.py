@@ -108,12 +108,17 @@ class Binder:
       return tuple(_parse_scalar(v, like) for v in raw)
     return raw
 
-  def build(self, **overrides: Callable):
-    """The config with every bound flag's value (overrides: {path: value} applied last)."""
+  def build(self, base=None, **overrides: Callable):
+    """The config with every bound flag's value (overrides: {path: value} applied last).
+
+    base: a preset of the same dataclass (e.g. a protocol): the flags given on the command line override it,
+    the others keep the preset's values instead of their defaults."""
+    if base is not None and type(base) is not type(self.default):
+      raise TypeError(f"base must be a {type(self.default).__name__}; got {type(base).__name__}")
     values = {path: self._value(path, default) for path, _, default in _leaves(self.default)
-              if path in self.flags}
+              if path in self.flags and (base is None or self._fv[self.flags[path]].present)}
     values.update(overrides)
-    return _replace_paths(self.default, values)
+    return _replace_paths(self.default if base is None else base, values)
 
 
 def _replace_paths(obj, values: dict, prefix: str = ""):

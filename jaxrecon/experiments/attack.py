@@ -51,6 +51,10 @@ class ReconstructConfig:
     checkpoint_every_s: How often a long sweep saves its progress (candidates, multipliers, optimizer state)
       so that a killed attack resumes where it stopped, bit-identically (0 = every log_every segment;
       changing it does not change the run).
+    prune_at: Successive halving: at these steps only the best prune_keep of the live configurations by
+      attack loss go on (`sweep.run_halving`; empty = every configuration runs to the end). A halving attack
+      does not save progress: killed, it starts again.
+    prune_keep: The fraction kept at each prune.
   """
   attack: attack_loss.AttackConfig = attack_loss.AttackConfig()
   sweep: attack_sweep.SweepConfig = attack_sweep.SweepConfig()
@@ -64,15 +68,35 @@ class ReconstructConfig:
   figure_pairs: int = 40
   close_tol: float = 0.1
   checkpoint_every_s: float = 60.0
+  prune_at: tuple = ()
+  prune_keep: float = 0.5
 
   @staticmethod
   def from_dict(d: dict) -> "ReconstructConfig":
     d = dict(d)
     d["attack"] = attack_loss.AttackConfig(**d.get("attack", {}))
     d["sweep"] = attack_sweep.SweepConfig.from_dict(d.get("sweep", {}))
+    d["prune_at"] = tuple(d.get("prune_at", ()))
     return ReconstructConfig(**d)
 
 
+
+# The attack command's two protocols (`jaxrecon-attack --protocol=...`; its default is "fast"):
+# - reference: Haim et al.'s released protocol: the random sweep over their ranges (~100 configurations, one
+#   run each), SGD momentum 0.9, float64, 50,000 steps, m = 2n, box prior, weights as trained, all pooled.
+# - fast: what the time-to-quality benchmark (scripts/bench_quality.py, BUILD_NOTES "Time to quality") found
+#   reaches the reference's quality soonest: weights rescaled to norm 10 (a data-free choice), a random sweep of
+#   16 configurations over ranges narrowed for that norm, float32, and successive halving by the attack loss
+#   (16 -> 8 -> 4 -> 2 at steps 500, 1,000, 2,000; 4,000 steps).
+PROTOCOLS = {
+    "reference": ReconstructConfig(attack=attack_loss.AttackConfig(steps=50_000, dtype="float64", log_every=1000),
+                                   sweep=attack_sweep.SweepConfig(configs=100)),
+    "fast": ReconstructConfig(
+        attack=attack_loss.AttackConfig(steps=4000, dtype="float32", log_every=250),
+        sweep=attack_sweep.SweepConfig(configs=16, init_scale=(1e-4, 1e-2), lr_x=(0.003, 0.1),
+                                       lambda_min=(0.5, 3.0), alpha=(15.0, 60.0)),
+        theta_norm=10.0, prune_at=(500, 1000, 2000), prune_keep=0.5),
+}
 
 
 def pick_checkpoint(ckpts: list, step: Optional[int]):
@@ -152,9 +176,14 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     log(f"attacking {train_workdir} at step {tgt.step}: {nets.num_params(tgt.params):,} parameters, n={n}; "
         f"{hyper.size} configurations x {m} candidates x {tgt.acfg.steps} steps ({tgt.acfg.optimizer}, prior "
         f"{tgt.acfg.prior}, {tgt.acfg.dtype})")
-    res = attack_sweep.run_sweep(key_attack, tgt.params, hyper, d, tgt.acfg, params_init=tgt.params_init,
-                                 n_train=n, mesh=mesh, log=log, resume=resume,
-                                 **_savers(workdir, config.checkpoint_every_s))
+    if config.prune_at:
+      res = attack_sweep.run_halving(key_attack, tgt.params, hyper, d, tgt.acfg, prune_at=config.prune_at,
+                                     keep=config.prune_keep, params_init=tgt.params_init, n_train=n, mesh=mesh,
+                                     log=log, on_segment=_halving_rows(workdir))
+    else:
+      res = attack_sweep.run_sweep(key_attack, tgt.params, hyper, d, tgt.acfg, params_init=tgt.params_init,
+                                   n_train=n, mesh=mesh, log=log, resume=resume,
+                                   **_savers(workdir, config.checkpoint_every_s))
     summary, raw = _raw_results(res, hyper, tgt, n, m)
     wd.write_npz(os.path.join(workdir, "candidates.npz"), **raw)  # kept even if the evaluation fails
     wd.write_json(os.path.join(workdir, "summary.json"), summary)
@@ -194,6 +223,17 @@ def _savers(workdir: str, every_s: float) -> dict:
       _write_progress(os.path.join(workdir, PROGRESS_FILE), make_progress())
       last_save[0] = time.time()
   return {"on_rows": on_rows, "on_progress": on_progress}
+
+
+def _halving_rows(workdir: str) -> Callable:
+  """run_halving's hook: each segment's rows (its live configurations) appended to metrics.jsonl."""
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+
+  def on_segment(step, snapshot, row):
+    del step, snapshot
+    for flat in attack_sweep.flat_rows(row):
+      wd.append_jsonl(metrics_path, flat)
+  return on_segment
 
 
 def _raw_results(res: attack_sweep.SweepResult, hyper: attack_sweep.Hyper, tgt: _Target, n: int, m: int):

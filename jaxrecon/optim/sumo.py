@@ -89,6 +89,33 @@ def orthogonalize(m_RN: jax.Array, rank_tol: float = 1e-6) -> jax.Array:
   return (u * keep[..., None, :]) @ vt
 
 
+# Muon's quintic Newton-Schulz coefficients (Jordan et al. 2024; optax.contrib.muon's default).
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(m_RN: jax.Array, steps: int = 5, coeffs=NS_COEFFS, eps: float = 1e-8) -> jax.Array:
+  """Muon's approximate polar factor of M: from X = M / ||M||_F (the wide orientation), `steps` times
+  X <- a X + (b A + c A^2) X with A = X X^T. Not U V^T: singular values land in roughly [0.7, 1.2] and those
+  far below the largest stay small (the ablation's point: `orthogonalize` is exact)."""
+  x = m_RN
+  tall = x.shape[-2] > x.shape[-1]
+  if tall:
+    x = jnp.swapaxes(x, -1, -2)
+  x = x / (jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True)) + eps)
+  a, b, c = coeffs
+  for _ in range(steps):
+    gram = x @ jnp.swapaxes(x, -1, -2)
+    x = a * x + (b * gram + c * gram @ gram) @ x
+  return jnp.swapaxes(x, -1, -2) if tall else x
+
+
+def condition_numbers(moment_RN: jax.Array) -> jax.Array:
+  """s_max / s_min of each moment matrix (the quantity SUMO's error bound for Newton-Schulz depends on);
+  inf for a rank-deficient one."""
+  s = jnp.linalg.svd(moment_RN, compute_uv=False)
+  return s[..., 0] / s[..., -1]
+
+
 def transport(q_old: jax.Array, q_new: jax.Array, moment: jax.Array) -> jax.Array:
   """The moment expressed in the new basis: (Q_new^T Q_old) M."""
   return jnp.swapaxes(q_new, -1, -2) @ q_old @ moment
@@ -136,6 +163,8 @@ class _Settings(NamedTuple):
   oversample: int
   power_iters: int
   transport_moment: bool
+  orthogonalizer: str
+  ns_steps: int
 
 
 def _leaf_update(hp: _Settings, g, l: _Layout, q, mom, prev, key, refresh):
@@ -153,7 +182,7 @@ def _leaf_update(hp: _Settings, g, l: _Layout, q, mom, prev, key, refresh):
   q, mom = jax.lax.cond(refresh, refreshed, lambda q=q, mom=mom: (q, mom))
   g_hat = jnp.swapaxes(q, -1, -2) @ gm  # (B, r, n)
   mom = hp.momentum * mom + g_hat
-  o = orthogonalize(mom, hp.rank_tol)
+  o = orthogonalize(mom, hp.rank_tol) if hp.orthogonalizer == "svd" else newton_schulz(mom, hp.ns_steps)
   norm = jnp.sqrt(jnp.sum(jnp.square(o), axis=(-2, -1)))
   if hp.growth_limit is not None:
     cap = hp.growth_limit * prev
@@ -182,8 +211,8 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
                   power_iters: int = 1, oversample: int = 5, residual: bool = True,
                   shape_scale: Optional[float] = 0.2, transport_moment: bool = True,
                   rank_tol: float = 1e-6, key: Optional[jax.Array] = None,
-                  weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None
-                  ) -> optax.GradientTransformation:
+                  weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None,
+                  orthogonalizer: str = "svd", ns_steps: int = 5) -> optax.GradientTransformation:
   """The SUMO direction for every leaf (all must be matrices, or batches of them via dimension numbers).
 
   rank: r (capped at the smaller side). refresh_every: K. growth_limit: gamma (None = no limiter).
@@ -192,7 +221,11 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
   the state keeps its raw uint32 data, so a state can be checkpointed and restored like any array tree.
   weight_dimension_numbers: one DimensionNumbers(reduction_axis, output_axis) for every leaf, or a function
   of a leaf returning its DimensionNumbers (other axes are batch axes); default (0, 1).
+  orthogonalizer: 'svd' (the paper's exact U V^T) | 'newton_schulz' (Muon's `ns_steps` quintic steps in the
+  same subspace: the ablation of the paper's central claim).
   """
+  if orthogonalizer not in ("svd", "newton_schulz"):
+    raise ValueError(f"unknown orthogonalizer {orthogonalizer!r}; expected 'svd' or 'newton_schulz'")
   if projector not in ("randomized", "exact"):
     raise ValueError(f"unknown projector {projector!r}; expected 'randomized' or 'exact'")
   if rank < 1 or refresh_every < 1:
@@ -217,7 +250,7 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
     return ScaleBySumoState(jnp.zeros((), jnp.int32), _key_data(key), unf(0), unf(1), unf(2))
 
   hp = _Settings(rank_tol, momentum, growth_limit, shape_scale, residual, projector, oversample, power_iters,
-                 transport_moment)
+                 transport_moment, orthogonalizer, ns_steps)
 
   def update_fn(updates, state, params=None):
     del params
@@ -245,8 +278,8 @@ def sumo(learning_rate: optax.ScalarOrSchedule, rank: int = 8, momentum: float =
          adam_learning_rate: Optional[optax.ScalarOrSchedule] = None, adam_b1: float = 0.9,
          adam_b2: float = 0.999, adam_eps: float = 1e-8, adam_weight_decay: float = 0.0,
          param_labels: Union[Any, Callable, None] = None,
-         weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None
-         ) -> optax.GradientTransformation:
+         weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None,
+         orthogonalizer: str = "svd") -> optax.GradientTransformation:
   """SUMO for matrices, AdamW for everything else, in the shape of `optax.contrib.muon`.
 
   Routing: `param_labels` (a tree or a callable of params giving 'sumo' / 'adam' per leaf; use it to send
@@ -267,7 +300,7 @@ def sumo(learning_rate: optax.ScalarOrSchedule, rank: int = 8, momentum: float =
       scale_by_sumo(rank=rank, momentum=momentum, refresh_every=refresh_every, growth_limit=growth_limit,
                     projector=projector, residual=residual, shape_scale=shape_scale,
                     transport_moment=transport_moment, key=key,
-                    weight_dimension_numbers=weight_dimension_numbers),
+                    weight_dimension_numbers=weight_dimension_numbers, orthogonalizer=orthogonalizer),
       optax.add_decayed_weights(weight_decay),
       optax.scale_by_learning_rate(learning_rate))
   other = optax.adamw(adam_learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps,

@@ -408,9 +408,11 @@ def longer_study(rows: list, path: str) -> None:
 
 
 def time_to_quality(rows: list, paths: list, nulls: dict, keys: list, path: str) -> None:
-  """Each quality count against wall time (log), one panel per level, a line per path; the no-attack
-  baselines' counts dashed."""
-  fig, axes = _axes(len(keys), 3.4)
+  """Each quality count against wall time (log), one panel per level (two rows), a line per path; the
+  no-attack baselines' counts dashed."""
+  cols = (len(keys) + 1) // 2
+  fig, axes = subplots(2, cols, figsize=(3.6 * cols, 6.6), squeeze=False)
+  axes = list(axes.ravel())
   for a, key in zip(axes, keys):
     for p in paths:
       pr = [r for r in rows if r["path"] == p]
@@ -424,6 +426,9 @@ def time_to_quality(rows: list, paths: list, nulls: dict, keys: list, path: str)
     a.set_xlabel("wall time (s)")
     a.set_title(key.replace("_", " "), fontsize=9)
     a.grid(alpha=0.3)
+  for a in axes[len(keys):]:
+    a.axis("off")
   axes[0].set_ylabel("training images")
+  axes[cols].set_ylabel("training images")
   axes[0].legend(fontsize=7)
   save(fig, path)

@@ -295,17 +295,25 @@ def plot(runs, table, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # noqa: PLC0415
   tasks = sorted(table)
-  fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.5 * len(tasks)), squeeze=False)
+  conds = any(r.get("log10_moment_cond_median") for r in runs)
+  fig, axes = plt.subplots(len(tasks), 3 if conds else 2, figsize=(15 if conds else 10, 3.5 * len(tasks)),
+                           squeeze=False)
   for i, task in enumerate(tasks):
     for m, row in table[task].items():
       r = next(r for r in runs if r["task"] == task and r["method"] == m and r["lr"] == row["best_lr"])
       v = [float(np.mean(c["val"])) for c in r["curve"]]
       axes[i, 0].plot([c["step"] for c in r["curve"]], v, label=f"{m} lr={row['best_lr']:g}")
       axes[i, 1].plot([c["wall_s"] for c in r["curve"]], v, label=m)
+      if conds and r.get("log10_moment_cond_median"):
+        axes[i, 2].plot([c["step"] for c in r["curve"][1:]], r["log10_moment_cond_median"], label=m)
     axes[i, 0].set_xlabel("step")
     axes[i, 1].set_xlabel("wall time (s, all seeds)")
-    for ax in axes[i]:
+    for ax in axes[i, :2]:
       ax.set_ylabel(f"{task} validation loss")
+    if conds:
+      axes[i, 2].set_xlabel("step")
+      axes[i, 2].set_ylabel("log10 condition number of the moment\n(median over matrices, mean over seeds)")
+    for ax in axes[i]:
       ax.grid(alpha=0.3)
       ax.legend(fontsize=8)
   fig.tight_layout()

@@ -5,8 +5,9 @@ r"""Time to quality: the reference protocol against jaxrecon's fast path, one ma
 
 MNIST odd/even, n = 20 (10 per class), 784-200-1 with a first-layer bias. The reference path: GD lr 0.01 for
 10^6 steps, then --ref_configs configurations of the reference's random sweep (SGD momentum, float64, 50,000
-steps, pooled), evaluated after each; the fast path: relative_gd for 2,000 steps, then 16 configurations in
-float32 with successive halving by attack loss; and the levers (the fast path with one change each). Writes
+steps, pooled), evaluated after each; the fast path: relative_gd for 2,000 steps, then the attack command's
+default protocol (8 configurations in float32, weights at norm 10, 3,000 steps); and the levers (the fast path
+with one change each: successive halving, float64, Adam, the reference-trained net). Writes
 the run folder of `jaxrecon.experiments.quality` (metrics.jsonl, summary.json, quality.png, quality.npz) and a
 copy of summary.json at --out. About 45 minutes on one core of a 2-core CPU; --tiny is a 1-minute smoke run.
 On a GPU the same command runs there; the device and its measured matmul peak go in the summary.

@@ -216,13 +216,16 @@ class ScriptsTest(absltest.TestCase):
       self.assertEqual((json.load(f)["configs"]), 2)
     # the reference protocol is one flag away; a flag given on the command line still wins over the preset
     run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}4", "--protocol=reference", "--steps=6",
-               "--configs=2", "--m=4", "--dtype=float32")
+               "--configs=2", "--m=4", "--dtype=float32", "--prune_at=3", "--log_every=3")
     with open(os.path.join(out + "4", "config.json")) as f:
       rc = json.load(f)["reconstruct"]
     self.assertEqual((rc["attack"]["dtype"], rc["attack"]["steps"], rc["sweep"]["configs"]), ("float32", 6, 2))
-    self.assertEqual((rc["theta_norm"], rc["prune_at"], rc["sweep"]["lr_x"]), (0.0, [], [1e-5, 1.0]))
+    self.assertEqual((rc["theta_norm"], rc["prune_at"], rc["sweep"]["lr_x"]), (0.0, [3], [1e-5, 1.0]))
+    rows = read_jsonl(os.path.join(out + "4", "metrics.jsonl"))  # halving: 2 configurations, then the better one
+    self.assertEqual([(r["step"], r["config"]) for r in rows][:2], [(3, 0), (3, 1)])
+    self.assertLen(rows, 3)
     with open(os.path.join(out, "config.json")) as f:  # the default is the fast protocol
-      self.assertEqual(json.load(f)["reconstruct"]["prune_at"], [500, 1000, 2000])
+      self.assertEqual(json.load(f)["reconstruct"]["theta_norm"], 10.0)
     proc = run_script("attack.py", f"--train_workdir={tr}", f"--workdir={out}3", "--step=7", check=False)
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("no checkpoint at step 7", proc.stderr)

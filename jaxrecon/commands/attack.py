@@ -6,12 +6,13 @@ r"""Reconstruction attack (Haim et al. 2022) on a trained network, as one compil
 Attacks the last checkpoint (or --step) of a training workdir with --configs configurations of the swept
 values, all advancing together in one jit-compiled lax.scan. --protocol picks the preset the other flags
 start from (a flag given on the command line overrides it): fast (the default: weights rescaled to norm 10,
-16 configurations over narrowed ranges, float32, successive halving by attack loss, 4,000 steps; the fastest
-path to the reference's quality that scripts/bench_quality.py found) or reference (Haim et al.'s protocol:
-100 configurations from their ranges, SGD momentum, float64, 50,000 steps, weights as trained). The values
---help shows are the fast protocol's. Writes to --workdir: candidates.npz, metrics.jsonl (loss terms per configuration over
-steps), summary.json (n_good_ssim_0.4, mean_top10_ssim, pool_size, configs, steps, wall_s, ...), pairs.png
-(best reconstructions above their nearest training images, sorted by SSIM) and curve.png. A killed attack
+8 configurations over narrowed ranges, float32, 3,000 steps; the fastest path to the reference's quality that
+scripts/bench_quality.py found; --prune_at=500,1000 adds successive halving by attack loss) or reference
+(Haim et al.'s protocol: 100 configurations from their ranges, SGD momentum, float64, 50,000 steps, weights
+as trained). The values --help shows are the fast protocol's. Writes to --workdir: candidates.npz,
+metrics.jsonl (loss terms per configuration over steps), summary.json (n_good_ssim_0.4, mean_top10_ssim,
+pool_size, configs, steps, wall_s, ...), pairs.png (best reconstructions above their nearest training images,
+sorted by SSIM) and curve.png. A killed attack
 re-run with the same flags resumes where it stopped.
 """
 

@@ -21,6 +21,10 @@ def _floats(values):
   return tuple(float(v) for v in values)
 
 
+def _ints(values):
+  return tuple(int(v) for v in values)
+
+
 def binder_args(prefix: str = "", names=None) -> dict:
   """Binder keywords for a ReconstructConfig at `prefix` inside a larger config (names, choices, parsers)."""
   p = prefix
@@ -30,7 +34,8 @@ def binder_args(prefix: str = "", names=None) -> dict:
       choices={p + "attack.optimizer": attack_loss.OPTIMIZERS, p + "attack.prior": attack_loss.PRIORS,
                p + "attack.variant": attack_loss.VARIANTS, p + "attack.dtype": ("float32", "float64"),
                p + "sweep.kind": ("random", "grid")},
-      parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats},
+      parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats,
+               p + "prune_at": _ints},
       skip=(p + "attack.n_classes",),  # set from the attacked net
       help={p + "step": "Checkpoint step to attack (empty = the last).",
             p + "half_res": "NCC at half resolution: true | false | auto (= for colour images, as the reference)."})

@@ -12,9 +12,9 @@ curve (each training image's distance to its closest candidate). The clock of a 
   as the reference's separate runs do, and the pool is evaluated after each (its growth curve). The full
   reference sweep has ~100 configurations; `ref_configs` of them are run and the rest is extrapolated in time
   only (a count is never extrapolated).
-- fast: `relative_gd` (the default training) for `fast_train_steps`, then `FAST_ATTACK`: weights rescaled to
-  norm 10, a narrowed random sweep in float32 and successive halving by the attack loss
-  (`sweep.run_halving`), evaluated every `eval_every` steps.
+- fast: `relative_gd` (the default training) for 2,000 steps, then `FAST_ATTACK` (the attack command's default
+  protocol): weights rescaled to norm 10, 8 configurations of a narrowed random sweep in float32, 3,000 steps,
+  evaluated every `eval_every` steps.
 - levers: the fast path with one thing changed (`LEVERS`), each timed and evaluated the same way.
 
 Writes config.json, metrics.jsonl (one row per evaluation: path, wall_s, counts), quality.npz (L2 curves),
@@ -56,10 +56,11 @@ FAST_ATTACK = attack_job.PROTOCOLS["fast"]
 
 # One change each to the fast path: (what the row is called, how its attack differs, which training it attacks).
 LEVERS = {
-    "no_pruning": ("8 configurations x 3,000 steps, no halving",
-                   lambda a: dataclasses.replace(a, attack=dataclasses.replace(a.attack, steps=3000),
-                                                 sweep=dataclasses.replace(a.sweep, configs=8), prune_at=()),
-                   "fast"),
+    "halving": ("16 configurations, successive halving by attack loss at 500/1,000/2,000, 4,000 steps",
+                lambda a: dataclasses.replace(a, attack=dataclasses.replace(a.attack, steps=4000),
+                                              sweep=dataclasses.replace(a.sweep, configs=16),
+                                              prune_at=(500, 1000, 2000), prune_keep=0.5),
+                "fast"),
     "float64": ("the fast attack in float64",
                 lambda a: dataclasses.replace(a, attack=dataclasses.replace(a.attack, dtype="float64")), "fast"),
     "adam": ("Adam instead of SGD momentum (x lr 1e-4..1e-2)",
@@ -186,7 +187,8 @@ def run_reference(config: QualityConfig, params, ds, train_s: float, judge: _Jud
 
 def run_fast(name: str, rc: attack_job.ReconstructConfig, params, ds, train_s: float, judge: _Judge, key,
              eval_every: int, emit, log) -> float:
-  """The fast path's attack (successive halving when rc.prune_at), evaluated every eval_every steps."""
+  """A fast path's attack (successive halving when rc.prune_at: `sweep.run_halving` is `run_sweep` with
+  pruning), evaluated every eval_every steps with the evaluation off the clock."""
   hyper, params, acfg, key_attack = _attack_problem(rc, params, ds, key)
   n, d = ds.x_train.shape
   off_clock = [0.0]

@@ -16,6 +16,7 @@ On a GPU the same command runs there; the device and its measured matmul peak go
 import dataclasses
 import os
 import shutil
+import sys
 import time
 
 from absl import flags
@@ -29,8 +30,9 @@ from jaxrecon.experiments import quality
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/bench_quality", "Run folder.")
 flags.DEFINE_string("out", "bench/quality.json", "Copy of summary.json (empty: none).")
-flags.DEFINE_string("data_dir", os.environ.get("JAXRECON_DATA_DIR", "") and
-                    os.path.join(os.environ.get("JAXRECON_DATA_DIR", ""), "mnist"), "MNIST IDX directory.")
+_DATA = os.environ.get("JAXRECON_DATA_DIR")
+flags.DEFINE_string("data_dir", os.path.join(_DATA, "mnist") if _DATA else "",
+                    "MNIST IDX directory (default: $JAXRECON_DATA_DIR/mnist).")
 flags.DEFINE_integer("n", 20, "Training images (balanced odd/even).")
 flags.DEFINE_list("width", ["200"], "Hidden widths.")
 flags.DEFINE_integer("ref_configs", 6, "Reference sweep configurations run (of its ~100).")
@@ -70,7 +72,7 @@ def main(argv):
   print(f"device {jax.devices()[0].device_kind}: matmul peak {peaks['float32']:.0f} GFLOP/s (float32), "
         f"{peaks['float64']:.0f} (float64)")
   summary = quality.run(config, FLAGS.workdir)
-  summary = dict(summary, matmul_peak_gflops=peaks, command=" ".join(os.sys.argv))
+  summary = dict(summary, matmul_peak_gflops=peaks, command=" ".join(sys.argv))
   wd.write_json(os.path.join(FLAGS.workdir, "summary.json"), summary)
   if FLAGS.out:
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)

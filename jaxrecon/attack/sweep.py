@@ -420,7 +420,6 @@ def _log_progress(log, row, c0, k, total, step, steps, rate, t0, now):
 
 
 
-
 def run_halving(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config: AttackConfig, *,
                 prune_at: Sequence[int] = (), keep: float = 0.5, params_init: Optional[nets.Params] = None,
                 n_train: Optional[int] = None, mesh: Optional[Mesh] = None, log: Optional[Callable] = print,
@@ -429,11 +428,12 @@ def run_halving(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, confi
   ranked by their attack loss (a signal that needs no training data; diverged ones last) and only the best
   ceil(keep x live) go on; the others stop there, their candidates and loss as they were at that step.
 
-  Steps are the same computation as `run_sweep` (a configuration that is never pruned ends bit-identical to
-  its run there; tested). Each prune changes the number of configurations in the compiled call, so each rung
+  Steps are the same computation as `run_sweep` (a configuration that is never pruned ends where it does
+  there, tested to 1e-9). Each prune changes the number of configurations in the compiled call, so each rung
   compiles once. `on_segment(step, snapshot, row)` after every log segment: `row` is the segment's history
   row (its live configurations), `snapshot()` returns (x (C, m, d), loss (C,)) of every configuration as it
-  stands (pruned ones at their last step), e.g. for an evaluation whose time the caller keeps off its clock. No resume: a killed halving sweep starts again.
+  stands (pruned ones at their last step), e.g. for an evaluation whose time the caller keeps off its clock.
+  No resume: a killed halving sweep starts again.
   """
   if not 0 < keep <= 1:
     raise ValueError(f"keep must be in (0, 1]; got {keep}")

@@ -148,8 +148,8 @@ class _Judge:
 
 
 def _pool(x: np.ndarray, loss: np.ndarray) -> np.ndarray:
-  finite = np.isfinite(loss)
-  return x[finite].reshape(-1, x.shape[-1])
+  """Every finite configuration's candidates, as the attack job pools them (pool_top 0)."""
+  return evaluate.pool_candidates(x, loss)[0]
 
 
 def _train(config: train.TrainConfig, workdir: str, log: Callable):

@@ -5,8 +5,11 @@ lr is dimensionless: no data scale, width or depth in it; lr 0.03 trains the sph
 MNIST / CIFAR-10 nets alike, BUILD_NOTES.md has the comparison), 'gd' (theta -= lr grad; the reference
 protocol is lr 0.01), 'normalized_gd' (the step divided by the loss, lr_eff = min(lr / loss, lr_cap)),
 'log_normalized_gd' (lr_eff = lr / (loss * max(1, -log loss)^(2 - 2/L)) for an L-homogeneous net: the
-previous default; its lr depends on the data scale), 'sumo', and any optax optimizer by name ('adam', 'sgd',
-...), optionally loss-normalized as well (`normalize=True`). The loss-normalized rules are optax
+previous default; its lr depends on the data scale), 'sumo', 'muon' (optax.contrib.muon: Newton-Schulz
+orthogonalized momentum on the weight matrices, Adam on biases), and any optax optimizer by name ('adam',
+'sgd', ...), optionally loss-normalized as well (`normalize=True`). `weight_decay` adds wd/2 ||theta||^2 to
+the objective (coupled, as PyTorch's SGD weight_decay: the optimizer sees grad Loss + wd theta); it is refused
+with the loss-normalized rules, whose step is defined by the loss alone. The loss-normalized rules are optax
 transformations in `jaxrecon.optim.schedules` (why the relative step shrinks like 1/|log Loss| is told there);
 plain GD, by contrast, has a relative step that shrinks like Loss |log Loss|.
 
@@ -26,6 +29,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
+from optax import contrib as optax_contrib
 
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
@@ -45,7 +49,7 @@ class TrainConfig:
     first_bias: First-layer bias (keeps the net homogeneous).
     loss: Training loss: logistic | exponential.
     optimizer: relative_gd (lr = the relative step ||step||/||theta|| at loss >= 1/e, then divided by
-      -log Loss) | gd | normalized_gd | log_normalized_gd | sumo | an optax name (adam, sgd, ...).
+      -log Loss) | gd | normalized_gd | log_normalized_gd | sumo | muon | an optax name (adam, sgd, ...).
     lr: Learning rate (relative_gd: the dimensionless relative step; normalized_gd: the step is lr / loss).
     lr_cap: normalized_gd: cap on the effective step lr / loss (empty = none).
     lr_step_every: StepLR (PyTorch's, as 2410.07632's authors train): multiply lr by lr_step_gamma every this
@@ -53,6 +57,9 @@ class TrainConfig:
     lr_step_gamma: StepLR's factor.
     momentum: Momentum for the GD rules.
     normalize: Divide an optax optimizer's gradient by the loss first.
+    weight_decay: Coupled L2 weight decay wd: the optimizer gets grad Loss + wd theta (gd and the optax
+      optimizers, sumo, muon; not the loss-normalized rules). At a stationary point of Loss + wd/2 ||theta||^2,
+      theta = sum_i lambda_i grad q_i with lambda_i = -loss'(q_i) / (n wd) (Buzaglo et al. 2023).
     steps: Training steps.
     target_loss: Stop once the training loss is at or below this (0 = never).
     max_wall_s: Stop after this many seconds of training (0 = no limit).
@@ -75,6 +82,7 @@ class TrainConfig:
   lr_step_gamma: float = 1.0
   momentum: float = 0.0
   normalize: bool = False
+  weight_decay: float = 0.0
   steps: int = 5000
   target_loss: float = 0.0
   max_wall_s: float = 0.0
@@ -130,9 +138,17 @@ def make_optimizer(config: TrainConfig) -> tuple:
     # the randomized projector's key comes from the run's seed (a stream of its own)
     base = sumo.sumo(config.lr, key=jax.random.fold_in(jax.random.key(config.seed), 0x5D30))
     normalized, rule = config.normalize, "normalized"
+  elif name == "muon":  # optax's Muon: orthogonalized momentum on matrices, Adam on the rest
+    base = optax_contrib.muon(lr)
+    normalized, rule = config.normalize, "normalized"
   else:
     base = _optax_by_name(name, lr)
     normalized, rule = config.normalize, "normalized"
+  if config.weight_decay:
+    if normalized:
+      raise ValueError(f"weight_decay needs an unnormalized optimizer (gd, sgd, adam, muon, sumo); "
+                       f"{name!r}{' with normalize' if config.normalize else ''} steps by the loss alone")
+    base = optax.chain(optax.add_decayed_weights(config.weight_decay), base)
   if normalized:
     return optax.chain(schedules.scale_by_loss(rule, config.lr, config.lr_cap), base), True
   return optax.with_extra_args_support(base), False

@@ -203,3 +203,48 @@ class StepLRTest(absltest.TestCase):
       np.testing.assert_allclose(a, b, rtol=1e-12)
     with self.assertRaisesRegex(ValueError, "StepLR"):
       train.validate(train.TrainConfig(optimizer="relative_gd", lr_step_every=3, lr_step_gamma=0.5))
+
+
+class WeightDecayAndMuonTest(absltest.TestCase):
+
+  def _net(self):
+    from jaxrecon import nets  # noqa: PLC0415
+    net = nets.init(jax.random.key(0), nets.MLPConfig(d_in=4, widths=(5,), init_scales=None, first_bias=True),
+                    jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (6, 4), jnp.float64)
+    return net, x, jnp.array([1, -1, 1, -1, 1, -1])
+
+  def test_weight_decay_is_pytorch_sgd_coupled_decay_by_hand(self):
+    # torch.optim.SGD(lr, weight_decay=wd): p -= lr (grad + wd p). A plain loop against train's optimizer.
+    cfg = train.TrainConfig(optimizer="gd", lr=0.3, weight_decay=0.05, dtype="float64")
+    net, x, y = self._net()
+    opt, normalized = train.make_optimizer(cfg)
+    step = jax.jit(train.make_train_step(cfg, opt, normalized))
+    state = train.TrainState(net, opt.init(net))
+    manual = net
+    grad = jax.grad(lambda p: train.loss_fn(p, x, y, "logistic"))
+    for _ in range(5):
+      state, _ = step(state, x, y)
+      manual = jax.tree_util.tree_map(lambda p, g: p - 0.3 * (g + 0.05 * p), manual, grad(manual))
+    for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(manual)):
+      np.testing.assert_allclose(a, b, rtol=1e-12)
+
+  def test_weight_decay_refused_with_loss_normalized_rules(self):
+    with self.assertRaisesRegex(ValueError, "weight_decay needs an unnormalized"):
+      train.make_optimizer(train.TrainConfig(optimizer="relative_gd", weight_decay=1e-3))
+    with self.assertRaisesRegex(ValueError, "normalize"):
+      train.make_optimizer(train.TrainConfig(optimizer="adam", normalize=True, weight_decay=1e-3))
+
+  def test_muon_is_optax_muon_and_trains(self):
+    from optax import contrib  # noqa: PLC0415
+    cfg = train.TrainConfig(optimizer="muon", lr=0.01, dtype="float64")
+    net, x, y = self._net()
+    opt, normalized = train.make_optimizer(cfg)
+    ref = contrib.muon(0.01)
+    g = jax.grad(lambda p: train.loss_fn(p, x, y, "logistic"))(net)
+    u, _ = opt.update(g, opt.init(net), net, log_loss=jnp.zeros(()))
+    u_ref, _ = ref.update(g, ref.init(net), net)
+    for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(u_ref)):
+      np.testing.assert_allclose(a, b, rtol=1e-10)
+    s = train_job.run(tiny_config(optimizer="muon", lr=0.01, steps=60), tempfile.mkdtemp(), log=quiet)
+    self.assertLess(s["final_loss"], 0.69)

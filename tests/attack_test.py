@@ -224,6 +224,18 @@ class LossTest(parameterized.TestCase):
     chex.assert_trees_all_close(t, jax.tree_util.tree_map(lambda a, b: a - b, p, p0))
     self.assertIs(attack.attack_target(p), p)
 
+  def test_sign_target_by_hand(self):
+    # l_inf stationarity's uniform subgradient: sign on |theta_j| >= tol * max|theta|, 0 elsewhere, at ||theta||
+    p = ({"w": jnp.array([[4.0, -1.0], [-3.0, 0.5]]), "b": jnp.array([-2.5, 0.1])}, {"w": jnp.array([[1.9], [-4.0]])})
+    t = attack.attack_target(p, target="sign", sign_tol=0.5)
+    norm = np.sqrt(16 + 1 + 9 + 0.25 + 6.25 + 0.01 + 1.9 ** 2 + 16)
+    c = norm / 2.0  # four entries reach 2.0 = 0.5 * 4 (4, -3, -2.5, -4)
+    np.testing.assert_allclose(t[0]["w"], c * np.array([[1, 0], [-1, 0]]), rtol=1e-6)
+    np.testing.assert_allclose(t[0]["b"], c * np.array([-1, 0]), rtol=1e-6)
+    np.testing.assert_allclose(t[1]["w"], c * np.array([[0], [-1]]), rtol=1e-6)
+    with self.assertRaisesRegex(ValueError, "target"):
+      attack.AttackConfig(target="l1")
+
   def test_labels_balanced(self):
     np.testing.assert_array_equal(attack.candidate_labels(4), [-1, -1, 1, 1])
     np.testing.assert_array_equal(np.bincount(np.asarray(attack.candidate_labels(30, 10))), np.full(10, 3))

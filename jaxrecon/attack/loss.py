@@ -36,6 +36,9 @@ VARIANTS = ("binary", "multiclass", "signed")
 OPTIMIZERS = ("sgd", "adam", "sumo")
 
 
+TARGETS = ("theta", "sign")
+
+
 @jax.custom_jvp
 def surrogate_relu(z: jax.Array, alpha: jax.Array) -> jax.Array:
   """relu(z) forward; EVERY derivative of the output is sigmoid(alpha z), in every pass.
@@ -74,6 +77,11 @@ class AttackConfig:
     variant: binary | multiclass (switched on by itself for a multiclass net) | signed (multipliers of
       either sign: nets trained with weight decay).
     match_init: Target theta - theta_init (the attacker knows the initialization, Loo et al. 2024).
+    target: theta (l2 stationarity: theta = sum lam grad q, what gradient descent's limit satisfies) | sign
+      (l_inf stationarity, what sign descent's and Adam's limits satisfy: sum lam grad q is a subgradient of
+      ||theta||_inf, supported on the saturated coordinates with theta's signs; the target is the uniform
+      one, sign(theta_j) on {|theta_j| >= sign_tol max|theta|}, 0 elsewhere, scaled to ||theta||).
+    sign_tol: target 'sign': the fraction of max|theta| above which a coordinate counts as saturated.
     n_classes: Classes of a multiclass net (set by the job from the net).
     dtype: Attack dtype (float32 | float64).
     chunk: Configurations per compiled call (0 = all at once; rounded up to the device count).
@@ -90,6 +98,8 @@ class AttackConfig:
   prior_weight: float = 1.0
   variant: str = "binary"
   match_init: bool = False
+  target: str = "theta"
+  sign_tol: float = 0.5
   n_classes: int = 1
   dtype: str = "float32"
   chunk: int = 0
@@ -100,6 +110,10 @@ class AttackConfig:
       raise ValueError(f"unknown prior {self.prior!r}; expected one of {PRIORS}")
     if self.variant not in VARIANTS:
       raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
+    if self.target not in TARGETS:
+      raise ValueError(f"unknown attack target {self.target!r}; expected one of {TARGETS}")
+    if not 0.0 < self.sign_tol <= 1.0:
+      raise ValueError(f"sign_tol must be in (0, 1], got {self.sign_tol}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown attack optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
     if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0 or self.prior_weight < 0:
@@ -127,11 +141,21 @@ def candidate_labels(m: int, n_classes: int = 1) -> jax.Array:
   return jnp.arange(m, dtype=jnp.int32) % n_classes
 
 
-def attack_target(params: nets.Params, params_init: Optional[nets.Params] = None) -> nets.Params:
-  """What the weighted gradients must explain: theta, or theta - theta_init (Loo et al. 2024)."""
-  if params_init is None:
-    return params
-  return jax.tree_util.tree_map(lambda p, p0: p - p0, params, params_init)
+def attack_target(params: nets.Params, params_init: Optional[nets.Params] = None, target: str = "theta",
+                  sign_tol: float = 0.5) -> nets.Params:
+  """What the weighted gradients must explain: theta, or theta - theta_init (Loo et al. 2024); with target
+  'sign', the uniform l_inf subgradient of that: sign on the coordinates within sign_tol of the largest |entry|,
+  0 elsewhere, scaled to the same l2 norm (so the attack's learning rates keep their meaning)."""
+  t = params if params_init is None else jax.tree_util.tree_map(lambda p, p0: p - p0, params, params_init)
+  if target == "theta":
+    return t
+  if target != "sign":
+    raise ValueError(f"unknown attack target {target!r}; expected one of {TARGETS}")
+  leaves = jax.tree_util.tree_leaves(t)
+  top = jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in leaves]))
+  s = jax.tree_util.tree_map(lambda v: jnp.where(jnp.abs(v) >= sign_tol * top, jnp.sign(v), 0.0).astype(v.dtype), t)
+  scale = nets.param_norm(t) / jnp.maximum(nets.param_norm(s), 1.0)
+  return jax.tree_util.tree_map(lambda v: v * scale.astype(v.dtype), s)
 
 
 def weighted_gradient(params, x_MD, lam_M, y_hat, alpha) -> nets.Params:

@@ -273,7 +273,8 @@ def _problem(params, config: AttackConfig, params_init, n_train) -> _Problem:
     raise ValueError("number of candidates m must be >= 2 (set config.m or pass n_train)")
   cast = lambda tree: jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), tree)
   params = cast(params)
-  target = attack_target(params, cast(params_init) if config.match_init else None)
+  target = attack_target(params, cast(params_init) if config.match_init else None, config.target,
+                         config.sign_tol)
   n_classes = config.n_classes if config.variant == "multiclass" else 1
   y_hat = candidate_labels(m, n_classes)
   if n_classes == 1:

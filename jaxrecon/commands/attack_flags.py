@@ -30,9 +30,10 @@ def binder_args(prefix: str = "", names=None) -> dict:
   p = prefix
   return dict(
       names={p + "sweep.kind": "sweep", p + "sweep.lr_lambda": "sweep_lr_lambda", p + "sweep.shift": "init_shift",
-             **(names or {})},
+             p + "attack.target": "attack_target", **(names or {})},
       choices={p + "attack.optimizer": attack_loss.OPTIMIZERS, p + "attack.prior": attack_loss.PRIORS,
-               p + "attack.variant": attack_loss.VARIANTS, p + "attack.dtype": ("float32", "float64"),
+               p + "attack.variant": attack_loss.VARIANTS, p + "attack.target": attack_loss.TARGETS,
+               p + "attack.dtype": ("float32", "float64"),
                p + "sweep.kind": ("random", "grid")},
       parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats,
                p + "prune_at": _ints},

@@ -233,6 +233,11 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
     phi_tr = out_tr * np.asarray(y_tr) if signed else np.abs(out_tr)
     phi_fr = out_fr * np.asarray(y_fr) if signed else np.abs(out_fr)
     q = np.asarray(q)
+    # the exact KKT residual of each trained net (relu'(0) = 0, best multipliers): how near the theorems' KKT
+    # point the protocol's training got
+    eps, delta = map(np.asarray, jax.jit(jax.vmap(
+        lambda p, x, y: (lambda r: (r.eps_rel, r.delta))(kkt.kkt_report(p, x, y, relaxed=False))))(
+            params, x_tr, y_tr))
     per_seed = []
     for s in range(config.seeds):
       m = float(q[s].min())
@@ -242,7 +247,8 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
       other = provable.membership_report(  # the other criterion's AUC, for comparison
           (np.abs(out_tr[s]) if signed else out_tr[s] * np.asarray(y_tr[s])) / m,
           (np.abs(out_fr[s]) if signed else out_fr[s] * np.asarray(y_fr[s])) / m, config.threshold)
-      per_seed.append({"seed": s, "q_min": m, "fitted": bool(m > 0), "log10_loss": float(log_loss[s]) /
+      per_seed.append({"seed": s, "q_min": m, "fitted": bool(m > 0), "eps_rel": float(eps[s]), "delta": float(delta[s]),
+                       "log10_loss": float(log_loss[s]) /
                        np.log(10.0), "test_acc": float(np.mean(np.sign(out_fr[s]) == np.asarray(y_fr[s]))),
                        "frac_train_on_margin": float(np.mean(q[s] <= 1.1 * m)),
                        "other_criterion_auc": other["auc"],
@@ -266,7 +272,9 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
     rows.append(row)
     wd.append_jsonl(metrics_path, row)
     el = time.time() - t0
-    log(f"{name:<14s} d={d:<5d} fitted {row['fitted']}/{config.seeds}  AUC {row['known_auc']:.3f} "
+    log(f"{name:<14s} d={d:<5d} fitted {row['fitted']}/{config.seeds}  eps_rel {row['eps_rel']:.3f} "
+        f"delta {row['delta']:.3f}  "
+        f"AUC {row['known_auc']:.3f} "
         f"({config.criterion}; other criterion {row['other_criterion_auc']:.3f})  test acc {row['test_acc']:.2f}  "
         f"on the margin {row['frac_train_on_margin']:.2f}  members "
         f"within 10% {row['known_members_within_10pct']:.2f}  fresh reaching m "

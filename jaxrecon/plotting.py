@@ -432,3 +432,35 @@ def time_to_quality(rows: list, paths: list, nulls: dict, keys: list, path: str)
   axes[cols].set_ylabel("training images")
   axes[0].legend(fontsize=7)
   save(fig, path)
+
+
+def leakage_study(rows: list, kind: str, key: str, path: str) -> None:
+  """Per training recipe: the stationarity residuals of each norm's max-margin problem (left) and the attack's
+  headline count per attack target (right; vector data: the chance level as a black tick)."""
+  names = [r["recipe"] for r in rows]
+  pos = np.arange(len(rows))
+  fig, (a, b) = subplots(1, 2, figsize=(11, 3.8))
+  res = [("eps_rel", "l2 (eps_rel)"), ("eps_linf", "l_inf"), ("eps_spectral", "spectral"),
+         ("wd_residual", "weight-decay stationarity")]
+  w = 0.8 / len(res)
+  for i, (k, label) in enumerate(res):
+    vals = [np.nan if r.get(k) is None else r[k] for r in rows]
+    a.bar(pos + (i - (len(res) - 1) / 2) * w, vals, w, label=label)
+  a.set_xticks(pos, names, rotation=20)
+  a.set_ylabel("stationarity residual (0 = KKT point)")
+  a.set_ylim(0, 1.05)
+  a.legend(fontsize=7)
+  attacks = sorted({k[len("attack_"):] for r in rows for k in r if k.startswith("attack_")})
+  w = 0.8 / max(len(attacks), 1)
+  for i, t in enumerate(attacks):
+    x = pos + (i - (len(attacks) - 1) / 2) * w
+    vals = [r[f"attack_{t}"][key] if f"attack_{t}" in r else np.nan for r in rows]
+    b.bar(x, vals, w, label=f"target {t}")
+    if kind == "vectors":
+      chance = [r[f"attack_{t}"].get("chance_n_close", np.nan) if f"attack_{t}" in r else np.nan for r in rows]
+      b.plot(x, chance, "k_", ms=10)
+  b.set_xticks(pos, names, rotation=20)
+  b.set_ylabel(key.replace("_", " "))
+  b.set_title("training points reconstructed", fontsize=9)
+  b.legend(fontsize=7)
+  save(fig, path)

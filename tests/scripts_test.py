@@ -367,6 +367,29 @@ class ScriptsTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(d, "o", "offset_1.5", "attack_prior0", "candidates.npz")))
     self.assertTrue(os.path.exists(os.path.join(d, "o", "offset.png")))
 
+  def test_study_leakage(self):
+    d = tempfile.mkdtemp()
+    run_script("study_leakage.py", f"--workdir={d}/s", "--tiny", "--recipes=gd_wd", "--targets=theta")
+    rows = read_jsonl(os.path.join(d, "s", "metrics.jsonl"))
+    self.assertEqual([r["recipe"] for r in rows], ["gd_wd"])
+    r = rows[0]
+    self.assertIsNotNone(r["wd_residual"])
+    self.assertIn("attack_theta_signed", r)  # weight decay: the signed variant runs too
+    # the saddle-point l2 residual brackets the training job's NNLS eps_rel
+    self.assertLessEqual(r["eps_l2_lower"], r["eps_rel"] + 1e-6)
+    self.assertGreaterEqual(r["eps_l2"], r["eps_rel"] - 1e-6)
+    # the vector count, recomputed from the attack's saved pool with scipy's distances
+    with np.load(os.path.join(d, "s", "attack_gd_wd_theta", "candidates.npz")) as z, \
+         np.load(os.path.join(d, "s", "train_gd_wd", "data.npz")) as data:
+      dist = sp_distance.cdist(data["x_train"], z["x"][z["pool_config"], z["pool_index"]]).min(axis=1)
+      radius = np.sqrt(np.mean(np.sum(data["x_train"] ** 2, axis=1)))
+      self.assertEqual(r["attack_theta"]["n_close"], int(np.sum(dist < 0.1 * radius)))
+    summary = json.load(open(os.path.join(d, "s", "summary.json")))
+    self.assertIn("attack target theta", summary["verdict"])
+    self.assertTrue(os.path.exists(os.path.join(d, "s", "leakage.png")))
+    self.assertTrue(os.path.exists(os.path.join(d, "s", "attack_gd_wd_theta_signed", "pairs.png"))
+                    or os.path.exists(os.path.join(d, "s", "attack_gd_wd_theta_signed", "curve.png")))
+
   def test_train_on_real_mnist(self):
     root = conftest.shared_data_dir()
     if root is None:

@@ -118,7 +118,7 @@ class QualityConfig:
     return QualityConfig(**d)
 
 
-class _Judge:
+class Judge:
   """The reference evaluation of a pool, with the baselines computed once."""
 
   def __init__(self, ds, n_heldout: int):
@@ -168,7 +168,7 @@ def _attack_problem(rc: attack_job.ReconstructConfig, params, ds, key):
   return hyper, params, rc.attack, key_attack
 
 
-def run_reference(config: QualityConfig, params, ds, train_s: float, judge: _Judge, key, emit, log):
+def run_reference(config: QualityConfig, params, ds, train_s: float, judge: Judge, key, emit, log):
   """The reference sweep's first ref_configs configurations, one after another, pooled after each."""
   hyper, params, acfg, key_attack = _attack_problem(config.reference_attack, params, ds, key)
   n, d = ds.x_train.shape
@@ -185,7 +185,7 @@ def run_reference(config: QualityConfig, params, ds, train_s: float, judge: _Jud
   return per_config
 
 
-def run_fast(name: str, rc: attack_job.ReconstructConfig, params, ds, train_s: float, judge: _Judge, key,
+def run_fast(name: str, rc: attack_job.ReconstructConfig, params, ds, train_s: float, judge: Judge, key,
              eval_every: int, emit, log) -> float:
   """A fast path's attack (successive halving when rc.prune_at: `sweep.run_halving` is `run_sweep` with
   pruning), evaluated every eval_every steps with the evaluation off the clock."""
@@ -250,7 +250,7 @@ def run(config: QualityConfig, workdir: str, log: Callable = print) -> dict:
 
   log("fast path: training")
   fast_train_s, ds, fast_params = _train(config.fast_train, os.path.join(workdir, "train_fast"), log)
-  judge = _Judge(ds, config.n_heldout)
+  judge = Judge(ds, config.n_heldout)
   nulls = {"mean_image": judge(np.zeros((1, ds.x_train.shape[1])))[0], "heldout": judge(judge.heldout)[0]}
   fast_attack_s = run_fast("fast", config.fast_attack, fast_params, ds, fast_train_s, judge, key,
                            config.eval_every, emit, log)

@@ -236,6 +236,15 @@ class LossTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "target"):
       attack.AttackConfig(target="l1")
 
+  def test_cone_gap_by_hand(self):
+    from jaxrecon.attack import loss as attack_loss_mod  # noqa: PLC0415
+    t = ({"w": jnp.array([[2.0, 0.0], [-2.0, 0.0]])},)            # saturated: (0,0) +, (1,0) -
+    inside = ({"w": jnp.array([[3.0, 0.0], [-1.0, 0.0]])},)       # any positive weights, mass 4 = sum |t|
+    self.assertAlmostEqual(float(attack_loss_mod.cone_gap(t, inside)), 0.0)
+    g = ({"w": jnp.array([[3.0, 0.5], [0.5, -1.0]])},)
+    # unsaturated 0.5^2 + 1^2; wrong sign at (1,0): 0.5^2; mass (3 - 0.5) - 4 = -1.5 over |S| = 2
+    self.assertAlmostEqual(float(attack_loss_mod.cone_gap(t, g)), 0.25 + 1.0 + 0.25 + 2.25 / 2, places=6)
+
   def test_labels_balanced(self):
     np.testing.assert_array_equal(attack.candidate_labels(4), [-1, -1, 1, 1])
     np.testing.assert_array_equal(np.bincount(np.asarray(attack.candidate_labels(30, 10))), np.full(10, 3))

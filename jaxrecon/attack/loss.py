@@ -36,7 +36,7 @@ VARIANTS = ("binary", "multiclass", "signed")
 OPTIMIZERS = ("sgd", "adam", "sumo")
 
 
-TARGETS = ("theta", "sign")
+TARGETS = ("theta", "sign", "sign_cone")
 
 
 @jax.custom_jvp
@@ -80,7 +80,10 @@ class AttackConfig:
     target: theta (l2 stationarity: theta = sum lam grad q, what gradient descent's limit satisfies) | sign
       (l_inf stationarity, what sign descent's and Adam's limits satisfy: sum lam grad q is a subgradient of
       ||theta||_inf, supported on the saturated coordinates with theta's signs; the target is the uniform
-      one, sign(theta_j) on {|theta_j| >= sign_tol max|theta|}, 0 elsewhere, scaled to ||theta||).
+      one, sign(theta_j) on {|theta_j| >= sign_tol max|theta|}, 0 elsewhere, scaled to ||theta||) | sign_cone
+      (the same condition with the weights on the saturated coordinates free: the weighted gradient must lie in
+      the cone {w_j sign(theta_j) on the saturated set, w >= 0}, its total mass fixed to the uniform one's;
+      `cone_gap`).
     sign_tol: target 'sign': the fraction of max|theta| above which a coordinate counts as saturated.
     n_classes: Classes of a multiclass net (set by the job from the net).
     dtype: Attack dtype (float32 | float64).
@@ -149,7 +152,7 @@ def attack_target(params: nets.Params, params_init: Optional[nets.Params] = None
   t = params if params_init is None else jax.tree_util.tree_map(lambda p, p0: p - p0, params, params_init)
   if target == "theta":
     return t
-  if target != "sign":
+  if target not in ("sign", "sign_cone"):
     raise ValueError(f"unknown attack target {target!r}; expected one of {TARGETS}")
   leaves = jax.tree_util.tree_leaves(t)
   top = jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in leaves]))
@@ -179,10 +182,25 @@ def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: 
              zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)))
 
 
+def cone_gap(target, g) -> jax.Array:
+  """The squared distance of g from the l_inf subgradient cone the sign target describes, with its mass fixed:
+  sum over unsaturated coordinates (target 0) of g^2, over saturated ones of relu(-sign(t) g)^2, plus
+  (sum sign(t) g - sum |t|)^2 / |S| (the total along the signs must match the uniform target's)."""
+  t_l, g_l = jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)
+  off = sum(jnp.sum(jnp.where(t == 0, jnp.square(u), 0.0)) for t, u in zip(t_l, g_l))
+  wrong = sum(jnp.sum(jnp.square(jax.nn.relu(-jnp.sign(t) * u))) for t, u in zip(t_l, g_l))
+  mass = sum(jnp.sum(jnp.sign(t) * u) for t, u in zip(t_l, g_l)) - sum(jnp.sum(jnp.abs(t)) for t in t_l)
+  size = jnp.maximum(sum(jnp.sum(t != 0) for t in t_l), 1).astype(mass.dtype)
+  return off + wrong + jnp.square(mass) / size
+
+
 def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConfig, shift=0.0):
   """(loss, Aux) for candidates and multipliers xl = (x (m, d), lam (m,)); the box is about `shift`."""
   x, lam = xl
-  stat = stationarity_gap(params, target, x, lam, y_hat, alpha)
+  if config.target == "sign_cone":
+    stat = cone_gap(target, weighted_gradient(params, x, lam, y_hat, alpha))
+  else:
+    stat = stationarity_gap(params, target, x, lam, y_hat, alpha)
   zero = jnp.zeros((), x.dtype)
   lam_pen = zero
   if config.variant != "signed":

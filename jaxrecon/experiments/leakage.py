@@ -10,7 +10,8 @@ al. 2023). One training set, one architecture; per training recipe (`RECIPES`):
   spectral; certified from both sides) so the optimizer's own margin problem is measured beside l2's; with
   weight decay, the stationarity of the regularized objective (`margin_norms.wd_residual`);
 - the attack (the attack command's protocol given, by default the fast one) with each target of `targets`:
-  'theta' (l2 stationarity, the paper's attack) and 'sign' (l_inf stationarity, the variant written for Adam);
+  'theta' (l2 stationarity, the paper's attack), 'sign' and 'sign_cone' (l_inf stationarity, the variants written
+  for Adam and Signum: the uniform subgradient, or any subgradient of the same mass);
   on weight-decay recipes also the signed-multiplier variant. Each attack is the attack job's own run folder
   (pairs.png, curve.png, candidates.npz); its pool is scored here the reference's way against the baselines no
   attack needs (images: `quality.Judge`, min-max and clipped SSIM above the mean image and the best of
@@ -36,6 +37,7 @@ from jaxrecon import plotting
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
+from jaxrecon.attack import loss as attack_loss
 from jaxrecon.experiments import attack as attack_job
 from jaxrecon.experiments import quality
 from jaxrecon.experiments import train as train_job
@@ -74,7 +76,8 @@ class LeakageConfig:
       optimizer, learning rate and weight decay.
     recipes: Names in RECIPES.
     attack: The attack job's configuration (its target and variant are set per attack).
-    targets: Attack targets run on every recipe: theta (l2) | sign (l_inf).
+    targets: Attack targets run on every recipe: theta (l2) | sign (l_inf, the uniform subgradient) |
+      sign_cone (l_inf, the subgradient's weights free).
     signed_with_wd: Also run the signed-multiplier variant on recipes with weight decay (binary tasks).
     norm_iters: Iterations of the norm residuals' saddle-point solver.
     n_heldout: Held-out images of the image baselines.
@@ -107,9 +110,9 @@ class LeakageConfig:
     unknown = [r for r in self.recipes if r not in RECIPES]
     if unknown:
       raise ValueError(f"unknown recipes {unknown}; expected names in {list(RECIPES)}")
-    bad = [t for t in self.targets if t not in ("theta", "sign")]
+    bad = [t for t in self.targets if t not in attack_loss.TARGETS]
     if bad:
-      raise ValueError(f"unknown attack targets {bad}; expected theta or sign")
+      raise ValueError(f"unknown attack targets {bad}; expected names in {attack_loss.TARGETS}")
 
 
 class VectorJudge:

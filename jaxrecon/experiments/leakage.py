@@ -135,11 +135,15 @@ class VectorJudge:
             "chance_n_close": chance, "chance_best5_dist": chance_best5}
 
 
+# compiled once per (norm, iters, shapes): the recipes of one study share the three programs
+_norm_kkt = jax.jit(margin_norms.norm_kkt, static_argnames=("norm", "iters", "step"))
+
+
 def norm_residuals(params, x, y, iters: int) -> dict:
   """eps of each norm's max-margin problem, certified: {f'eps_{norm}': upper, f'eps_{norm}_lower': lower}."""
   out = {}
   for norm in margin_norms.NORMS:
-    r = jax.jit(lambda p, a, b, nm=norm: margin_norms.norm_kkt(p, a, b, nm, iters=iters))(params, x, y)
+    r = _norm_kkt(params, x, y, norm=norm, iters=iters)
     out[f"eps_{norm}"] = float(r.eps_upper)
     out[f"eps_{norm}_lower"] = float(r.eps_lower)
   return out

@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from typing import Any, Callable, Iterable, Optional
@@ -33,6 +34,8 @@ class RunDirError(Exception):
 
 
 TMP_SUFFIX = ".tmp"
+TMP_TAG = ".jaxrecon-"  # atomic_write's temp files are `.NAME.jaxrecon-XXXXXXXX.tmp`; only those are ours
+_OWN_TMP = re.compile(r"^\..+" + re.escape(TMP_TAG) + r"[A-Za-z0-9_]+" + re.escape(TMP_SUFFIX) + "$")
 KIND_FILE = ".jaxrecon_kind"
 LOCK_FILE = ".lock"
 
@@ -48,7 +51,7 @@ def atomic_write(path: str, write_fn, mode: str = "w") -> None:
   run never sees half a file); the file gets the permissions the umask allows."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + TMP_TAG, suffix=TMP_SUFFIX)
   try:
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets what open() would give it
     with os.fdopen(fd, mode) as f:
@@ -201,13 +204,15 @@ def latest_readable_checkpoint(workdir: str, log: Callable = print) -> Optional[
 
 
 def remove_stale_temp_files(directory: str) -> int:
-  """Deletes `.NAME.*.tmp` files left by writes that were killed (call with the folder's lock held)."""
+  """Deletes the temp files `atomic_write` left when killed (`.NAME.jaxrecon-XXXXXXXX.tmp`, regular files
+  only; a user's own `.notes.tmp` is kept). Call with the folder's lock held."""
   removed = 0
   for folder in (directory, os.path.join(directory, "checkpoints")):  # sub-jobs' folders have their own
-    if os.path.isdir(folder):
+    if os.path.isdir(folder) and not os.path.islink(folder):
       for name in os.listdir(folder):
-        if name.startswith(".") and name.endswith(TMP_SUFFIX):
-          os.remove(os.path.join(folder, name))
+        full = os.path.join(folder, name)
+        if _OWN_TMP.match(name) and os.path.isfile(full) and not os.path.islink(full):
+          os.remove(full)
           removed += 1
   return removed
 
@@ -224,13 +229,44 @@ def config_diffs(saved, now, ignore=()) -> list:
   return sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
 
 
+def _regular_or_absent(path: str, what: str) -> bool:
+  """True if `path` is a regular file, False if absent; RunDirError for a link or anything else (a planted
+  link must never make a job read or write another file)."""
+  try:
+    st = os.lstat(path)
+  except FileNotFoundError:
+    return False
+  if not stat.S_ISREG(st.st_mode):
+    raise RunDirError(f"{path}: the run folder's {what} is not a regular file (a link?); remove it and retry")
+  return True
+
+
 def kind_of(path: str) -> Optional[str]:
   """The kind of run a folder holds ('train', 'attack', ...), or None if no job has claimed it."""
   marker = os.path.join(path, KIND_FILE)
-  if os.path.exists(marker):
+  if _regular_or_absent(marker, "kind marker"):
     with open(marker) as f:
-      return f.read().strip() or None
+      return f.read(64).strip() or None
   return None
+
+
+def enclosing_run(path: str) -> Optional[tuple]:
+  """(folder, kind) of the nearest run folder strictly above `path`, or None."""
+  here = os.path.dirname(os.path.abspath(path))
+  while True:
+    marker = os.path.join(here, KIND_FILE)
+    if os.path.isfile(marker) and not os.path.islink(marker):
+      return here, kind_of(here)
+    parent = os.path.dirname(here)
+    if parent == here:
+      return None
+    here = parent
+
+
+# Runs that hold no other run inside (a study or the main job places its sub-runs in its own folder); a
+# training run holds exactly one: its KKT report in `kkt/`.
+LEAF_KINDS = ("train", "attack", "kkt")
+RESERVED_SUBFOLDERS = ("checkpoints", "kkt")
 
 
 def check_kind(path: str, kind: str) -> None:
@@ -251,9 +287,23 @@ def claim(path: str, kind: str):
   it. The lock is released when the block ends (also when the process dies).
   """
   check_kind(path, kind)
+  outer = enclosing_run(path)
+  if outer is not None:
+    rel = os.path.relpath(os.path.abspath(path), outer[0]).split(os.sep)
+    allowed = (kind == "kkt" and outer[1] == "train" and rel == ["kkt"]) or (
+        outer[1] not in LEAF_KINDS and rel[0] not in RESERVED_SUBFOLDERS)
+    if not allowed:
+      raise RunDirError(f"{path} is inside the {outer[1]} run {outer[0]}; choose a folder outside it")
   os.makedirs(path, exist_ok=True)
-  fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+  lock = os.path.join(path, LOCK_FILE)
+  _regular_or_absent(lock, "lock file")
   try:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+  except OSError as e:
+    raise RunDirError(f"{lock}: cannot open the lock file ({e.strerror})") from None
+  try:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise RunDirError(f"{lock}: the run folder's lock file is not a regular file; remove it and retry")
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

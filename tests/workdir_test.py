@@ -14,7 +14,6 @@ from jaxrecon import attack
 from jaxrecon.experiments import kkt as diagnostics
 from jaxrecon.experiments import attack as reconstruct
 from jaxrecon.experiments import studies
-from jaxrecon import train
 from jaxrecon import workdir as wd
 
 from train_test import quiet
@@ -49,16 +48,55 @@ class WritesTest(absltest.TestCase):
   def test_claim_removes_temp_files_of_killed_writes(self):
     d = tempfile.mkdtemp()
     os.makedirs(os.path.join(d, "checkpoints"))
-    stale = [os.path.join(d, ".summary.json.x1y2.tmp"),
-             os.path.join(d, "checkpoints", ".step_000000010.npz.abc.tmp")]
+    stale = [os.path.join(d, ".summary.json.jaxrecon-x1y2ab.tmp"),
+             os.path.join(d, "checkpoints", ".step_000000010.npz.jaxrecon-abc.tmp")]
     for p in stale:
       open(p, "w").close()
-    keep = os.path.join(d, "notes.tmp")  # not one of ours
-    open(keep, "w").close()
+    keep = [os.path.join(d, n) for n in ("notes.tmp", ".notes.tmp", ".a.b12345678.tmp")]  # not ours
+    for p in keep:
+      open(p, "w").close()
     with wd.claim(d, "train"):
       pass
     self.assertFalse(any(os.path.exists(p) for p in stale))
-    self.assertTrue(os.path.exists(keep))
+    self.assertTrue(all(os.path.exists(p) for p in keep))
+    # the names atomic_write gives its temp files are the ones claim removes
+    seen = []
+    wd.atomic_write(os.path.join(d, "x.json"), lambda f: seen.extend(os.listdir(d)))
+    self.assertTrue(any(wd._OWN_TMP.match(n) for n in seen), seen)
+
+  def test_a_planted_link_is_never_followed(self):
+    d = tempfile.mkdtemp()
+    precious = os.path.join(tempfile.mkdtemp(), "precious.txt")
+    with open(precious, "w") as f:
+      f.write("precious data")
+    for name in (wd.LOCK_FILE, wd.KIND_FILE):
+      run = os.path.join(d, name.strip("."))
+      os.makedirs(run)
+      os.symlink(precious, os.path.join(run, name))
+      with self.assertRaisesRegex(wd.RunDirError, "not a regular file"):
+        with wd.claim(run, "train"):
+          pass
+    with open(precious) as f:
+      self.assertEqual(f.read(), "precious data")
+
+  def test_a_folder_inside_another_run_is_refused(self):
+    d = tempfile.mkdtemp()
+    with wd.claim(d, "train"):
+      pass
+    for sub in ("checkpoints", "x"):  # a training run holds no other run, except its KKT report
+      with self.assertRaisesRegex(wd.RunDirError, "is inside the train run"):
+        with wd.claim(os.path.join(d, sub), "attack"):
+          pass
+      self.assertFalse(os.path.exists(os.path.join(d, sub)))
+    with wd.claim(os.path.join(d, "kkt"), "kkt"):
+      pass
+    study = tempfile.mkdtemp()
+    with wd.claim(study, "study_offset"):  # a study places its own sub-runs in its folder
+      with wd.claim(os.path.join(study, "offset_0", "train"), "train"):
+        pass
+    with self.assertRaisesRegex(wd.RunDirError, "inside the study_offset run"):
+      with wd.claim(os.path.join(study, "checkpoints"), "train"):
+        pass
 
   def test_a_folder_is_locked_while_a_job_holds_it(self):
     d = tempfile.mkdtemp()
@@ -127,6 +165,25 @@ class TrainRunDirTest(absltest.TestCase):
     self.assertTrue(any(os.path.basename(path) in m and "falling back" in m for m in said), said)
     self.assertTrue(any("resuming" in m and "from step 20" in m for m in said), said)
     self.assertTrue(os.path.exists(path + ".corrupt"))
+
+  def test_checkpoints_are_never_deleted_by_a_fresh_start(self):
+    d = tempfile.mkdtemp()
+    train_job.run(tiny_config(steps=20, relaxed=False), d, log=quiet)
+    ckpts = sorted(os.listdir(os.path.join(d, "checkpoints")))
+    os.remove(os.path.join(d, "config.json"))  # a run that lost its config, re-run with other flags
+    with self.assertRaisesRegex(wd.RunDirError, "lost config.json.*move .*checkpoints away"):
+      train_job.run(tiny_config(steps=30, lr=0.05, relaxed=False), d, log=quiet)
+    self.assertEqual(sorted(os.listdir(os.path.join(d, "checkpoints"))), ckpts)
+    e = tempfile.mkdtemp()  # every checkpoint corrupt: set aside, then kept (never deleted)
+    train_job.run(tiny_config(steps=20, relaxed=False), e, log=quiet)
+    for _, path in wd.list_checkpoints(e):
+      with open(path, "wb") as f:
+        f.write(b"PK\x03\x04 broken")
+    with self.assertRaisesRegex(wd.RunDirError, "no checkpoint that reads"):
+      train_job.run(tiny_config(steps=30, relaxed=False), e, log=quiet)
+    left = os.listdir(os.path.join(e, "checkpoints"))
+    self.assertEqual(len(left), len(ckpts))
+    self.assertTrue(all(n.endswith(".corrupt") for n in left))
 
 
 def _without_wall(rows):

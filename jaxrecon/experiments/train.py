@@ -8,9 +8,7 @@ run stops with `TrainingDiverged`, its latest checkpoint the last finite one.
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import time
 from typing import Callable
 
@@ -96,10 +94,15 @@ def _open_run(config, workdir, key_data, log):
     if saved != wd.to_jsonable(config):
       wd.write_json(cfg_path, config)
     return read_dataset(data_path), latest
-  ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
   stale = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(stale):  # left by a run that never got going; a fresh start must not resume them
-    shutil.rmtree(stale)
+  if os.path.isdir(stale) and os.listdir(stale):  # never deleted: a run's checkpoints (or *.corrupt) are data
+    missing = [f for f in ("config.json", "data.npz") if not os.path.exists(os.path.join(workdir, f))]
+    why = f"lost {' and '.join(missing)}" if missing else "no checkpoint that reads"
+    raise wd.RunDirError(f"{workdir} holds checkpoints but {why}, so it cannot be resumed; to start afresh move "
+                         f"{stale} away (or use a new --workdir)")
+  ds = data_lib.load(key_data, config.data)  # bad data fail here, before anything is written
+  if os.path.isdir(stale):
+    os.rmdir(stale)
   wd.write_npz(data_path, compressed=True, **{k: np.asarray(v) for k, v in ds._asdict().items()})
   wd.write_json(cfg_path, config)
   return ds, None
@@ -168,9 +171,8 @@ def _diverged(workdir, m, step):
 
 def _summarize(config, workdir, state, m, step, stop_reason, x, y, log) -> dict:
   """The final KKT report and metrics as summary.json."""
-  report_fn = jax.jit(functools.partial(kkt.kkt_report, kink_tol=config.kink_tol,
-                                        relaxed=config.relaxed, loss=config.loss))
-  rep = kkt.summarize(report_fn(state.params, x, y))
+  rep = kkt.summarize(kkt.report(state.params, x, y, kink_tol=config.kink_tol, relaxed=config.relaxed,
+                                 loss=config.loss))
   summary = {k: m[k] for k in ("train_acc", "test_acc", "q_min", "normalized_margin", "theta_norm", "wall_s")}
   summary.update({k: rep[k] for k in ("eps_rel", "delta", "eps_rel_relaxed", "delta_relaxed", "relax_radius",
                                       "relaxed_gap", "support_size", "kink_pairs", "freed_pairs",

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from typing import NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import credit as credit_lib
 from jaxrecon import data as data_lib
 from jaxrecon import plotting
 from jaxrecon import workdir as wd
@@ -53,6 +55,8 @@ def evaluate_candidates(config, ds, params, raw, summary, workdir, log) -> Attac
       images = _evaluate_images(config, ds, pool, scores, arrays, summary, workdir)
     else:
       vectors = _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir)
+    summary["credit"] = credit_report(ds, pool, pool_cfg, arrays)
+    summary["headline"] += "; recovery measure: " + credit_lib.summary_line(summary["credit"], "configuration")
   wd.write_npz(os.path.join(workdir, "candidates.npz"), **arrays)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   log(summary["headline"])
@@ -60,6 +64,22 @@ def evaluate_candidates(config, ds, params, raw, summary, workdir, log) -> Attac
   return AttackOutcome(kind, summary["configs"], summary["steps"], summary["pool_size"], summary["wall_s"],
                        np.asarray(summary["final_loss"], float), np.asarray(summary["final_stat"], float),
                        images, vectors, summary["headline"], summary)
+
+
+def credit_report(ds, pool, units, arrays: Optional[dict] = None, seed: int = 0) -> dict:
+  """The recovery measure (jaxrecon.credit) of the pool: the first half of the held-out points are the
+  reference competitors, the second half the held-out null; intervals over the sweep's configurations."""
+  x_test = np.asarray(ds.x_test)
+  half = x_test.shape[0] // 2
+  shape = tuple(ds.image_shape) if ds.image_shape else None
+  rule = credit_lib.Rule(similarity="ncc", channels=shape[-1]) if shape else credit_lib.Rule()
+  rep = credit_lib.report(jax.random.key(seed), pool, ds.x_train, x_test[:half], x_null=x_test[half:], rule=rule,
+                          units=units, labels=np.asarray(ds.y_train) if np.ndim(ds.y_train) == 1 else None)
+  rep["heldout_reference"], rep["heldout_null_points"] = int(half), int(x_test.shape[0] - half)
+  if arrays is not None:
+    got = credit_lib.credit(pool, ds.x_train, x_test[:half], rule)
+    arrays.update(credit_train_index=got.train_index, credit_similarity=got.similarity)
+  return rep
 
 
 def _ranking(scores: dict, positive) -> dict:

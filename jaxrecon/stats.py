@@ -1,0 +1,129 @@
+"""The statistics every report uses: intervals over the unit that varies, exact binomial intervals, tests.
+
+An interval is only as good as its unit: a rate over candidates of one run says nothing about another run.
+`bootstrap_ci` resamples whatever units it is given (configurations, seeds, training sets) and callers name
+the unit beside the interval. `clopper_pearson` is the exact binomial interval for k successes in n
+independent trials; `wilson` the score interval; `permutation_test` compares two groups of units.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
+  """Percentile bootstrap interval of the mean of `values`, one value per unit (NaNs dropped).
+
+  Args:
+    values: one number per independent unit (configuration, seed, training set).
+    n_boot: bootstrap resamples.
+    seed: the resampling's seed (the interval is a deterministic function of it).
+    level: coverage, e.g. 0.95.
+  Returns:
+    (low, high); (nan, nan) for no finite value, (v, v) for a single unit.
+  """
+  v = np.asarray(values, np.float64).ravel()
+  v = v[np.isfinite(v)]
+  if v.size == 0:
+    return (float("nan"), float("nan"))
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+  a = (1.0 - level) / 2.0
+  return (float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a)))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple:
+  """Wilson score interval of a binomial proportion k / n (z = 1.96: 95%); (nan, nan) for n = 0."""
+  if n == 0:
+    return (float("nan"), float("nan"))
+  p = k / n
+  den = 1.0 + z * z / n
+  centre = (p + z * z / (2 * n)) / den
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+  return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+  """Quantile of Beta(a, b) by bisection on the regularized incomplete beta (continued fraction)."""
+  lo, hi = 0.0, 1.0
+  for _ in range(100):
+    mid = 0.5 * (lo + hi)
+    if _betainc(a, b, mid) < q:
+      lo = mid
+    else:
+      hi = mid
+  return 0.5 * (lo + hi)
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+  """Regularized incomplete beta I_x(a, b) (Numerical Recipes' continued fraction, Lentz's method)."""
+  if x <= 0.0:
+    return 0.0
+  if x >= 1.0:
+    return 1.0
+  ln_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+  if x > (a + 1.0) / (a + b + 2.0):
+    return 1.0 - _betainc(b, a, 1.0 - x)
+  tiny = 1e-300
+  c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+  d = 1.0 / (d if abs(d) > tiny else tiny)
+  f = d
+  for m in range(1, 500):
+    for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+      d = 1.0 + num * d
+      d = 1.0 / (d if abs(d) > tiny else tiny)
+      c = 1.0 + num / c
+      c = c if abs(c) > tiny else tiny
+      f *= c * d
+    if abs(c * d - 1.0) < 1e-15:
+      break
+  return math.exp(ln_front) * f / a
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
+  """Exact (Clopper-Pearson) interval of a binomial proportion: k successes in n independent trials.
+
+  Returns:
+    (low, high), with low = 0 at k = 0 and high = 1 at k = n; (nan, nan) for n = 0.
+  """
+  if n == 0:
+    return (float("nan"), float("nan"))
+  a = (1.0 - level) / 2.0
+  lo = 0.0 if k == 0 else _beta_quantile(a, k, n - k + 1)
+  hi = 1.0 if k == n else _beta_quantile(1.0 - a, k + 1, n - k)
+  return (lo, hi)
+
+
+def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> float:
+  """Two-sided p-value for a difference of means between two groups of units (exact when the number of
+  relabellings is at most n_perm, Monte Carlo with the +1 correction otherwise)."""
+  a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+  pooled = np.concatenate([a, b])
+  observed = abs(a.mean() - b.mean())
+  n, na = pooled.size, a.size
+  tol = 1e-12 * max(1.0, abs(observed))
+  if math.comb(n, na) <= n_perm:
+    from itertools import combinations  # noqa: PLC0415
+    hits = total = 0
+    for idx in combinations(range(n), na):
+      mask = np.zeros(n, bool)
+      mask[list(idx)] = True
+      hits += abs(pooled[mask].mean() - pooled[~mask].mean()) >= observed - tol
+      total += 1
+    return hits / total
+  rng = np.random.default_rng(seed)
+  hits = 0
+  for _ in range(n_perm):
+    p = rng.permutation(pooled)
+    hits += abs(p[:na].mean() - p[na:].mean()) >= observed - tol
+  return (hits + 1) / (n_perm + 1)
+
+
+def empirical_p(observed: float, null_values: Sequence[float]) -> float:
+  """One-sided p-value of `observed` against replicates of a null: (#{null >= observed} + 1) / (R + 1)."""
+  v = np.asarray(null_values, np.float64).ravel()
+  return float((np.sum(v >= observed) + 1) / (v.size + 1))

@@ -1,0 +1,185 @@
+"""The recovery measure (jaxrecon.credit) against its nulls and its positive control, and the statistics.
+
+The credit rule is checked against a brute-force numpy restatement of its four conditions (written from the
+definitions, not from the module), then its rates are measured: equal mixtures of k = 2..10 training points
+(convex and signed) must be credited at < 5% per candidate, noisy copies at any positive scale at the rate the
+Rule's docstring claims, on vectors (the sphere, always) and on real MNIST digits (when the data are here).
+"""
+
+import math
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import numpy as np
+from scipy import stats as sp_stats
+
+import conftest
+from jaxrecon import credit
+from jaxrecon import data
+from jaxrecon import stats
+
+
+def brute_force(pool, x_train, x_held, rule):
+  """The four conditions, pair by pair, in float64 numpy loops (image mode: centred per channel)."""
+  def phi(v):
+    v = np.asarray(v, np.float64)
+    if rule.similarity == "ncc":
+      v = v.reshape(-1, rule.channels)
+      v = v - v.mean(axis=0)
+      nrm = np.linalg.norm(v, axis=0)
+      v = np.where(nrm > 0, v / np.where(nrm > 0, nrm, 1), 0) / math.sqrt(rule.channels)
+      return v.ravel()
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v * 0
+  refs = [phi(r) for r in np.concatenate([x_train, x_held])]
+  n = len(x_train)
+  out = []
+  for c in pool:
+    pc = phi(c)
+    s = np.array([pc @ r for r in refs])
+    d = np.sqrt(np.maximum(1 - np.maximum(s, 0) ** 2, 0))
+    i = int(np.argmax(s))
+    d2 = min(d[j] for j in range(len(refs)) if j != i)
+    if i >= n or s[i] <= 0:
+      out.append(-1)
+      continue
+    resid = pc - s[i] * refs[i]
+    e2 = max(abs(resid @ refs[j]) for j in range(n) if j != i)
+    ok = d[i] <= (1 - rule.margin) * d2 and s[i] ** 2 >= rule.min_explained and s[i] >= rule.dominance * e2
+    out.append(i if ok else -1)
+  return np.array(out)
+
+
+class RuleTest(parameterized.TestCase):
+
+  @parameterized.parameters("cosine", "ncc")
+  def test_equals_the_four_conditions_written_out(self, similarity):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 12))
+    held = rng.normal(size=(20, 12))
+    pool = np.concatenate([
+        3.0 * x[:10] + 0.3 * rng.normal(size=(10, 12)),  # copies
+        x[10:20] + x[20:30],                              # mixtures
+        rng.normal(size=(10, 12)), held[:5] * 0.5])       # noise, held-out points
+    rule = credit.Rule(similarity=similarity, channels=3 if similarity == "ncc" else 1)
+    got = credit.credit(pool, x, held, rule)
+    np.testing.assert_array_equal(got.train_index, brute_force(pool, x, held, rule))
+    self.assertEqual(got.n_credited, len(set(got.train_index[got.credited])))
+    self.assertGreater(got.credited[:10].sum(), 5)  # the copies are mostly credited, to their own points
+    np.testing.assert_array_equal(got.train_index[:10][got.credited[:10]], np.arange(10)[got.credited[:10]])
+
+  def test_scale_and_empty_pools(self):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(10, 8))
+    for a in (1e-3, 1.0, 1e3):  # a homogeneous net cannot tell the scale: neither does the credit
+      self.assertTrue(credit.credit(a * x, x, x[:0]).credited.all())
+    self.assertFalse(credit.credit(-x, x, x[:0]).credited.any())  # a negative scale is no copy
+    zero = credit.credit(np.zeros((3, 8)), x, x[:0])  # the mean of centred data: nothing
+    self.assertEqual(zero.n_credited, 0)
+    nan = credit.credit(np.full((2, 8), np.nan), x, x[:0])
+    self.assertFalse(nan.credited.any())
+
+
+def _rates(x_train, x_held, x_null, rule, key, size=2000):
+  out = {}
+  for signed in (False, True):
+    for k in (2, 3, 5, 10):
+      m = credit.mixtures(jax.random.fold_in(key, 10 * k + signed), x_train, size // 4, signed, ks=(k,))
+      out[("signed" if signed else "convex", k)] = credit.credit(m, x_train, x_held, rule).credited.mean()
+  for noise in (0.25, 0.5, 1.0):
+    c, src = credit.noisy_copies(jax.random.fold_in(key, int(100 * noise)), x_train, size // 4, noise)
+    got = credit.credit(c, x_train, x_held, rule)
+    out[("copies", noise)] = np.mean(got.credited & (got.train_index == src))
+  if x_null is not None:
+    out[("heldout", 0)] = credit.credit(x_null, x_train, x_held, rule).credited.mean()
+  return out
+
+
+class CalibrationTest(absltest.TestCase):
+
+  def test_vectors_on_the_sphere(self):
+    # the main job's setting (n 500 on the unit sphere in R^784) and a crowded one (n 200 in R^32)
+    for n, d in ((500, 784), (200, 32)):
+      x, _ = data.sphere(jax.random.key(n), n + 1000 + 1000, d, dtype=np.float64)
+      x = np.asarray(x)
+      r = _rates(x[:n], x[n:n + 1000], x[n + 1000:], credit.Rule(), jax.random.key(d))
+      for (kind, k), v in r.items():
+        if kind in ("convex", "signed"):
+          self.assertLess(v, 0.05, (n, d, kind, k))  # the mixture null's false-positive rate
+      self.assertLess(r[("heldout", 0)], 0.05, (n, d))
+      self.assertGreaterEqual(r[("copies", 0.5)], 0.98, (n, d))
+      if d == 784:
+        self.assertGreaterEqual(r[("copies", 1.0)], 0.95)
+
+  def test_images_on_mnist(self):
+    root = conftest.shared_data_dir()
+    if root is None:
+      self.skipTest("real data not found: set JAXRECON_DATA_DIR or place shared/data beside the checkout")
+    x, _ = data.read_mnist(f"{root}/mnist", "train")
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    x = x / x.max()
+    idx = np.random.default_rng(0).permutation(len(x))[:3500]
+    tr, held, null = x[idx[:500]], x[idx[500:1500]], x[idx[1500:3500]]
+    mean = tr.mean(axis=0)
+    rule = credit.Rule(similarity="ncc")
+    r = _rates(tr - mean, held - mean, null - mean, rule, jax.random.key(3))
+    for (kind, k), v in r.items():
+      if kind in ("convex", "signed"):
+        self.assertLess(v, 0.05, (kind, k))
+    for noise in (0.25, 0.5):
+      self.assertGreaterEqual(r[("copies", noise)], 0.98, noise)
+    self.assertGreaterEqual(r[("copies", 1.0)], 0.95)
+    self.assertLess(r[("heldout", 0)], 0.2)  # MNIST's near-duplicates: chance, reported by every report
+
+  def test_report_carries_every_null_and_beats_them_with_copies(self):
+    x, _ = data.sphere(jax.random.key(0), 300, 64, dtype=np.float64)
+    x = np.asarray(x)
+    tr, held, null = x[:50], x[50:150], x[150:]
+    good, _ = credit.noisy_copies(jax.random.key(1), tr, 80, 0.3)
+    rep = credit.report(jax.random.key(2), good, tr, held, x_null=null, replicates=3,
+                        units=np.repeat(np.arange(4), 20))
+    self.assertEqual(set(rep["nulls"]), set(credit.NULLS))
+    self.assertTrue(rep["beats_every_null"])
+    self.assertGreater(rep["attack"]["n_credited"], 30)
+    self.assertEqual(rep["per_unit"]["n_units"], 4)
+    lo, hi = rep["per_unit"]["ci95_over_units"]
+    self.assertLessEqual(lo, rep["per_unit"]["mean"])
+    self.assertGreaterEqual(hi, rep["per_unit"]["mean"])
+    mixed = credit.mixtures(jax.random.key(4), tr, 80, True)
+    rep = credit.report(jax.random.key(2), mixed, tr, held, x_null=null, replicates=3)
+    self.assertFalse(rep["beats_every_null"])
+    self.assertIn("credited", credit.summary_line(rep))
+
+
+class StatsTest(absltest.TestCase):
+
+  def test_clopper_pearson_equals_scipy_beta_quantiles(self):
+    for k, n in ((0, 10), (3, 10), (10, 10), (7, 250), (1, 1000)):
+      lo, hi = stats.clopper_pearson(k, n)
+      ref_lo = 0.0 if k == 0 else sp_stats.beta.ppf(0.025, k, n - k + 1)
+      ref_hi = 1.0 if k == n else sp_stats.beta.ppf(0.975, k + 1, n - k)
+      self.assertAlmostEqual(lo, ref_lo, places=9)
+      self.assertAlmostEqual(hi, ref_hi, places=9)
+
+  def test_wilson_and_bootstrap(self):
+    lo, hi = stats.wilson(50, 100)
+    self.assertAlmostEqual(lo, 0.40383, places=4)  # the textbook value
+    self.assertAlmostEqual(hi, 0.59617, places=4)
+    v = np.random.default_rng(0).normal(size=200)
+    lo, hi = stats.bootstrap_ci(v, n_boot=4000)
+    se = v.std(ddof=1) / math.sqrt(v.size)  # the normal-theory interval it must approach
+    self.assertAlmostEqual(lo, v.mean() - 1.96 * se, delta=0.3 * se)
+    self.assertAlmostEqual(hi, v.mean() + 1.96 * se, delta=0.3 * se)
+
+  def test_permutation_test_against_scipy(self):
+    a, b = [1.0, 2.0, 3.5, 4.0], [3.0, 5.0, 6.5, 7.0, 8.0]
+    ref = sp_stats.permutation_test((a, b), lambda u, v: abs(np.mean(u) - np.mean(v)),
+                                    permutation_type="independent", alternative="greater",
+                                    n_resamples=np.inf).pvalue  # two-sided in |difference|
+    self.assertAlmostEqual(stats.permutation_test(a, b), ref, places=12)
+    self.assertAlmostEqual(stats.empirical_p(5, [1, 2, 5, 7]), 3 / 5)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -104,8 +104,7 @@ def kkt_residuals(params: nets.Params, x, y, *, loss: str = "logistic", relaxed:
   epsilon at theta), delta, support size, the certificate, and with `relaxed` the kink-neighbourhood residual.
   y: +-1 labels (binary) or class indices (multiclass). Computed in the dtype of params."""
   dtype = jnp.asarray(params[0]["w"]).dtype
-  rep = jax.jit(lambda p, a, b: kkt.kkt_report(p, a, b, kink_tol=kink_tol, relaxed=relaxed, loss=loss))(
-      params, jnp.asarray(x, dtype), jnp.asarray(y))
+  rep = kkt.report(params, jnp.asarray(x, dtype), jnp.asarray(y), kink_tol=kink_tol, relaxed=relaxed, loss=loss)
   return kkt.summarize(rep)
 
 

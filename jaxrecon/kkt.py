@@ -353,6 +353,11 @@ def kkt_report(params, x, y, *, kink_tol: float = 1e-3, relaxed: bool = True,
       kink_tol=jnp.asarray(kink_tol, x.dtype), cert_eps_rel=cert_rel, cert_eps_abs=cert_abs)
 
 
+# The one compiled KKT report every job and test calls (options static; jax caches one program per shape and
+# option set, so no call site builds its own jit).
+report = jax.jit(kkt_report, static_argnames=("kink_tol", "relaxed", "loss"))
+
+
 def summarize(report: KKTReport) -> dict:
   """The scalar entries of a (non-batched) report as Python numbers."""
   out = {}

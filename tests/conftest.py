@@ -1,5 +1,11 @@
 """Test setup: float64 available (arrays keep the dtype they are given), silent broadcasting raises.
 
+The suite runs toy sizes, where compiling is most of a test's time and LLVM's optimization is most of the
+compile: tests compile with XLA's CPU backend optimization off (`--xla_backend_optimization_level=0`,
+expensive LLVM passes disabled), which halves the suite's wall time and changes no property a test checks
+(results agree to float rounding; the benchmarks and the commands keep XLA's defaults). Set
+JAXRECON_TEST_XLA_OPT=1 to test with the defaults.
+
 Compiled XLA programs are cached on disk for the session (and for the scripts the tests start, through the
 environment): many tests compile the same small programs, and compiling is most of a test's time on a CPU.
 The cache is a fresh folder removed at exit (set JAX_COMPILATION_CACHE_DIR to keep one between sessions),
@@ -16,6 +22,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxrecon-test-xla-cache-")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+if not os.environ.get("JAXRECON_TEST_XLA_OPT"):
+  _fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+  if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _fast_compile).strip()
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402

@@ -10,11 +10,10 @@ import optax
 from scipy import optimize
 
 from jaxrecon import kkt
-from jaxrecon import losses
 from jaxrecon import nets
 
 
-report = jax.jit(kkt.kkt_report, static_argnames=("kink_tol", "relaxed", "loss"))
+report = kkt.report
 
 
 def random_net(seed, widths=(7, 5), d=4, n=9, n_out=1, first_bias=False):

@@ -65,7 +65,7 @@ class NormsTest(parameterized.TestCase):
   def test_l2_residual_is_kkt_eps_rel(self):
     # kkt's eps_rel comes from an NNLS on the Gram matrix; norm_kkt from a saddle-point solver on VJPs/JVPs.
     p, x, y = trained_net(optax.adam(1e-2))
-    eps = float(kkt.kkt_report(p, x, y, relaxed=False).eps_rel)
+    eps = float(kkt.report(p, x, y, relaxed=False).eps_rel)
     r = jax.jit(lambda q: mn.norm_kkt(q, x, y, "l2", iters=4000))(p)
     self.assertLessEqual(float(r.eps_lower), eps + 1e-9)
     self.assertGreaterEqual(float(r.eps_upper), eps - 1e-9)

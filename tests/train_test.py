@@ -7,7 +7,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxrecon.experiments import train as train_job
 from jaxrecon import data

@@ -365,4 +365,8 @@ def summarize(report: KKTReport) -> dict:
     if jnp.ndim(v) == 0:
       out[k] = v.item()
   out["support_size"] = int(jnp.sum(report.support))
+  # Capped (large nets): only the RELAX_MAX_PAIRS pairs closest to their kink were freed, so eps_rel_relaxed is
+  # an UPPER bound on the all-pairs relaxed residual and eps_rel_relaxed_lower bounds the capped problem only.
+  if "freed_pairs" in out and "kink_pairs" in out:
+    out["relaxed_capped"] = bool(out["freed_pairs"] < out["kink_pairs"])
   return out

@@ -15,7 +15,7 @@ plain GD, by contrast, has a relative step that shrinks like Loss |log Loss|.
 
 Loss-normalized steps use grad Loss / Loss = grad log Loss computed in log space, so they keep working
 after the loss itself underflows (below ~1e-308 in float64, ~1e-38 in float32). The step loop runs inside
-`lax.scan` chunks between fixed boundaries (`boundaries`: log rows and log-spaced checkpoints at
+compiled chunks (one program for every chunk length) between fixed boundaries (`boundaries`: log rows and log-spaced checkpoints at
 {1, 2, 5} x 10^k steps), so a run resumed from a checkpoint repeats exactly the same computation; the job that
 writes and resumes run folders is `jaxrecon.experiments.train`.
 """
@@ -193,14 +193,13 @@ def make_train_step(config: TrainConfig, optimizer: optax.GradientTransformation
 
 
 def make_chunk_runner(step_fn) -> Callable:
-  """jit((state, x, y, length) -> state) running `length` steps in one lax.scan (length static)."""
+  """jit((state, x, y, length) -> state) running `length` steps in one compiled loop.
+
+  `length` is traced (a while loop), so chunks of every length (the log and checkpoint boundaries make
+  many) share ONE compiled program instead of one per length."""
   def run(state, x, y, length):
-    def body(s, _):
-      s, loss = step_fn(s, x, y)
-      return s, loss
-    state, _ = jax.lax.scan(body, state, None, length=length)
-    return state
-  return jax.jit(run, static_argnums=3)
+    return jax.lax.fori_loop(0, length, lambda _, s: step_fn(s, x, y)[0], state)
+  return jax.jit(run)
 
 
 def metrics_fn(params, x, y, x_test, y_test, loss: str) -> dict:

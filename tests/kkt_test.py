@@ -260,6 +260,11 @@ class RelaxedResidualTest(parameterized.TestCase):
     self.assertLessEqual(float(rep.relaxed_gap), kkt.RELAX_TOL)
     self.assertGreater(float(rep.relax_radius), 0.0)
     self.assertLessEqual(float(rep.eps_rel_relaxed_lower), float(rep.eps_rel_relaxed))
+    s = kkt.summarize(rep)  # a small net frees every pair within the tolerance: not capped
+    self.assertEqual(s["freed_pairs"], s["kink_pairs"])
+    self.assertFalse(s["relaxed_capped"])
+    capped = kkt.summarize(rep._replace(freed_pairs=rep.kink_pairs - 1))  # as the 512-pair cap leaves it
+    self.assertTrue(capped["relaxed_capped"])
 
   def test_projection_onto_the_cone(self):
     rng = np.random.default_rng(0)

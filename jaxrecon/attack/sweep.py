@@ -2,7 +2,7 @@
 
 C configurations of (init scale, x lr, lambda_min, alpha, seed, start radius, lambda lr, init shift) advance
 together in one jitted
-`lax.scan` of a vmapped step (`loss.make_step`), in chunks of configurations that fit memory; with several
+compiled loop of a vmapped step (`loss.make_step`), in chunks of configurations that fit memory; with several
 devices the configuration axis is sharded over a 1-D mesh. A sweep reports its progress after every segment
 of `log_every` steps and resumes from such a report with exactly the same computation.
 """
@@ -189,23 +189,24 @@ def make_sweep_runner(config: AttackConfig, mesh: Optional[Mesh] = None) -> Call
   """jit((states, hyper, params, target, y_hat, length) -> (states, Aux of the last step)).
 
   Cached per (config, mesh), so repeated sweeps with the same shapes reuse the compiled code.
-  The configuration axis is vmapped; `length` steps run in one lax.scan. With a mesh, states and hyper are
-  sharded along their leading (configuration) axis and the network is replicated.
+  The configuration axis is vmapped; `length` (>= 1) steps run in one compiled loop whose trip count is
+  traced, so segments of every length share one program. With a mesh, states and hyper are sharded along
+  their leading (configuration) axis and the network is replicated.
   """
   vstep = jax.vmap(make_step(config), in_axes=(0, 0, None, None, None))
 
   def run(states, hyper, params, target, y_hat, length):
-    def body(s, _):
-      return vstep(s, hyper, params, target, y_hat)
-    states, aux = lax.scan(body, states, None, length=length)
-    return states, jax.tree_util.tree_map(lambda a: a[-1], aux)
+    # the loop's carry holds the last step's Aux (one scalar per configuration, in the candidates' dtype)
+    aux0 = Aux(*(jnp.zeros(states.x.shape[:1], states.x.dtype) for _ in Aux._fields))
+    body = lambda _, carry: vstep(carry[0], hyper, params, target, y_hat)
+    return lax.fori_loop(0, length, body, (states, aux0))
 
   if mesh is None:
-    return jax.jit(run, static_argnums=5, donate_argnums=0)
+    return jax.jit(run, donate_argnums=0)
   sharded = NamedSharding(mesh, P("configs"))
   replicated = NamedSharding(mesh, P())
-  return jax.jit(run, static_argnums=5, donate_argnums=0,
-                 in_shardings=(sharded, sharded, replicated, replicated, replicated),
+  return jax.jit(run, donate_argnums=0,
+                 in_shardings=(sharded, sharded, replicated, replicated, replicated, replicated),
                  out_shardings=(sharded, sharded))
 
 

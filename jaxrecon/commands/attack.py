@@ -4,7 +4,7 @@ r"""Reconstruction attack (Haim et al. 2022) on a trained network, as one compil
   python scripts/attack.py --train_workdir=runs/main/train --workdir=runs/attack_ref --protocol=reference
 
 Attacks the last checkpoint (or --step) of a training workdir with --configs configurations of the swept
-values, all advancing together in one jit-compiled lax.scan. --protocol picks the preset the other flags
+values, all advancing together in one jit-compiled loop. --protocol picks the preset the other flags
 start from (a flag given on the command line overrides it): fast (the default: weights rescaled to norm 10,
 8 configurations over narrowed ranges, float32, 3,000 steps; the fastest path to the reference's quality that
 scripts/bench_quality.py found; --prune_at=500,1000 adds successive halving by attack loss) or reference

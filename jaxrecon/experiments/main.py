@@ -75,8 +75,8 @@ def _attack_stage(config, train_dir, workdir, summary, log) -> str:
   asum = attack_job.run(config.attack, train_dir, attack_dir, log=log).summary
   summary["attack"] = {k: asum.get(k) for k in (
       "configs", "steps", "m", "pool_size", "wall_s", "n_good_ssim_0.4", "mean_top10_ssim", "n_close",
-      "close_tol", "mean_best5_dist", "median_dist", "data_radius", "best_config", "ranking", "baselines")
-      if k in asum}
+      "close_tol", "mean_best5_dist", "median_dist", "data_radius", "best_config", "ranking", "baselines",
+      "credit") if k in asum}
   summary["headline"] += f". Attack ({asum['configs']} configurations x {asum['steps']} steps): " \
       + asum["headline"]
   return f"{attack_dir}/curve.png"
@@ -108,7 +108,15 @@ def _report(config, summary) -> list:
               "one exists (No Prior, No Leakage); the grid's top is " + f"{top:g}"]
   if "attack" in summary:
     a = summary["attack"]
-    if a.get("n_close") is not None:
+    cr = a.get("credit")
+    if cr is not None:
+      nulls = ", ".join(f"{k.replace('_', ' ')} {v['n_credited_max']}" for k, v in cr["nulls"].items())
+      lines += [f"attack     {cr['attack']['n_credited']} of {t['n_train']} training points credited to a candidate "
+                f"(recovery measure: nearest among training and held-out points, no mixture explains it); "
+                + ("beyond every null" if cr["beats_every_null"] else "NOT beyond every null"),
+                f"           expect: chance level (the same count on pools no attack made, as large): {nulls}; "
+                f"a {a['configs']}-configuration, {a['steps']}-step sweep is a smoke test, not the paper's"]
+    elif a.get("n_close") is not None:
       base = (a.get("baselines") or {}).get("heldout")
       lines += [f"attack     {a['n_close']} of {t['n_train']} training points with a candidate within "
                 f"{a['close_tol']:g} x the data radius, best five at {a['mean_best5_dist']:.3f} x radius",

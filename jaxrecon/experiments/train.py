@@ -175,7 +175,7 @@ def _summarize(config, workdir, state, m, step, stop_reason, x, y, log) -> dict:
                                  loss=config.loss))
   summary = {k: m[k] for k in ("train_acc", "test_acc", "q_min", "normalized_margin", "theta_norm", "wall_s")}
   summary.update({k: rep[k] for k in ("eps_rel", "delta", "eps_rel_relaxed", "delta_relaxed", "relax_radius",
-                                      "relaxed_gap", "support_size", "kink_pairs", "freed_pairs",
+                                      "relaxed_gap", "support_size", "kink_pairs", "freed_pairs", "relaxed_capped",
                                       "cert_eps_rel", "nnls_converged")})
   summary.update(final_loss=m["loss"], final_log10_loss=m["log10_loss"], kink_tol=config.kink_tol, steps=step,
                  n_train=int(x.shape[0]), n_params=nets.num_params(state.params), stop_reason=stop_reason,

@@ -14,8 +14,10 @@ A network must use ReLU between layers: the weights cannot tell, so that is the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
+import zipfile
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -40,6 +42,16 @@ def check_architecture(layers: Sequence[tuple], *, allow_first_bias: bool = True
     if np.ndim(w) != 2:
       raise ArchitectureError(f"layer {name!r}: weight of shape {np.shape(w)} is not a matrix (only fully connected "
                               "ReLU layers are covered: flatten convolutions away or attack another model)")
+    for what, a in (("weight", w), ("bias", b)):
+      if a is None:
+        continue
+      if np.iscomplexobj(a) or not np.issubdtype(np.asarray(a).dtype, np.number):
+        raise ArchitectureError(f"layer {name!r}: {what} of dtype {np.asarray(a).dtype} is not real-valued")
+      if not np.all(np.isfinite(a)):
+        raise ArchitectureError(f"layer {name!r}: {what} holds {int(np.sum(~np.isfinite(a)))} non-finite values "
+                                "(NaN or inf): a diverged or corrupt model")
+    if 0 in np.shape(w):
+      raise ArchitectureError(f"layer {name!r}: weight of shape {np.shape(w)} has a zero-width side")
     if k and np.shape(layers[k - 1][1])[1] != np.shape(w)[0]:
       raise ArchitectureError(f"layer {name!r}: fan-in {np.shape(w)[0]} does not match the fan-out "
                               f"{np.shape(layers[k - 1][1])[1]} of {layers[k - 1][0]!r} (pass order=[...] if the "
@@ -164,40 +176,132 @@ def from_torch_state_dict(state_dict: Mapping, order: Optional[Sequence[str]] = 
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
 
-def read_safetensors(path: str) -> dict:
-  """{name: array} of a .safetensors file (8-byte little-endian header size, a JSON header, raw tensors)."""
+MAX_MODEL_BYTES = 1 << 30  # 1 GiB of weights: 30x the reference CIFAR net in float64; `max_bytes` raises it
+
+
+def _read_header(f, path: str, file_size: int) -> dict:
+  raw = f.read(8)
+  if len(raw) != 8:
+    raise ArchitectureError(f"{path}: too short to be a .safetensors file")
+  (size,) = struct.unpack("<Q", raw)
+  if size > file_size - 8 or size > 100 << 20:
+    raise ArchitectureError(f"{path}: .safetensors header of {size} bytes does not fit the {file_size}-byte file")
+  try:
+    header = json.loads(f.read(size))
+  except (ValueError, UnicodeDecodeError, RecursionError) as e:
+    raise ArchitectureError(f"{path}: unreadable .safetensors header ({type(e).__name__})") from None
+  if not isinstance(header, dict):
+    raise ArchitectureError(f"{path}: the .safetensors header is a JSON {type(header).__name__}, not an object")
+  return header
+
+
+def read_safetensors(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
+  """{name: array} of a .safetensors file (8-byte little-endian header size, a JSON header, raw tensors).
+
+  Every entry is checked before anything is allocated: a known dtype, a shape of non-negative integers whose
+  size matches its byte range, ranges inside the file and not overlapping, the total under `max_bytes`.
+  Raises ArchitectureError naming the file and the entry."""
+  file_size = os.path.getsize(path)
   with open(path, "rb") as f:
-    raw = f.read(8)
-    if len(raw) != 8:
-      raise ArchitectureError(f"{path}: too short to be a .safetensors file")
-    (size,) = struct.unpack("<Q", raw)
-    try:
-      header = json.loads(f.read(size))
-    except (ValueError, UnicodeDecodeError) as e:
-      raise ArchitectureError(f"{path}: unreadable .safetensors header ({e})") from None
-    data = f.read()
-  out = {}
-  for name, info in header.items():
-    if name == "__metadata__":
-      continue
-    if info["dtype"] not in _SAFETENSORS_DTYPES:
-      raise ArchitectureError(f"{path}: tensor {name!r} has dtype {info['dtype']} (supported: "
-                              f"{', '.join(_SAFETENSORS_DTYPES)}; export bfloat16 weights as float32)")
-    lo, hi = info["data_offsets"]
-    if hi > len(data):
-      raise ArchitectureError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
-    out[name] = np.frombuffer(data[lo:hi], _SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
+    header = _read_header(f, path, file_size)
+    base = f.tell()
+    spans, total = [], 0
+    for name, info in header.items():
+      if name == "__metadata__":
+        continue
+      if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise ArchitectureError(f"{path}: tensor {name!r} lacks dtype, shape or data_offsets")
+      if info["dtype"] not in _SAFETENSORS_DTYPES:
+        raise ArchitectureError(f"{path}: tensor {name!r} has dtype {info['dtype']} (supported: "
+                                f"{', '.join(_SAFETENSORS_DTYPES)}; export bfloat16 weights as float32)")
+      shape, offs = info["shape"], info["data_offsets"]
+      if not (isinstance(shape, list) and all(isinstance(v, int) and v >= 0 for v in shape)
+              and isinstance(offs, list) and len(offs) == 2 and all(isinstance(v, int) for v in offs)):
+        raise ArchitectureError(f"{path}: tensor {name!r} has shape {shape} / offsets {offs}: expected "
+                                "non-negative integers")
+      lo, hi = offs
+      nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).itemsize
+      if not 0 <= lo <= hi or hi - lo != nbytes:
+        raise ArchitectureError(f"{path}: tensor {name!r}: shape {shape} needs {nbytes} bytes, its offsets "
+                                f"[{lo}, {hi}] hold {hi - lo}")
+      if base + hi > file_size:
+        raise ArchitectureError(f"{path}: tensor {name!r} runs past the end of the file (truncated?)")
+      total += nbytes
+      if total > max_bytes:
+        raise ArchitectureError(f"{path}: tensors of more than {max_bytes} bytes (the limit; pass max_bytes / "
+                                "--max_model_mb to raise it)")
+      spans.append((lo, hi, name, info["dtype"], shape))
+    spans.sort()
+    for (_, h1, n1, _, _), (l2, _, n2, _, _) in zip(spans, spans[1:]):
+      if l2 < h1:
+        raise ArchitectureError(f"{path}: tensors {n1!r} and {n2!r} overlap in the file")
+    out = {}
+    for lo, hi, name, dt, shape in spans:
+      f.seek(base + lo)
+      out[name] = np.frombuffer(f.read(hi - lo), _SAFETENSORS_DTYPES[dt]).reshape(shape)
   return out
 
 
-def load_torch(path: str, order: Optional[Sequence[str]] = None, dtype=np.float64, **check) -> nets.Params:
+def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
+  """{name: array} of an .npz, each member's declared size (zip entry and .npy header) checked against
+  `max_bytes` before it is decompressed; object arrays are refused (never pickle)."""
+  try:
+    zf = zipfile.ZipFile(path)
+  except (zipfile.BadZipFile, OSError, EOFError) as e:
+    raise ArchitectureError(f"{path}: not an .npz (zip) file ({type(e).__name__}: {e})") from None
+  with zf:
+    infos = zf.infolist()
+    if any(i.filename == "data.pkl" or i.filename.endswith("/data.pkl") for i in infos):
+      raise ArchitectureError(f"{path}: a torch.save archive, not an .npz: export with np.savez(path, **{{k: "
+                              "v.numpy() for k, v in model.state_dict().items()}) or safetensors")
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+      raise ArchitectureError(f"{path}: {total} bytes once decompressed, over the {max_bytes}-byte limit "
+                              "(pass max_bytes / --max_model_mb to raise it)")
+    out = {}
+    for info in infos:
+      name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+      try:
+        with zf.open(info) as member:
+          version = np.lib.format.read_magic(member)
+          read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+          shape, _, dt = read(member)
+          if dt.hasobject:
+            raise ArchitectureError(f"{path}: array {name!r} holds Python objects (refused: never unpickled)")
+          nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+          if nbytes > max_bytes or nbytes > info.file_size:
+            raise ArchitectureError(f"{path}: array {name!r} declares {shape} {dt} ({nbytes} bytes) in a "
+                                    f"{info.file_size}-byte entry")
+        with zf.open(info) as member:
+          out[name] = np.lib.format.read_array(member, allow_pickle=False)
+      except ArchitectureError:
+        raise
+      except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ArchitectureError(f"{path}: array {name!r} unreadable ({type(e).__name__}: {e})") from None
+  return out
+
+
+def load_torch(path: str, order: Optional[Sequence[str]] = None, dtype=np.float64, max_bytes: int = MAX_MODEL_BYTES,
+               **check) -> nets.Params:
   """Params from a PyTorch state_dict exported to .npz (`np.savez(path, **{k: v.numpy() ...})`) or
-  .safetensors (`safetensors.torch.save_file(model.state_dict(), path)`)."""
-  if str(path).endswith(".safetensors"):
-    sd = read_safetensors(path)
-  else:
-    with np.load(path, allow_pickle=False) as z:
-      sd = {k: z[k] for k in z.files}
+  .safetensors (`safetensors.torch.save_file(model.state_dict(), path)`).
+
+  Args:
+    path: the file; its size and every array's declared size are checked before anything is decompressed.
+    order: layer names in forward order, when the names do not sort into it.
+    dtype: the params' dtype.
+    max_bytes: the most bytes of weights accepted (MAX_MODEL_BYTES, 1 GiB).
+    **check: `check_architecture`'s options (allow_first_bias, bias_tol).
+  Returns:
+    The params tuple (one {'w'[, 'b']} dict per layer).
+  Raises:
+    ArchitectureError naming the file and the layer or entry.
+  """
+  if os.path.isdir(path):
+    raise ArchitectureError(f"{path}: a directory, not a model file (.npz or .safetensors)")
+  if not os.path.exists(path):
+    raise ArchitectureError(f"{path}: no such file")
+  sd = read_safetensors(path, max_bytes) if str(path).endswith(".safetensors") else read_npz_bounded(path, max_bytes)
   try:
     return from_torch_state_dict(sd, order, dtype, **check)
   except ArchitectureError as e:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import struct
 import tempfile
 
@@ -157,3 +158,72 @@ class FlaxImportTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+def _safetensors(path, header, payload=b""):
+  raw = json.dumps(header).encode()
+  with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(raw)) + raw + payload)
+
+
+class HostileFileTest(absltest.TestCase):
+  """Issue 27: what a model file holds can neither exhaust memory nor pass as a model (one clear error)."""
+
+  def setUp(self):
+    super().setUp()
+    self.d = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.d, ignore_errors=True)
+
+  def refused(self, path, pattern):
+    with self.assertRaisesRegex(models.ArchitectureError, pattern):
+      models.load_torch(path)
+
+  def test_a_small_file_declaring_a_huge_array_is_refused_before_decompressing(self):
+    # 65536 x 4096 float64 zeros (2 GiB) deflate to ~2 MB: refused from the declared size, nothing allocated
+    import resource  # noqa: PLC0415
+    path = os.path.join(self.d, "bomb.npz")
+    np.savez_compressed(path, **{"0.weight": np.zeros((4096, 16384))})  # 512 MiB declared
+    self.assertLess(os.path.getsize(path), 2_000_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with self.assertRaisesRegex(models.ArchitectureError, "over the 268435456-byte limit"):
+      models.load_torch(path, max_bytes=256 << 20)
+    self.assertLess(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, 100_000)  # KiB: < 100 MB more
+
+  def test_not_an_npz(self):
+    np.save(os.path.join(self.d, "a.npy"), np.zeros(3))
+    os.rename(os.path.join(self.d, "a.npy"), os.path.join(self.d, "a.npz"))
+    self.refused(os.path.join(self.d, "a.npz"), "not an .npz")
+    open(os.path.join(self.d, "empty.npz"), "wb").close()
+    self.refused(os.path.join(self.d, "empty.npz"), "not an .npz")
+    self.refused(self.d, "a directory")
+    with open(os.path.join(self.d, "t.pt"), "wb") as f:  # the layout of a torch.save zip
+      import zipfile  # noqa: PLC0415
+      with zipfile.ZipFile(f, "w") as z:
+        z.writestr("model/data.pkl", b"\x80\x02cos\nsystem\n.")
+    self.refused(os.path.join(self.d, "t.pt"), "a torch.save archive")
+
+  def test_values_that_cannot_be_a_model(self):
+    w = np.ones((3, 4))
+    for name, bad, pattern in (("nan", np.where(w > 0, np.nan, 0.0), "non-finite"),
+                               ("cplx", w + 1j, "not real-valued"), ("zero", np.ones((0, 4)), "zero-width")):
+      path = os.path.join(self.d, f"{name}.npz")
+      np.savez(path, **{"0.weight": bad, "1.weight": np.ones((1, bad.shape[0]))})
+      self.refused(path, pattern)
+
+  def test_hostile_safetensors_headers(self):
+    p = os.path.join(self.d, "m.safetensors")
+    good = np.ones((2, 3), "<f4").tobytes()
+    cases = [
+        ([1, 2], b"", "JSON list"),
+        ({"w": {"shape": [2, 3], "data_offsets": [0, 24]}}, good, "lacks dtype"),
+        ({"w": {"dtype": "F32", "shape": [8, -40], "data_offsets": [0, 24]}}, good, "non-negative integers"),
+        ({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+          "v": {"dtype": "F32", "shape": [2, 3], "data_offsets": [12, 36]}}, good + good, "overlap"),
+        ({"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}}, good[:10], "past the end"),
+    ]
+    for header, payload, pattern in cases:
+      _safetensors(p, header, payload)
+      self.refused(p, pattern)
+    with open(p, "wb") as f:  # a header length of 2^63
+      f.write(struct.pack("<Q", 1 << 63) + b"{}")
+    self.refused(p, "does not fit")

@@ -484,5 +484,16 @@ class SweepConfigTest(absltest.TestCase):
         attack.SweepConfig(**kw).hyper(jax.random.key(0))
 
 
+
+class SweepValidationTest(absltest.TestCase):
+
+  def test_non_finite_values_are_refused_naming_the_field(self):
+    for field, value in (("lr_x", (float("nan"),)), ("lr_x", (1e-3, float("inf"))), ("init_scale", (float("nan"),)),
+                         ("lr_lambda", (float("inf"),)), ("shift", (float("nan"),))):
+      with self.assertRaisesRegex(ValueError, f"{field}: every value must be a finite number"):
+        attack.SweepConfig(**{field: value}).validate()
+    attack.SweepConfig().validate()  # the defaults pass
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -156,9 +156,6 @@ class FlaxImportTest(absltest.TestCase):
       models.from_flax(variables)
 
 
-if __name__ == "__main__":
-  absltest.main()
-
 
 def _safetensors(path, header, payload=b""):
   raw = json.dumps(header).encode()
@@ -227,3 +224,7 @@ class HostileFileTest(absltest.TestCase):
     with open(p, "wb") as f:  # a header length of 2^63
       f.write(struct.pack("<Q", 1 << 63) + b"{}")
     self.refused(p, "does not fit")
+
+
+if __name__ == "__main__":
+  absltest.main()

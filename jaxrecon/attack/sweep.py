@@ -156,6 +156,10 @@ class SweepConfig:
       raise ValueError(f"configs must be >= 1; got {self.configs}")
     if not self.radii or min(self.radii) <= 0:
       raise ValueError(f"radii must be positive, got {self.radii}")
+    for name in (*REFERENCE_RANGES, "lr_lambda", "shift", "radii"):
+      bad = [v for v in tuple(getattr(self, name)) if not math.isfinite(float(v))]
+      if bad:
+        raise ValueError(f"{name}: every value must be a finite number; got {tuple(getattr(self, name))}")
     for name in REFERENCE_RANGES:
       v = tuple(getattr(self, name))
       if not v or (self.kind == "random" and len(v) > 2):

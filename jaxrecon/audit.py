@@ -42,6 +42,36 @@ def _n_outputs(params) -> int:
   return int(np.shape(params[-1]["w"])[1])
 
 
+def binary_labels(params: nets.Params, y, log: Optional[Callable] = None) -> np.ndarray:
+  """The labels a one-output net's margins need: +-1. PyTorch's habit {0, 1} is read as {-1, +1} and said so
+  (through `log`, else a warning); anything else is refused. Class indices pass unchanged for K outputs.
+
+  Args:
+    params: the network (its output count decides binary or multiclass).
+    y: the labels as given.
+    log: where the one line about a mapping goes (None: warnings.warn).
+  Returns:
+    The labels to use.
+  Raises:
+    ValueError for one-output labels outside {-1, +1} and {0, 1}.
+  """
+  y = np.asarray(y)
+  if _n_outputs(params) > 1:
+    return y
+  values = set(np.unique(y).tolist())
+  if values <= {-1, 1}:
+    return y
+  if values <= {0, 1}:
+    msg = "labels {0, 1} read as {-1, +1} (a one-output net's margin is y * Phi(x))"
+    if log is None:
+      import warnings  # noqa: PLC0415
+      warnings.warn(msg, stacklevel=2)
+    else:
+      log(msg)
+    return np.where(y > 0, 1, -1).astype(y.dtype if np.issubdtype(y.dtype, np.signedinteger) else np.float64)
+  raise ValueError(f"labels of a one-output net must be -1 / +1 (or 0 / 1); got values {sorted(values)[:5]}")
+
+
 def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] = None,
                 attack: AttackConfig = AttackConfig(), sweep: SweepConfig = SweepConfig(),
                 params_init: Optional[nets.Params] = None, pool_top: int = 0, radius_unit: float = 1.0,
@@ -104,6 +134,7 @@ def kkt_residuals(params: nets.Params, x, y, *, loss: str = "logistic", relaxed:
   epsilon at theta), delta, support size, the certificate, and with `relaxed` the kink-neighbourhood residual.
   y: +-1 labels (binary) or class indices (multiclass). Computed in the dtype of params."""
   dtype = jnp.asarray(params[0]["w"]).dtype
+  y = binary_labels(params, y)
   rep = kkt.report(params, jnp.asarray(x, dtype), jnp.asarray(y), kink_tol=kink_tol, relaxed=relaxed, loss=loss)
   return kkt.summarize(rep)
 

@@ -75,5 +75,26 @@ class AuditTest(absltest.TestCase):
     self.assertEqual(nums.mean_best5_dist, out.vectors.mean_best5_dist)
 
 
+
+class LabelsTest(absltest.TestCase):
+
+  def test_zero_one_labels_are_read_as_plus_minus_one_and_said(self):
+    import warnings  # noqa: PLC0415
+    params = ({"w": np.ones((3, 2))}, {"w": np.ones((2, 1))})
+    said = []
+    np.testing.assert_array_equal(audit.binary_labels(params, [0, 1, 1, 0], log=said.append), [-1, 1, 1, -1])
+    self.assertLen(said, 1)
+    self.assertIn("{0, 1} read as {-1, +1}", said[0])
+    with warnings.catch_warnings(record=True) as w:
+      warnings.simplefilter("always")
+      audit.binary_labels(params, np.array([0.0, 1.0]))
+    self.assertLen(w, 1)
+    np.testing.assert_array_equal(audit.binary_labels(params, [-1, 1]), [-1, 1])  # unchanged, silent
+    with self.assertRaisesRegex(ValueError, "must be -1 / \\+1"):
+      audit.binary_labels(params, [0, 1, 2])
+    multi = ({"w": np.ones((3, 2))}, {"w": np.ones((2, 3))})
+    np.testing.assert_array_equal(audit.binary_labels(multi, [0, 1, 2]), [0, 1, 2])  # class indices
+
+
 if __name__ == "__main__":
   absltest.main()

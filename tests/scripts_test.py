@@ -455,6 +455,8 @@ class AuditCommandTest(absltest.TestCase):
       s = json.load(f)
     self.assertEqual(s["configs"], 2)
     self.assertIn("n_close", s["evaluation"])
+    self.assertEqual(set(s["credit"]["nulls"]), {"heldout", "mixture_convex", "mixture_signed", "mean"})
+    self.assertIn("recovery measure: credited", s["headline"])
     self.assertIn("chance level", s["headline"])  # held-out points scored as candidates, beside the attack
     self.assertLessEqual(s["evaluation"]["heldout"]["n_close"], 20)
     self.assertGreaterEqual(s["kkt"]["eps_rel"], 0.0)

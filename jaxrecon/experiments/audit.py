@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxrecon import audit
+from jaxrecon import credit as credit_lib
 from jaxrecon import models
 from jaxrecon import plotting
 from jaxrecon import workdir as wd
@@ -49,7 +50,7 @@ class AuditConfig:
   sweep: SweepConfig = SweepConfig()
 
 
-def _load(config: AuditConfig):
+def _load(config: AuditConfig, log=print):
   if not config.model:
     raise ValueError("--model is required (a .npz or .safetensors PyTorch export)")
   params = models.load_torch(config.model)
@@ -60,10 +61,12 @@ def _load(config: AuditConfig):
       extra = {k: np.asarray(z[k], np.float64) for k in ("mean", "x_heldout") if k in z.files}
     if x.shape[1] != params[0]["w"].shape[0]:
       raise ValueError(f"{config.data}: inputs of size {x.shape[1]}, the model takes {params[0]['w'].shape[0]}")
-    data = dict(x=x, y=y, **extra)
+    data = dict(x=x, y=audit.binary_labels(params, y, log=log), **extra)
   n = config.n_train or (0 if data is None else data["x"].shape[0])
   if not n and not config.attack.m:
     raise ValueError("give --n_train (or --data, or --m)")
+  if config.image_shape and len(config.image_shape) != 3:
+    raise ValueError(f"--image_shape must be height,width,channels (e.g. 28,28,1); got {config.image_shape}")
   if config.image_shape and int(np.prod(config.image_shape)) != params[0]["w"].shape[0]:
     raise ValueError(f"--image_shape {config.image_shape} does not hold {params[0]['w'].shape[0]} inputs")
   return params, data, n
@@ -90,10 +93,28 @@ def _evaluation(config, rec, data) -> dict:
   return out
 
 
+def _credit(config, rec, data) -> dict:
+  """The recovery measure (jaxrecon.credit): half of x_heldout as the reference competitors, half as the
+  held-out null; without x_heldout only the mixture and mean nulls run (condition 1 then has no held-out
+  competitor: said in the report)."""
+  held = data.get("x_heldout")
+  half = 0 if held is None else held.shape[0] // 2
+  rule = (credit_lib.Rule(similarity="ncc", channels=int(config.image_shape[-1])) if config.image_shape
+          else credit_lib.Rule())
+  rep = credit_lib.report(jax.random.key(config.sweep.seed), rec.candidates, data["x"],
+                          None if held is None else held[:half], x_null=None if held is None else held[half:],
+                          rule=rule, units=rec.config_index,
+                          labels=data["y"] if np.ndim(data["y"]) == 1 else None)
+  rep["heldout_reference"] = half
+  if held is None:
+    rep["note"] = "no x_heldout given: no held-out competitor and no held-out null (weaker)"
+  return rep
+
+
 @wd.job("audit", "workdir")
 def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
   """Attacks config.model; evaluates on config.data when given; writes `workdir`."""
-  params, data, n = _load(config)  # every input is read and checked before anything is written
+  params, data, n = _load(config, log)  # every input is read and checked before anything is written
   os.makedirs(workdir, exist_ok=True)
   wd.write_json(os.path.join(workdir, "config.json"), config)
   log(f"auditing {config.model}: {sum(int(np.size(v)) for p in params for v in p.values()):,} parameters, "
@@ -110,6 +131,7 @@ def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
     kkt = audit.kkt_residuals(params, data["x"], data["y"])
     summary["kkt"] = {k: kkt[k] for k in ("eps_rel", "delta", "support_size")}
     summary["evaluation"] = _evaluation(config, rec, data)
+    summary["credit"] = _credit(config, rec, data)
     ev = summary["evaluation"]
     summary["headline"] = (f"eps_rel {kkt['eps_rel']:.3f} on the given training set; " + (
         f"{ev['n_good_ssim_0.4']} of {data['x'].shape[0]} with SSIM > 0.4 ({ev['n_good_beating_mean_image']} "
@@ -118,6 +140,7 @@ def run(config: AuditConfig, workdir: str, log: Callable = print) -> dict:
         f"{ev['mean_best5_dist']:.3f}" + (f" (chance level, held-out points: {ev['heldout']['n_close']} within, best "
                                           f"five at {ev['heldout']['mean_best5_dist']:.3f})" if "heldout" in ev
                                           else " (give x_heldout in --data for the chance level)")))
+    summary["headline"] += "; recovery measure: " + credit_lib.summary_line(summary["credit"], "configuration")
     plotting.curves({"attack": ev["curve"]}, "SSIM with the NCC-nearest candidate" if config.image_shape
                     else "distance to the closest candidate / data radius", os.path.join(workdir, "curve.png"),
                     threshold=evaluate.GOOD_SSIM if config.image_shape else config.close_tol)

@@ -15,7 +15,7 @@ import gzip
 import math
 import os
 import zlib
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -155,15 +155,22 @@ def _read_exact(f, n: int, path: str, what: str) -> bytes:
   return buf
 
 
-def read_idx(path: str) -> np.ndarray:
+IDX_CHUNK = 1 << 22  # bytes decompressed per read when rows are selected while streaming
+
+
+def read_idx(path: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
   """Reads an IDX file (raw or .gz): images (magic 2051) -> (N, H, W) uint8, labels (2049) -> (N,).
 
   Streams: the header is read and its dims checked against what the file can hold (its size; for .gz the
   deflate limit) before any payload is decompressed, and exactly the declared payload is read, so a
-  malformed or hostile file fails fast in bounded memory. Every error names the file.
+  malformed or hostile file fails fast. With `rows` (indices along the first axis) only those rows are kept
+  while the payload streams through in 4 MiB pieces: memory is what was asked for, whatever the header
+  declares; the whole file is still read to check its length. Every error names the file.
   """
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found")
+  if os.path.isdir(path):
+    raise DataError(f"{path}: a directory, not an IDX file")
   size = os.path.getsize(path)
   gz = path.endswith(".gz")
   try:
@@ -181,13 +188,14 @@ def read_idx(path: str) -> np.ndarray:
       if payload > limit:
         raise DataError(f"{path}: header declares dims {dims} ({payload:,} bytes) but the file "
                         f"({size:,} bytes{', gzip' if gz else ''}) cannot hold that much (truncated, or not an IDX file)")
-      out = np.empty(payload, np.uint8)
-      got = f.readinto(memoryview(out)) if payload else 0
-      while 0 < got < payload:  # gzip may return short reads
-        more = f.readinto(memoryview(out)[got:])
-        if not more:
-          break
-        got += more
+      row_bytes = math.prod(dims[1:])
+      if rows is not None:
+        rows = np.asarray(rows, np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= dims[0]):
+          raise DataError(f"{path}: row {int(rows.max())} requested, the file holds {dims[0]}")
+        out, got = _stream_rows(f, rows, dims[0], row_bytes)
+      else:
+        out, got = _read_payload(f, payload)
       if got < payload:
         raise DataError(f"{path}: truncated: header says {dims} ({header + payload} bytes), file has "
                         f"{header + got}")
@@ -197,7 +205,57 @@ def read_idx(path: str) -> np.ndarray:
                         "header declares")
   except (OSError, EOFError, zlib.error) as e:
     raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-  return out.reshape(dims)
+  return out.reshape([dims[0] if rows is None else rows.size] + dims[1:])
+
+
+def _idx_count(path: str) -> int:
+  """The first dimension an IDX file's header declares (header only; the payload is checked by read_idx)."""
+  try:
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+      head = _read_exact(f, 8, path, "IDX header")
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+  return int.from_bytes(head[4:8], "big")
+
+
+def _read_payload(f, payload: int):
+  out = np.empty(payload, np.uint8)
+  got = f.readinto(memoryview(out)) if payload else 0
+  while 0 < got < payload:  # gzip may return short reads
+    more = f.readinto(memoryview(out)[got:])
+    if not more:
+      break
+    got += more
+  return out, got
+
+
+def _stream_rows(f, rows: np.ndarray, n_rows: int, row_bytes: int):
+  """(the selected rows (len(rows) * row_bytes,), payload bytes read): reads the whole payload in pieces."""
+  out = np.empty((rows.size, row_bytes), np.uint8)
+  order = np.argsort(rows, kind="stable")
+  sorted_rows = rows[order]
+  per = max(1, IDX_CHUNK // max(row_bytes, 1))
+  buf = np.empty(per * row_bytes, np.uint8)
+  got, start, k = 0, 0, 0
+  while start < n_rows:
+    count = min(per, n_rows - start)
+    want = count * row_bytes
+    view = memoryview(buf)[:want]
+    have = 0
+    while have < want:
+      more = f.readinto(view[have:])
+      if not more:
+        break
+      have += more
+    got += have
+    if have < want:
+      break
+    block = buf[:want].reshape(count, row_bytes)
+    while k < sorted_rows.size and sorted_rows[k] < start + count:
+      out[order[k]] = block[sorted_rows[k] - start]
+      k += 1
+    start += count
+  return out.reshape(-1), got
 
 
 def _find(data_dir: str, patterns: Sequence[str], what: str) -> str:
@@ -210,14 +268,28 @@ def _find(data_dir: str, patterns: Sequence[str], what: str) -> str:
   raise DataError(f"{data_dir}: no {what} file (looked for {', '.join(patterns)})")
 
 
-def read_mnist(data_dir: str, split: str = "train"):
-  """MNIST images (N, 28, 28) uint8 and labels (N,) from the IDX files in data_dir (raw or .gz)."""
+def read_mnist(data_dir: str, split: str = "train", select: Optional[Callable] = None):
+  """MNIST images (N, 28, 28) uint8 and labels (N,) from the IDX files in data_dir (raw or .gz).
+
+  select: labels (N,) -> row indices; the labels are read first and only those images are kept while the
+  image file streams (memory is what was asked for, whatever a header declares)."""
   prefix = {"train": "train", "test": "t10k"}[split]
   img_path = _find(data_dir, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images-idx3-ubyte",
                               f"{prefix}-images.idx3-ubyte"], f"MNIST {split} images")
   lab_path = _find(data_dir, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels-idx1-ubyte",
                               f"{prefix}-labels.idx1-ubyte"], f"MNIST {split} labels")
-  images, labels = read_idx(img_path), read_idx(lab_path)
+  labels = read_idx(lab_path)
+  if labels.ndim != 1:
+    raise DataError(f"{lab_path}: expected a label file (magic {MNIST_LABEL_MAGIC})")
+  n_images = _idx_count(img_path)
+  if n_images != len(labels):
+    raise DataError(f"{img_path} has {n_images} images but {lab_path} has {len(labels)} labels")
+  if labels.size and labels.max() > 9:
+    raise DataError(f"{lab_path}: label {labels.max()} outside 0..9")
+  rows = None if select is None else np.asarray(select(labels), np.int64)
+  images = read_idx(img_path, rows)
+  if rows is not None:
+    labels = labels[rows]
   if images.ndim != 3:
     raise DataError(f"{img_path}: expected an image file (magic {MNIST_IMAGE_MAGIC})")
   if labels.ndim != 1:
@@ -291,27 +363,32 @@ def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], h
 def _image_task(config: DataConfig) -> Dataset:
   if config.data_dir is None:
     raise DataError(f"dataset {config.name!r} needs data_dir (a directory with the publisher's files)")
-  reader = read_mnist if config.name == "mnist" else read_cifar10
-  tr_img, tr_cls = reader(config.data_dir, "train")
-  te_img, te_cls = reader(config.data_dir, "test")
   rng = np.random.default_rng(config.seed)
   source = f"{config.name} in {config.data_dir}"
   if config.task == "binary":
-    tr_grp, te_grp, values = binary_label(config.name, tr_cls), binary_label(config.name, te_cls), (-1, 1)
+    group, values = (lambda cls: binary_label(config.name, cls)), (-1, 1)
   elif config.task == "multiclass":
-    tr_grp, te_grp, values = tr_cls.astype(np.int32), te_cls.astype(np.int32), tuple(range(10))
+    group, values = (lambda cls: np.asarray(cls).astype(np.int32)), tuple(range(10))
   else:
     raise ValueError(f"task must be 'binary' or 'multiclass', got {config.task!r}")
   if config.n % len(values):
     raise DataError(f"n={config.n} is not divisible by the {len(values)} classes of the {config.task} task")
-  tr_idx = select_balanced(tr_grp, config.n // len(values), values, config.selection, rng, source)
-  if config.n_test:
-    if config.n_test % len(values):
-      raise DataError(f"n_test={config.n_test} is not divisible by {len(values)} classes")
-    te_idx = select_balanced(te_grp, config.n_test // len(values), values, config.selection, rng,
-                             source + " (test split)")
+  if config.n_test % len(values):
+    raise DataError(f"n_test={config.n_test} is not divisible by {len(values)} classes")
+  pick_train = lambda cls: select_balanced(group(cls), config.n // len(values), values, config.selection, rng,
+                                           source)
+  pick_test = lambda cls: (select_balanced(group(cls), config.n_test // len(values), values, config.selection,
+                                           rng, source + " (test split)") if config.n_test
+                           else np.arange(len(cls)))
+  if config.name == "mnist":  # the selection is made from the labels, then only those images are read
+    tr_img, tr_cls = read_mnist(config.data_dir, "train", pick_train)
+    te_img, te_cls = read_mnist(config.data_dir, "test", pick_test)
+    tr_idx, te_idx = np.arange(len(tr_cls)), np.arange(len(te_cls))
   else:
-    te_idx = np.arange(len(te_grp))
+    tr_img, tr_cls = read_cifar10(config.data_dir, "train")
+    te_img, te_cls = read_cifar10(config.data_dir, "test")
+    tr_idx, te_idx = pick_train(tr_cls), pick_test(te_cls)
+  tr_grp, te_grp = group(tr_cls), group(te_cls)
   image_shape = tr_img.shape[1:] if tr_img.ndim == 4 else tr_img.shape[1:] + (1,)
   x_tr = tr_img[tr_idx].reshape(len(tr_idx), -1).astype(np.float64) / 255.0
   x_te = te_img[te_idx].reshape(len(te_idx), -1).astype(np.float64) / 255.0

@@ -88,9 +88,45 @@ def write_json(path: str, obj: Any) -> None:
   atomic_write(path, lambda f: json.dump(to_jsonable(obj), f, indent=2))  # keys in the order made: steps numeric
 
 
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+MAX_JSON_BYTES = 64 << 20
+MAX_JSON_DEPTH = 64
+
+
+def _depth(obj, limit: int) -> int:
+  """Nesting depth of a parsed JSON value, iteratively (stops counting past `limit`)."""
+  deepest, stack = 0, [(obj, 1)]
+  while stack:
+    v, d = stack.pop()
+    deepest = max(deepest, d)
+    if d > limit:
+      break
+    if isinstance(v, dict):
+      stack.extend((x, d + 1) for x in v.values())
+    elif isinstance(v, list):
+      stack.extend((x, d + 1) for x in v)
+  return deepest
+
+
+def read_json(path: str, expect: type = dict) -> Any:
+  """A run folder's JSON file (config.json, summary.json): RunDirError naming the file when it is unreadable,
+  truncated, over 64 MiB, nested deeper than 64 levels, or not a JSON `expect` (an object by default)."""
+  try:
+    if os.path.getsize(path) > MAX_JSON_BYTES:
+      raise RunDirError(f"{path}: over {MAX_JSON_BYTES >> 20} MiB, not a run folder's JSON file")
+    with open(path) as f:
+      obj = json.load(f)
+  except RecursionError:
+    raise RunDirError(f"{path}: JSON nested too deeply to be a run folder's file") from None
+  except (ValueError, UnicodeDecodeError) as e:
+    raise RunDirError(f"{path}: unreadable JSON ({type(e).__name__}: {e}); truncated?") from None
+  except OSError as e:
+    raise RunDirError(f"{path}: cannot read ({e.strerror or e})") from None
+  if not isinstance(obj, expect):
+    raise RunDirError(f"{path}: holds a JSON {type(obj).__name__}, expected a JSON "
+                      f"{'object' if expect is dict else expect.__name__}")
+  if _depth(obj, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    raise RunDirError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+  return obj
 
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> None:

@@ -145,8 +145,36 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("logistic", proc.stderr)
     self.assertFalse(os.path.exists(fresh))
 
+  def test_a_read_only_folder_is_one_line(self):
+    d = tempfile.mkdtemp()
+    ro = os.path.join(d, "ro")
+    os.makedirs(ro)
+    os.chmod(ro, 0o555)
+    try:
+      if os.access(ro, os.W_OK):  # root writes anywhere: the run folder's code sees EROFS as on a read-only mount
+        from unittest import mock  # noqa: PLC0415
+        from jaxrecon import workdir as wd  # noqa: PLC0415
+
+        class ReadOnlyOS:
+          def __getattr__(self, name):
+            return getattr(os, name)
+
+          def makedirs(self, path, *a, **k):
+            raise OSError(30, "Read-only file system", path)
+        with mock.patch.object(wd, "os", ReadOnlyOS()):
+          proc = run_script("train.py", f"--workdir={ro}/run", *TINY, check=False)
+      else:
+        proc = run_script("train.py", f"--workdir={ro}/run", *TINY, check=False)
+    finally:
+      os.chmod(ro, 0o755)
+    self.assertEqual(proc.returncode, 1)
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertRegex(proc.stderr.strip().splitlines()[-1], f"^error: {ro}/run: (Read-only file system|Permission denied)")
+
   def test_help_lists_the_jobs_own_flags(self):
-    out = run_script("train.py", "--help", check=False).stdout  # absl's --help exits 1
+    proc = run_script("train.py", "--help", check=False)
+    self.assertEqual(proc.returncode, 0)  # absl's --help exits 1; the commands exit 0
+    out = proc.stdout
     for flag in ("--dataset", "--steps", "--optimizer", "--workdir", "<float32|float64>"):
       self.assertIn(flag, out)
     out = run_script("attack.py", "--help", check=False).stdout

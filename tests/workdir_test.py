@@ -114,6 +114,21 @@ class WritesTest(absltest.TestCase):
     self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 0, "y": 3}, "c": [1, 2]}, ignore=("b.y",)), ["b"])
     self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 1, "y": 2}}, ignore=("a",)), ["c"])
 
+  def test_hostile_json_files_are_one_clear_error(self):
+    d = tempfile.mkdtemp()
+    cases = {"list.json": "[]", "torn.json": '{"a": 1, "b": [1, 2', "deep.json": "[" * 100_000 + "]" * 100_000,
+             "nested.json": '{"a": ' * 100 + "1" + "}" * 100, "binary.json": "\udcff"}
+    for name, text in cases.items():
+      path = os.path.join(d, name)
+      with open(path, "w", errors="surrogateescape") as f:
+        f.write(text)
+      with self.assertRaisesRegex(wd.RunDirError, f"{name}: "):
+        wd.read_json(path)
+    with self.assertRaisesRegex(wd.RunDirError, "cannot read"):
+      wd.read_json(os.path.join(d, "missing.json"))
+    wd.write_json(os.path.join(d, "ok.json"), {"a": [1, {"b": 2}]})
+    self.assertEqual(wd.read_json(os.path.join(d, "ok.json")), {"a": [1, {"b": 2}]})
+
   def test_unreadable_npz_names_the_file(self):
     d = tempfile.mkdtemp()
     path = os.path.join(d, "x.npz")

@@ -7,6 +7,8 @@ value, a missing file, a folder that holds another run or is in use, a diverged 
 set JAXRECON_TRACEBACK=1 to see it. Anything else is a bug and keeps its traceback.
 """
 
+import errno
+import logging
 import os
 import sys
 
@@ -19,6 +21,12 @@ from jaxrecon import workdir as wd
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, wd.RunDirError, train_job.TrainingDiverged,
                flags.ValidationError)
+
+
+# OS errors a user causes and can fix (a read-only or full disk, a folder where a file belongs, no permission).
+USER_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EISDIR,
+                         errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOENT})
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def _list_own_flags(modules) -> None:
@@ -41,6 +49,8 @@ def run(main, *modules) -> None:
   def wrapped(argv):
     # The trained weights and the KKT solves are float64; arrays keep the dtype a config asks for.
     jax.config.update("jax_enable_x64", True)
+    # a CPU-only machine: jax's INFO line about the missing TPU backend reads as an error, and is not one
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     try:
       return main(argv)
     except USER_ERRORS as e:
@@ -48,4 +58,14 @@ def run(main, *modules) -> None:
         raise
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
-  app.run(wrapped)
+    except OSError as e:
+      if e.errno not in USER_ERRNOS or os.environ.get("JAXRECON_TRACEBACK"):
+        raise
+      print(f"error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+      sys.exit(1)
+  try:
+    app.run(wrapped)
+  except SystemExit as e:  # absl's --help exits 1, which scripts read as a failure
+    if e.code == 1 and any(a in HELP_FLAGS for a in sys.argv[1:]):
+      sys.exit(0)
+    raise

@@ -50,9 +50,9 @@ class Rule(NamedTuple):
   """When a candidate is credited to a training point (see the module docstring).
 
   The defaults: at MNIST odd/even scale (500 training, 1,000 reference held-out digits) equal mixtures of
-  k = 2..10 training digits are credited at <= 2% per candidate, fresh digits at ~14% (their training
-  near-duplicates), noisy copies at relative noise <= 0.5 at >= 98% and at noise 1 at >= 95%
-  (tests/credit_test.py measures these).
+  k = 2..10 training digits are credited at <= 3.2% per candidate, fresh digits at ~14% (their training
+  near-duplicates), noisy copies at relative noise <= 0.5 at 100% and at noise 1 at 98.4%
+  (`scripts/bench_credit.py`, bench/credit.json; tests/credit_test.py bounds them).
   """
   margin: float = 0.05
   min_explained: float = 0.25
@@ -196,7 +196,8 @@ def null_pools(key: jax.Array, x_train_ND, size: int, *, x_null=None, scale: flo
 
 
 def report(key: jax.Array, pool_PD, x_train_ND, x_heldout_HD, *, x_null=None, rule: Rule = Rule(),
-           replicates: int = 5, units=None, labels=None, noise_levels=(0.5,)) -> dict:
+           replicates: int = 5, units=None, labels=None, noise_levels=(0.5,),
+           attack: Optional[Credit] = None) -> dict:
   """The attack's credited count beside every null's and the positive control, as one JSON-able dict.
 
   Args:
@@ -210,6 +211,7 @@ def report(key: jax.Array, pool_PD, x_train_ND, x_heldout_HD, *, x_null=None, ru
       bootstrap interval over units, the unit that varies between runs. None: no per-unit interval.
     labels: training labels (class means join the mean null).
     noise_levels: relative noise of the positive control's copies.
+    attack: the pool's `credit` if the caller already has it (it is not computed again).
   Returns:
     {"rule", "n_train", "pool_size", "attack": {...}, "nulls": {name: {...}}, "beats_every_null",
      "positive_control": {noise: rate}, "per_unit": {...} (when units is given)}.
@@ -219,7 +221,7 @@ def report(key: jax.Array, pool_PD, x_train_ND, x_heldout_HD, *, x_null=None, ru
   size = max(int(pool.shape[0]), 1)
   norms = np.linalg.norm(pool[finite], axis=1)
   scale = float(np.median(norms)) if norms.size else 1.0
-  att = credit(pool, x_train_ND, x_heldout_HD, rule)
+  att = attack if attack is not None else credit(pool, x_train_ND, x_heldout_HD, rule)
   out = {"rule": rule._asdict(), "n_train": att.n_train, "pool_size": int(pool.shape[0]),
          "attack": {"n_credited": att.n_credited, "candidates_credited": int(att.credited.sum()),
                     "rate_per_candidate": float(att.credited.mean()) if att.credited.size else 0.0},
@@ -252,6 +254,25 @@ def report(key: jax.Array, pool_PD, x_train_ND, x_heldout_HD, *, x_null=None, ru
     per = {int(u): int(np.unique(att.train_index[(units == u) & att.credited]).size) for u in np.unique(units)}
     out["per_unit"] = {"unit_counts": per, "mean": float(np.mean(list(per.values()))),
                        "ci95_over_units": stats.bootstrap_ci(list(per.values())), "n_units": len(per)}
+  return out
+
+
+def calibrate(key: jax.Array, x_train_ND, x_heldout_HD, x_null=None, rule: Rule = Rule(), size: int = 2000,
+              ks=(2, 3, 5, 10), noise_levels=(0.25, 0.5, 1.0)) -> dict:
+  """The rule's per-candidate rates on pools whose truth is known: equal mixtures of k training points (convex
+  and signed; `size // 4` each), noisy copies at each noise level (credited to their own source), and the
+  held-out null points. Returns {"convex_k2": rate, ..., "signed_k10": ..., "copies_0.5": ..., "heldout": ...}."""
+  out = {}
+  for signed in (False, True):
+    for k in ks:
+      m = mixtures(jax.random.fold_in(key, 10 * k + signed), x_train_ND, size // 4, signed, ks=(k,))
+      out[f"{'signed' if signed else 'convex'}_k{k}"] = float(credit(m, x_train_ND, x_heldout_HD, rule).credited.mean())
+  for noise in noise_levels:
+    c, src = noisy_copies(jax.random.fold_in(key, int(1000 * noise)), x_train_ND, size // 4, noise)
+    got = credit(c, x_train_ND, x_heldout_HD, rule)
+    out[f"copies_{noise:g}"] = float(np.mean(got.credited & (got.train_index == src)))
+  if x_null is not None and np.shape(x_null)[0]:
+    out["heldout"] = float(credit(x_null, x_train_ND, x_heldout_HD, rule).credited.mean())
   return out
 
 

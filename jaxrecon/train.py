@@ -238,11 +238,6 @@ def boundaries(total: int, log_every: int, mantissas) -> list:
   return sorted(grid | set(checkpoint_steps(total, mantissas)))
 
 
-def pow2_parts(n: int) -> list:
-  """n as descending powers of two: chunk lengths that keep the number of compiled scan lengths small."""
-  return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
-
-
 def dtype_of(config):
   if config.dtype not in ("float32", "float64"):
     raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")

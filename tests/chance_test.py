@@ -3,6 +3,7 @@
 from absl.testing import absltest
 import numpy as np
 
+from jaxrecon import stats
 from jaxrecon.noprior import chance as chance_study
 
 
@@ -14,11 +15,11 @@ class ChanceStatisticsTest(absltest.TestCase):
 
   def test_wilson_interval(self):
     # hand values: k = 50 of n = 100 -> 0.5 +- 1.96 sqrt(0.25/100 + 1.96^2/40000) / (1 + 1.96^2/100)
-    lo, hi = chance_study.wilson(50, 100)
+    lo, hi = stats.wilson(50, 100)
     h = 1.96 * np.sqrt(0.25 / 100 + 1.96 ** 2 / 40000) / (1 + 1.96 ** 2 / 100)
     self.assertAlmostEqual(lo, 0.5 - h, places=12)
     self.assertAlmostEqual(hi, 0.5 + h, places=12)
-    self.assertAlmostEqual(chance_study.wilson(0, 10)[0], 0.0, places=12)
+    self.assertAlmostEqual(stats.wilson(0, 10)[0], 0.0, places=12)
 
   def test_symmetric_selection_is_at_chance_and_train_selection_is_biased(self):
     # train, held-out and candidates: iid draws of one distribution (exchangeable train / held-out), so a

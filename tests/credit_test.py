@@ -81,21 +81,6 @@ class RuleTest(parameterized.TestCase):
     self.assertFalse(nan.credited.any())
 
 
-def _rates(x_train, x_held, x_null, rule, key, size=2000):
-  out = {}
-  for signed in (False, True):
-    for k in (2, 3, 5, 10):
-      m = credit.mixtures(jax.random.fold_in(key, 10 * k + signed), x_train, size // 4, signed, ks=(k,))
-      out[("signed" if signed else "convex", k)] = credit.credit(m, x_train, x_held, rule).credited.mean()
-  for noise in (0.25, 0.5, 1.0):
-    c, src = credit.noisy_copies(jax.random.fold_in(key, int(100 * noise)), x_train, size // 4, noise)
-    got = credit.credit(c, x_train, x_held, rule)
-    out[("copies", noise)] = np.mean(got.credited & (got.train_index == src))
-  if x_null is not None:
-    out[("heldout", 0)] = credit.credit(x_null, x_train, x_held, rule).credited.mean()
-  return out
-
-
 class CalibrationTest(absltest.TestCase):
 
   def test_vectors_on_the_sphere(self):
@@ -103,14 +88,14 @@ class CalibrationTest(absltest.TestCase):
     for n, d in ((500, 784), (200, 32)):
       x, _ = data.sphere(jax.random.key(n), n + 1000 + 1000, d, dtype=np.float64)
       x = np.asarray(x)
-      r = _rates(x[:n], x[n:n + 1000], x[n + 1000:], credit.Rule(), jax.random.key(d))
-      for (kind, k), v in r.items():
-        if kind in ("convex", "signed"):
-          self.assertLess(v, 0.05, (n, d, kind, k))  # the mixture null's false-positive rate
-      self.assertLess(r[("heldout", 0)], 0.05, (n, d))
-      self.assertGreaterEqual(r[("copies", 0.5)], 0.98, (n, d))
+      r = credit.calibrate(jax.random.key(d), x[:n], x[n:n + 1000], x[n + 1000:])
+      for name, v in r.items():
+        if name.startswith(("convex", "signed")):
+          self.assertLess(v, 0.05, (n, d, name))  # the mixture null's false-positive rate
+      self.assertLess(r["heldout"], 0.05, (n, d))
+      self.assertGreaterEqual(r["copies_0.5"], 0.98, (n, d))
       if d == 784:
-        self.assertGreaterEqual(r[("copies", 1.0)], 0.95)
+        self.assertGreaterEqual(r["copies_1"], 0.95)
 
   def test_images_on_mnist(self):
     root = conftest.shared_data_dir()
@@ -123,14 +108,14 @@ class CalibrationTest(absltest.TestCase):
     tr, held, null = x[idx[:500]], x[idx[500:1500]], x[idx[1500:3500]]
     mean = tr.mean(axis=0)
     rule = credit.Rule(similarity="ncc")
-    r = _rates(tr - mean, held - mean, null - mean, rule, jax.random.key(3))
-    for (kind, k), v in r.items():
-      if kind in ("convex", "signed"):
-        self.assertLess(v, 0.05, (kind, k))
-    for noise in (0.25, 0.5):
-      self.assertGreaterEqual(r[("copies", noise)], 0.98, noise)
-    self.assertGreaterEqual(r[("copies", 1.0)], 0.95)
-    self.assertLess(r[("heldout", 0)], 0.2)  # MNIST's near-duplicates: chance, reported by every report
+    r = credit.calibrate(jax.random.key(3), tr - mean, held - mean, null - mean, rule)
+    for name, v in r.items():
+      if name.startswith(("convex", "signed")):
+        self.assertLess(v, 0.05, name)
+    for noise in ("0.25", "0.5"):
+      self.assertGreaterEqual(r[f"copies_{noise}"], 0.98, noise)
+    self.assertGreaterEqual(r["copies_1"], 0.95)
+    self.assertLess(r["heldout"], 0.2)  # MNIST's near-duplicates: chance, reported by every report
 
   def test_report_carries_every_null_and_beats_them_with_copies(self):
     x, _ = data.sphere(jax.random.key(0), 300, 64, dtype=np.float64)

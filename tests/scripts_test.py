@@ -263,6 +263,17 @@ class ScriptsTest(absltest.TestCase):
     proc = run_script("attack.py", f"--train_workdir={d}/none", f"--workdir={out}3", check=False)
     self.assertIn("not a training workdir", proc.stderr)
 
+  def test_bench_credit(self):
+    d = tempfile.mkdtemp()
+    out = os.path.join(d, "credit.json")
+    run_script("bench_credit.py", f"--out={out}", "--n=50", "--size=200")
+    with open(out) as f:
+      res = json.load(f)
+    rates = res["sphere_d784"]
+    self.assertEqual(len([k for k in rates if k.startswith(("convex", "signed"))]), 8)
+    self.assertLess(max(v for k, v in rates.items() if k.startswith(("convex", "signed"))), 0.05)
+    self.assertGreaterEqual(rates["copies_0.5"], 0.98)
+
   def test_bench_attack(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "bench.json")

@@ -16,6 +16,7 @@ from scipy.spatial import distance as sp_distance
 
 from jaxrecon import data as data_lib
 from jaxrecon import nets
+from jaxrecon import stats
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack.sweep import SweepConfig
 from jaxrecon.experiments import longer
@@ -114,7 +115,7 @@ class LongerHelpersTest(absltest.TestCase):
 
   def test_bootstrap_interval_matches_the_normal_one_for_many_draws(self):
     v = np.random.default_rng(2).normal(3.0, 2.0, size=400)
-    lo, hi = recovery.bootstrap_ci(v, n_boot=4000)
+    lo, hi = stats.bootstrap_ci(v, n_boot=4000)
     half = 1.96 * v.std(ddof=1) / np.sqrt(v.size)
     self.assertAlmostEqual((hi - lo) / 2, half, delta=0.1 * half)
     self.assertAlmostEqual((hi + lo) / 2, v.mean(), delta=0.1 * half)

@@ -34,7 +34,6 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
   def test_checkpoint_steps_are_log_spaced(self):
     self.assertEqual(train.checkpoint_steps(300), [1, 2, 5, 10, 20, 50, 100, 200, 300])
     self.assertEqual(train.checkpoint_steps(1000), [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
-    self.assertEqual(train.pow2_parts(13), [8, 4, 1])
 
   def test_run_writes_workdir(self):
     d = tempfile.mkdtemp()

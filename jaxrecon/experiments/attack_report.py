@@ -73,11 +73,12 @@ def credit_report(ds, pool, units, arrays: Optional[dict] = None, seed: int = 0)
   half = x_test.shape[0] // 2
   shape = tuple(ds.image_shape) if ds.image_shape else None
   rule = credit_lib.Rule(similarity="ncc", channels=shape[-1]) if shape else credit_lib.Rule()
+  got = credit_lib.credit(pool, ds.x_train, x_test[:half], rule)
   rep = credit_lib.report(jax.random.key(seed), pool, ds.x_train, x_test[:half], x_null=x_test[half:], rule=rule,
-                          units=units, labels=np.asarray(ds.y_train) if np.ndim(ds.y_train) == 1 else None)
+                          units=units, labels=np.asarray(ds.y_train) if np.ndim(ds.y_train) == 1 else None,
+                          attack=got)
   rep["heldout_reference"], rep["heldout_null_points"] = int(half), int(x_test.shape[0] - half)
   if arrays is not None:
-    got = credit_lib.credit(pool, ds.x_train, x_test[:half], rule)
     arrays.update(credit_train_index=got.train_index, credit_similarity=got.similarity)
   return rep
 

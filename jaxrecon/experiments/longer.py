@@ -28,6 +28,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon import plotting
+from jaxrecon import stats
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
@@ -120,7 +121,7 @@ def _scores(params_n, res, ds, theta_sq: float, start=None) -> dict:
   for k, v in per.items():
     if v:
       out[k] = float(np.mean(v))
-      out[k + "_ci95"] = rec_lib.bootstrap_ci(v)
+      out[k + "_ci95"] = stats.bootstrap_ci(v)
   return out
 
 

@@ -124,8 +124,7 @@ def _train_loop(config, workdir, state, start, arrays, train_step, log):
     wd.save_checkpoint(workdir, 0, params=state.params, opt_state=state.opt_state)
   m = None
   for b in bounds:
-    for part in train.pow2_parts(b - step):
-      state = runner(state, x, y, part)
+    state = runner(state, x, y, b - step)  # one compiled program for every chunk length
     step = b
     m = {k: float(v) for k, v in metrics(state.params, x, y, xt, yt, config.loss).items()}
     now = time.time()

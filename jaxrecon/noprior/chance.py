@@ -11,17 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import stats
 from jaxrecon.attack import evaluate
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple:
-  """95% Wilson score interval of a binomial proportion k / n."""
-  if n == 0:
-    return (float("nan"), float("nan"))
-  p = k / n
-  c = (p + z * z / (2 * n)) / (1 + z * z / n)
-  h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-  return (float(c - h), float(c + h))
-
 
 def statistics(d_tr, d_ho, ncc_tr, ncc_ho, quantile: float = 0.01) -> dict:
   """The study's statistics for one candidate set, each a proportion with its 95% interval.
@@ -39,7 +30,7 @@ def statistics(d_tr, d_ho, ncc_tr, ncc_ho, quantile: float = 0.01) -> dict:
   out = {}
   for name, sel in (("closer_l2", closer), ("closer_ncc", ncc_tr > ncc_ho), ("closest_symmetric", closer[sym]),
                     ("closest_to_train", closer[tr_sel])):
-    out[name] = {"fraction": float(np.mean(sel)), "n": int(sel.size), "ci95": wilson(int(np.sum(sel)), sel.size)}
+    out[name] = {"fraction": float(np.mean(sel)), "n": int(sel.size), "ci95": stats.wilson(int(np.sum(sel)), sel.size)}
   out["median_dist_train"] = float(np.median(d_tr))
   out["median_dist_heldout"] = float(np.median(d_ho))
   return out

@@ -105,15 +105,3 @@ def perp_weight_fraction(params: nets.Params, x_ND) -> float:
   q = q[:, keep]
   perp = w - q @ (q.T @ w)
   return float(np.linalg.norm(perp) / np.asarray(nets.param_norm(params), np.float64))
-
-
-def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
-  """Percentile bootstrap interval of the mean of `values` (resampled with replacement; NaNs dropped)."""
-  v = np.asarray(values, np.float64)
-  v = v[np.isfinite(v)]
-  if v.size == 0:
-    return (float("nan"), float("nan"))
-  rng = np.random.default_rng(seed)
-  means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
-  a = (1.0 - level) / 2.0
-  return (float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a)))

@@ -140,6 +140,21 @@ def credit(pool_PD, x_train_ND, x_heldout_HD, rule: Rule = Rule(), batch: int = 
   return Credit(ok, idx, nearest.astype(np.int64), s1, ratio, dom, int(np.unique(idx[ok]).size), phi_t.shape[0])
 
 
+def best_candidates(pool_PD, x_train_ND, rule: Rule = Rule()) -> tuple:
+  """For each training point, the index of its most similar candidate and that similarity ((n,), (n,))."""
+  f = lambda a: features(np.reshape(a, (np.shape(a)[0], -1)), rule.similarity, rule.channels)
+  phi_t = f(x_train_ND)
+  pool = np.reshape(np.asarray(pool_PD), (np.shape(pool_PD)[0], -1))
+  best, sim = np.zeros(phi_t.shape[0], np.int64), np.full(phi_t.shape[0], -np.inf)
+  for i in range(0, pool.shape[0], 2048):
+    phi_c = f(pool[i:i + 2048])
+    s = np.where(np.all(np.isfinite(phi_c), axis=1)[None, :], phi_t @ np.nan_to_num(phi_c).T, -np.inf)
+    j = np.argmax(s, axis=1)
+    better = s[np.arange(s.shape[0]), j] > sim
+    best, sim = np.where(better, j + i, best), np.where(better, s[np.arange(s.shape[0]), j], sim)
+  return best, sim
+
+
 def mixtures(key: jax.Array, x_train_ND, size: int, signed: bool, ks=MIXTURE_KS, scale: float = 1.0) -> np.ndarray:
   """`size` equal-weight mixtures of k unit-normalized training points (k cycling through `ks`), each of
   norm `scale`; signs random when `signed`. No mixture copies a training point."""

@@ -25,6 +25,10 @@ MNIST_IMAGE_MAGIC = 2051
 MNIST_LABEL_MAGIC = 2049
 CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR_VEHICLES = (0, 1, 8, 9)  # airplane, automobile, ship, truck
+# `data_dir="bundled"` reads the MNIST sample shipped with the package (the first 1,000 training and 1,200 test
+# images in the publisher's IDX format; sample_data/mnist/README.md says what it is and its licence).
+BUNDLED = "bundled"
+SAMPLE_MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "mnist")
 
 
 class DataError(ValueError):
@@ -57,7 +61,8 @@ class DataConfig:
     n: Training points (balanced over classes for image sets).
     d: Input dimension of synthetic sets.
     n_test: Test points (0 = the whole test split for image sets).
-    data_dir: Directory with MNIST IDX or CIFAR-10 binary files.
+    data_dir: Directory with MNIST IDX or CIFAR-10 binary files ('bundled': the MNIST sample shipped with
+      jaxrecon, 1,000 training and 1,200 test images).
     task: binary (odd/even, vehicles/animals) or multiclass.
     selection: Image selection: first (file order, as the reference) or random.
     subtract_mean: Subtract the training mean image (image sets).
@@ -363,8 +368,15 @@ def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], h
 def _image_task(config: DataConfig) -> Dataset:
   if config.data_dir is None:
     raise DataError(f"dataset {config.name!r} needs data_dir (a directory with the publisher's files)")
+  data_dir = config.data_dir
+  if data_dir == BUNDLED:
+    if config.name != "mnist":
+      raise DataError(f"data_dir={BUNDLED!r} is the bundled MNIST sample; {config.name!r} needs a directory "
+                      "with the publisher's files")
+    data_dir = SAMPLE_MNIST_DIR
   rng = np.random.default_rng(config.seed)
-  source = f"{config.name} in {config.data_dir}"
+  source = (f"the bundled MNIST sample ({SAMPLE_MNIST_DIR}: 1,000 training / 1,200 test images; point data_dir "
+            "at a full download for more)" if config.data_dir == BUNDLED else f"{config.name} in {data_dir}")
   if config.task == "binary":
     group, values = (lambda cls: binary_label(config.name, cls)), (-1, 1)
   elif config.task == "multiclass":
@@ -381,12 +393,12 @@ def _image_task(config: DataConfig) -> Dataset:
                                            rng, source + " (test split)") if config.n_test
                            else np.arange(len(cls)))
   if config.name == "mnist":  # the selection is made from the labels, then only those images are read
-    tr_img, tr_cls = read_mnist(config.data_dir, "train", pick_train)
-    te_img, te_cls = read_mnist(config.data_dir, "test", pick_test)
+    tr_img, tr_cls = read_mnist(data_dir, "train", pick_train)
+    te_img, te_cls = read_mnist(data_dir, "test", pick_test)
     tr_idx, te_idx = np.arange(len(tr_cls)), np.arange(len(te_cls))
   else:
-    tr_img, tr_cls = read_cifar10(config.data_dir, "train")
-    te_img, te_cls = read_cifar10(config.data_dir, "test")
+    tr_img, tr_cls = read_cifar10(data_dir, "train")
+    te_img, te_cls = read_cifar10(data_dir, "test")
     tr_idx, te_idx = pick_train(tr_cls), pick_test(te_cls)
   tr_grp, te_grp = group(tr_cls), group(te_cls)
   image_shape = tr_img.shape[1:] if tr_img.ndim == 4 else tr_img.shape[1:] + (1,)

@@ -38,28 +38,26 @@ def _to_image(v, image_shape):
   return img[..., 0] if image_shape[-1] == 1 else np.clip(img, 0, 1)
 
 
-def pairs(ds, pool, ev, path: str, k: int = 40, cols: int = 10,
-               scale: str = "minmax") -> None:
-  """The best k training images by SSIM, each under its reconstruction (min-max scaled or clipped)."""
-  order = np.argsort(-ev.ssim_train, kind="stable")[:k]
+def pairs(ds, pool, train_idx, cand_idx, scores, good, path: str, title: str, cols: int = 10,
+          scale: str = "minmax") -> None:
+  """Haim et al.'s layout: each reconstruction pool[cand_idx[i]] (min-max scaled or clipped to [0, 1]) above
+  the training image train_idx[i], titled scores[i] (green where good[i]), in the order given."""
   shape = tuple(ds.image_shape)
   mean = np.asarray(ds.mean - ds.offset)[None, :]
-  recon = pool[ev.nearest_cand[order]] + mean
+  recon = np.asarray(pool)[np.asarray(cand_idx, np.int64)] + mean
   recon = np.asarray(evaluate.minmax(jnp.asarray(recon))) if scale == "minmax" else np.clip(recon, 0, 1)
-  truth = np.asarray(ds.x_train)[order] + mean
-  groups = int(np.ceil(len(order) / cols))
+  truth = np.asarray(ds.x_train)[np.asarray(train_idx, np.int64)] + mean
+  groups = max(int(np.ceil(len(train_idx) / cols)), 1)
   fig, axes = subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
   for ax in axes.ravel():
     ax.axis("off")
   cmap = "gray" if shape[-1] == 1 else None
-  for i, t in enumerate(order):
+  for i in range(len(train_idx)):
     g, c = divmod(i, cols)
     axes[2 * g, c].imshow(_to_image(recon[i], shape), cmap=cmap)
-    axes[2 * g, c].set_title(f"{ev.ssim_train[t]:.2f}", fontsize=7,
-                             color="green" if ev.ssim_train[t] > evaluate.GOOD_SSIM else "black")
+    axes[2 * g, c].set_title(f"{scores[i]:.2f}", fontsize=7, color="green" if good[i] else "black")
     axes[2 * g + 1, c].imshow(_to_image(truth[i], shape), cmap=cmap)
-  fig.suptitle(f"best reconstructions (top, SSIM, {scale}) over their nearest training images; "
-               f"{ev.n_good} with SSIM > 0.4, pool {ev.pool_size}", fontsize=9)
+  fig.suptitle(title, fontsize=9)
   save(fig, path, dpi=100)
 
 

@@ -213,6 +213,21 @@ class ReadersTest(parameterized.TestCase):
     with self.assertRaisesRegex(data.DataError, "needs data_dir"):
       data.load(jax.random.key(0), data.DataConfig(name="mnist"))
 
+  def test_bundled_sample(self):
+    # data_dir='bundled': the MNIST sample in the package, read by the same IDX reader; its licence beside it
+    ds = data.load(jax.random.key(0), data.DataConfig(name="mnist", n=20, n_test=1000, data_dir=data.BUNDLED))
+    self.assertEqual(ds.x_train.shape, (20, 784))
+    self.assertEqual(ds.x_test.shape, (1000, 784))
+    self.assertEqual(int(np.sum(ds.y_train == 1)), 10)
+    self.assertEqual(ds.classes_train[:4].tolist(), [5, 0, 4, 1])  # MNIST's first training digits
+    with open(os.path.join(data.SAMPLE_MNIST_DIR, "README.md")) as f:
+      self.assertIn("Attribution-Share Alike 3.0", f.read())
+    # more than the sample holds: one error naming the sample and what to do
+    with self.assertRaisesRegex(data.DataError, "bundled MNIST sample .* only 482 samples of class -1, 500 requested"):
+      data.load(jax.random.key(0), data.DataConfig(name="mnist", n=1000, data_dir=data.BUNDLED))
+    with self.assertRaisesRegex(data.DataError, "bundled MNIST sample"):
+      data.load(jax.random.key(0), data.DataConfig(name="cifar10", n=10, data_dir=data.BUNDLED))
+
 
 class SharedDataTest(absltest.TestCase):
   """The readers on the real publishers' files in ../shared/data (CI points JAXRECON_DATA_DIR there)."""
@@ -234,6 +249,16 @@ class SharedDataTest(absltest.TestCase):
     self.assertEqual(ds.x_train.shape, (500, 784))
     self.assertEqual(int(np.sum(ds.y_train == 1)), 250)
     self.assertEqual(ds.x_test.shape, (10000, 784))
+
+  def test_bundled_sample_is_the_first_rows_of_mnist(self):
+    # the sample shipped with the package, byte for byte the first rows of the publisher's files
+    for split, rows in (("train", 1000), ("test", 1200)):
+      imgs, labels = data.read_mnist(data.SAMPLE_MNIST_DIR, split)
+      ref_imgs, ref_labels = data.read_mnist(os.path.join(self.root, "mnist"), split,
+                                             lambda lab, r=rows: np.arange(r))
+      self.assertEqual(imgs.shape, (rows, 28, 28))
+      np.testing.assert_array_equal(imgs, ref_imgs)
+      np.testing.assert_array_equal(labels, ref_labels[:rows])
 
   def test_cifar_subset(self):
     imgs, labels = data.read_cifar10(os.path.join(self.root, "cifar10-subset"), "train")

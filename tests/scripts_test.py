@@ -106,8 +106,11 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("resuming", out.stdout)
 
   def test_main_job(self):
+    # README's first command at a toy size (10 bundled digits, 1,000 training steps, 4 x 1,500 attack steps):
+    # its headline's sign holds here too: the attack's credited count is above every null's.
     d = tempfile.mkdtemp()
-    out = run_script("main.py", f"--workdir={d}", *TINY)
+    out = run_script("main.py", f"--workdir={d}", "--n=10", "--n_test=200", "--steps=1000", "--log_every=500",
+                     "--checkpoint_mantissas=1", "--relaxed=False", "--configs=4", "--attack_steps=1500")
     with open(os.path.join(d, "summary.json")) as f:
       summary = json.load(f)
     self.assertIn("headline", summary)
@@ -116,7 +119,16 @@ class ScriptsTest(absltest.TestCase):
       self.assertIn(line, out.stdout)
     self.assertEqual([r.split()[0] for r in summary["report"] if not r.startswith(" ")],
                      ["training", "KKT", "split", "attack"])
+    self.assertEqual(summary["train"]["n_train"], 10)
+    cr = summary["attack"]["credit"]
+    nulls = {k: v["n_credited_max"] for k, v in cr["nulls"].items()}
+    self.assertEqual(set(nulls), {"heldout", "mixture_convex", "mixture_signed", "mean"})
+    self.assertGreater(cr["attack"]["n_credited"], max(nulls.values()), nulls)  # 7 vs at most 3 when written
+    self.assertTrue(cr["beats_every_null"])
+    self.assertIn("beyond every null", summary["report"][-2])
+    self.assertNotIn("NOT beyond", summary["report"][-2])
     self.assertIn("chance level", summary["report"][-1])
+    self.assertTrue(os.path.exists(os.path.join(d, "attack", "credited.png")))
     # step-keyed tables in numeric order
     self.assertEqual(list(summary["eps_rel_by_step"]), sorted(summary["eps_rel_by_step"], key=int))
     self.assertTrue(os.path.exists(os.path.join(d, "train", "kkt", "kkt.png")))

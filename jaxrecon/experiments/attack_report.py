@@ -57,6 +57,8 @@ def evaluate_candidates(config, ds, params, raw, summary, workdir, log) -> Attac
       vectors = _evaluate_vectors(config, ds, pool, scores, arrays, summary, workdir)
     summary["credit"] = credit_report(ds, pool, pool_cfg, arrays)
     summary["headline"] += "; recovery measure: " + credit_lib.summary_line(summary["credit"], "configuration")
+    if ds.image_shape:
+      credited_pairs(ds, pool, arrays, config.figure_pairs, summary["credit"], os.path.join(workdir, "credited.png"))
   wd.write_npz(os.path.join(workdir, "candidates.npz"), **arrays)
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   log(summary["headline"])
@@ -81,6 +83,27 @@ def credit_report(ds, pool, units, arrays: Optional[dict] = None, seed: int = 0)
   if arrays is not None:
     arrays.update(credit_train_index=got.train_index, credit_similarity=got.similarity)
   return rep
+
+
+def credited_pairs(ds, pool, arrays: dict, k: int, rep: dict, path: str) -> None:
+  """The recovery measure's figure: each training point under its most similar candidate (NCC), the credited
+  ones first (green), each group sorted by similarity; the best k shown."""
+  credited = arrays["credit_train_index"]
+  cand, sim = credit_lib.best_candidates(pool, ds.x_train, credit_lib.Rule(**rep["rule"]))
+  best_credited = np.full(ds.x_train.shape[0], -1)
+  best_sim = np.full(ds.x_train.shape[0], -np.inf)
+  for c in np.flatnonzero(credited >= 0):  # the credited candidate most similar to each credited point
+    i = credited[c]
+    if arrays["credit_similarity"][c] > best_sim[i]:
+      best_credited[i], best_sim[i] = c, arrays["credit_similarity"][c]
+  is_credited = best_credited >= 0
+  cand = np.where(is_credited, best_credited, cand)
+  sim = np.where(is_credited, best_sim, sim)
+  order = np.lexsort((-sim, ~is_credited))[:k]
+  nulls = ", ".join(f"{n.replace('_', ' ')} {v['n_credited_max']}" for n, v in rep["nulls"].items())
+  plotting.pairs(ds, pool, order, cand[order], sim[order], is_credited[order], path,
+                 f"{rep['attack']['n_credited']} of {ds.x_train.shape[0]} training images credited (green; "
+                 f"title: NCC with the candidate above); nulls at most: {nulls}", scale="minmax")
 
 
 def _ranking(scores: dict, positive) -> dict:
@@ -119,8 +142,12 @@ def _evaluate_images(config, ds, pool, scores, arrays, summary, workdir) -> eval
                 for k, v in r["baselines"].items()) + ")")
   summary["headline"] = (f"pool of {pool.shape[0]} candidates: min-max evaluation (reference) " + line(summary)
                          + "; clipped evaluation " + line(summary["clip"]))
-  plotting.pairs(ds, pool, ev, os.path.join(workdir, "pairs.png"), config.figure_pairs)
-  plotting.pairs(ds, pool, ev_clip, os.path.join(workdir, "pairs_clip.png"), config.figure_pairs, scale="clip")
+  for e, name, scale in ((ev, "pairs.png", "minmax"), (ev_clip, "pairs_clip.png", "clip")):
+    order = np.argsort(-e.ssim_train, kind="stable")[:config.figure_pairs]
+    plotting.pairs(ds, pool, order, e.nearest_cand[order], e.ssim_train[order],
+                   e.ssim_train[order] > evaluate.GOOD_SSIM, os.path.join(workdir, name),
+                   f"best reconstructions (top, SSIM, {scale}) over their nearest training images; "
+                   f"{e.n_good} with SSIM > 0.4, pool {e.pool_size}", scale=scale)
   plotting.curves({"min-max (reference)": summary["ssim_curve"], "clipped": summary["clip"]["ssim_curve"]},
                   "SSIM with the NCC-nearest candidate", os.path.join(workdir, "curve.png"),
                   threshold=evaluate.GOOD_SSIM,

@@ -218,6 +218,25 @@ class LossTest(parameterized.TestCase):
     self.assertEqual(float(aux.lam_pen), 0.0)
     self.assertEqual(float(aux.prior), 0.0)
 
+  def test_layer_weights(self):
+    # each layer's part of ||theta - (1/m) sum lam grad q||^2 from kkt.weighted_gradient (an independent VJP of
+    # the plain net at a large alpha), weighted by hand; a weight 0 drops its layer
+    params = small_net(2, widths=(7, 6))
+    x = jax.random.normal(jax.random.key(3), (6, 5), jnp.float64)
+    y = attack.candidate_labels(6).astype(jnp.float64)
+    lam = jax.random.uniform(jax.random.key(4), (6,), jnp.float64)
+    g = kkt.weighted_gradient(params, x, y, lam / 6.0)
+    part = [sum(float(jnp.sum(jnp.square(params[l][k] - g[l][k]))) for k in params[l]) for l in range(len(params))]
+    self.assertLen(part, 3)
+    cfg = lambda w: attack.AttackConfig(m=6, prior="none", layer_weights=w)
+    for w in ((), (1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (0.5, 2.0, 0.0)):
+      _, aux = attack.attack_loss((x, lam), params, params, y, 1e8, 0.0, cfg(w))
+      np.testing.assert_allclose(float(aux.stat), sum(c * p for c, p in zip(w or (1, 1, 1), part)), rtol=1e-9)
+    with self.assertRaisesRegex(ValueError, "3-layer"):
+      attack.attack_loss((x, lam), params, params, y, 1e8, 0.0, cfg((1.0, 0.0)))
+    with self.assertRaisesRegex(ValueError, "layer_weights"):
+      attack.AttackConfig(layer_weights=(1.0, -1.0))
+
   def test_match_init_target(self):
     p, p0 = small_net(0), small_net(1)
     t = attack.attack_target(p, p0)

@@ -86,6 +86,9 @@ class AttackConfig:
       `cone_gap`).
     sign_tol: target 'sign': the fraction of max|theta| above which a coordinate counts as saturated.
     n_classes: Classes of a multiclass net (set by the job from the net).
+    layer_weights: Per-layer weights of the stationarity term (empty = 1 for every layer, the reference). A
+      layer whose init training has not washed out (a 3-layer net's PyTorch-default middle layer) puts a floor
+      under the term that the true training set attains too (scripts/bench_floor.py); weight 0 leaves it out.
     dtype: Attack dtype (float32 | float64).
     chunk: Configurations per compiled call (0 = all at once; rounded up to the device count).
     log_every: Metrics row and progress line every this many steps.
@@ -104,6 +107,7 @@ class AttackConfig:
   target: str = "theta"
   sign_tol: float = 0.5
   n_classes: int = 1
+  layer_weights: tuple = ()
   dtype: str = "float32"
   chunk: int = 0
   log_every: int = 100
@@ -119,6 +123,8 @@ class AttackConfig:
       raise ValueError(f"sign_tol must be in (0, 1], got {self.sign_tol}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown attack optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+    if any(not (w >= 0 and w < float("inf")) for w in self.layer_weights):
+      raise ValueError(f"layer_weights must be finite and >= 0, got {self.layer_weights}")
     if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0 or self.prior_weight < 0:
       raise ValueError(f"bad AttackConfig sizes: {self}")
 
@@ -171,15 +177,21 @@ def weighted_gradient(params, x_MD, lam_M, y_hat, alpha) -> nets.Params:
   return jax.grad(weighted)(params)
 
 
-def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: bool = True) -> jax.Array:
-  """||target - weighted gradient||^2, the attack's stationarity term.
+def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: bool = True,
+                     layer_weights: tuple = ()) -> jax.Array:
+  """||target - weighted gradient||^2, the attack's stationarity term (each layer's part weighted by
+  layer_weights[l] when given).
 
   mean_scaled: lam are the attack's multipliers, weighted by 1/m as in the reference; False: lam are KKT
   multipliers themselves (sum_k lam_k grad q_k), e.g. a training set's with its transported multipliers."""
   lam = lam_M if mean_scaled else lam_M * x_MD.shape[0]
   g = weighted_gradient(params, x_MD, lam, y_hat, alpha)
-  return sum(jnp.sum(jnp.square(t - u)) for t, u in
-             zip(jax.tree_util.tree_leaves(target), jax.tree_util.tree_leaves(g)))
+  if layer_weights and len(layer_weights) != len(params):
+    raise ValueError(f"layer_weights has {len(layer_weights)} entries for a {len(params)}-layer net")
+  weights = layer_weights or (1.0,) * len(params)
+  return sum(w * sum(jnp.sum(jnp.square(t - u)) for t, u in
+                     zip(jax.tree_util.tree_leaves(tl), jax.tree_util.tree_leaves(gl)))
+             for w, tl, gl in zip(weights, target, g) if w != 0)
 
 
 def cone_gap(target, g) -> jax.Array:
@@ -200,7 +212,7 @@ def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConf
   if config.target == "sign_cone":
     stat = cone_gap(target, weighted_gradient(params, x, lam, y_hat, alpha))
   else:
-    stat = stationarity_gap(params, target, x, lam, y_hat, alpha)
+    stat = stationarity_gap(params, target, x, lam, y_hat, alpha, layer_weights=config.layer_weights)
   zero = jnp.zeros((), x.dtype)
   lam_pen = zero
   if config.variant != "signed":

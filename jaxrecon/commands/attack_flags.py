@@ -36,7 +36,7 @@ def binder_args(prefix: str = "", names=None) -> dict:
                p + "attack.dtype": ("float32", "float64"),
                p + "sweep.kind": ("random", "grid")},
       parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats,
-               p + "prune_at": _ints},
+               p + "prune_at": _ints, p + "attack.layer_weights": _floats},
       skip=(p + "attack.n_classes",),  # set from the attacked net
       help={p + "step": "Checkpoint step to attack (empty = the last).",
             p + "half_res": "NCC at half resolution: true | false | auto (= for colour images, as the reference)."})

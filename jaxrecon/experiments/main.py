@@ -39,8 +39,10 @@ class MainConfig:
   kkt: kkt_job.KKTConfig = kkt_job.KKTConfig(relaxed=False)
   # The attack command's fast protocol (8 configurations x 3,000 steps, float32, weights rescaled to norm 10).
   attack: Optional[attack_job.ReconstructConfig] = attack_job.PROTOCOLS["fast"]
-  # study_split at every checkpoint (the exact part too when the first layer is narrower than d)
-  split: Optional[split_job.SplitStudyConfig] = split_job.SplitStudyConfig(steps=(), n_points=3, n_split=20)
+  # study_split at every checkpoint (the exact part too when the first layer is narrower than d); magnitudes
+  # every 0.2 decades from 1e-4 to 1e4 x the radius (the study's default grid is twice as fine)
+  split: Optional[split_job.SplitStudyConfig] = split_job.SplitStudyConfig(steps=(), n_points=3, n_split=20,
+                                                                           grid=(-4.0, 4.0, 41))
 
 
 def _kkt_headline(config, tsum, rows) -> str:

@@ -48,31 +48,40 @@ def split_many(key, params, x, y, lam, idx, factor_radius):
   return x_new, y_new, lam_new
 
 
+@jax.jit
+def _split_sets(key, params, x, y, lam, idx, radii):
+  """split_many at each magnitude of radii (F,): stacked sets (F, ...)."""
+  return jax.vmap(lambda r: split_many(key, params, x, y, lam, idx, r))(radii)
+
+
+def _set_terms(params_n, xs, ys, ls, alpha):
+  """(the attack's stationarity term at a set with its own multipliers, eps_rel with them transported)."""
+  stat = stationarity_gap(params_n, params_n, xs, ls, ys.astype(xs.dtype), alpha, mean_scaled=False)
+  eps = nets.param_norm(kkt.stationarity_residual(params_n, xs, ys, ls)) / nets.param_norm(params_n)
+  return stat, eps
+
+
+_set_terms_one = jax.jit(_set_terms, static_argnames=("alpha",))
+
+
+@functools.partial(jax.jit, static_argnames=("alpha",))
+def _set_terms_many(params_n, xs, ys, ls, alpha):
+  return jax.vmap(lambda a, b, c: _set_terms(params_n, a, b, c, alpha))(xs, ys, ls)
+
+
 def exact_rows(key, params_n, x, y, lam, radius, report, *, factors, n_split: int, alpha: float):
   """Exact splits of the n_split largest-multiplier points at distances factor x radius: (a row per factor,
   the true set's attack stationarity / ||theta||^2). alpha: surrogate slope of the attack's stationarity term
-  (large = the true ReLU)."""
+  (large = the true ReLU). Compiled once per shape (module-level programs), whatever the checkpoint."""
   idx = jnp.argsort(-lam)[:n_split]
-  factors_ = factors
-  factors = jnp.asarray(factors_, x.dtype)
-  sets = jax.vmap(lambda f: split_many(key, params_n, x, y, lam, idx, f * radius))(factors)
+  sets = _split_sets(key, params_n, x, y, lam, idx, jnp.asarray(factors, x.dtype) * radius)
   # one set at a time: the report forms per-example gradients (N x params), too big to batch over factors
-  reps = [report(params_n, sets[0][i], sets[1][i]) for i in range(len(factors_))]
-
-  def stat_loss(xs, ys, ls):  # the attack's stationarity term at the set with its own multipliers
-    return stationarity_gap(params_n, params_n, xs, ls, ys.astype(xs.dtype), alpha,
-                                   mean_scaled=False)
-  stat = jax.jit(jax.vmap(stat_loss))(*sets)
-  stat_true = float(stat_loss(x, y, lam))
-  theta_n = nets.param_norm(params_n)
-
-  def eps_transported(xs, ys, ls):  # eps_rel with the transported multipliers (no re-fit)
-    return nets.param_norm(kkt.stationarity_residual(params_n, xs, ys, ls)) / theta_n
-  eps_t = jax.jit(jax.vmap(eps_transported))(*sets)
-  eps_t_true = float(eps_transported(x, y, lam))
+  reps = [report(params_n, sets[0][i], sets[1][i]) for i in range(len(factors))]
+  stat, eps_t = _set_terms_many(params_n, *sets, alpha=alpha)
+  stat_true, eps_t_true = (float(v) for v in _set_terms_one(params_n, x, y, lam, alpha=alpha))
   theta_sq = float(optax.tree.norm(params_n, squared=True))
   rows = []
-  for i, f in enumerate(factors_):
+  for i, f in enumerate(factors):
     d_set = float(jnp.max(evaluate.nearest_distances(sets[0][i], x)))
     rows.append({"part": "exact", "factor": f, "distance": d_set, "distance_over_radius": d_set / radius,
                  "eps_rel": float(reps[i].eps_rel), "delta": float(reps[i].delta),

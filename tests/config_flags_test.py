@@ -43,6 +43,12 @@ class BinderTest(absltest.TestCase):
     # a run is re-created from its config.json
     self.assertEqual(train.TrainConfig.from_dict(wd.to_jsonable(c)), c)
 
+  def test_a_bad_list_value_is_one_line_naming_the_flag(self):
+    binder, fv = self._bind(provable_study.MembershipConfig())
+    fv(["prog", "--dims=5,x"])
+    with self.assertRaisesRegex(ValueError, r"^--dims=5,x: expected a comma-separated list of ints"):
+      binder.build()
+
   def test_a_preset_base_keeps_its_values_where_no_flag_is_given(self):
     binder, fv = self._bind(provable_study.MembershipConfig())
     preset = provable_study.MembershipConfig(lr=0.25, steps=3, dims=(4,))

@@ -101,11 +101,17 @@ class Binder:
 
   def _value(self, path: str, default):
     raw = self._fv[self.flags[path]].value
-    if path in self.parsers:
-      return self.parsers[path](raw)
-    if isinstance(default, (tuple, list)):
-      like = default[0] if default else ""
-      return tuple(_parse_scalar(v, like) for v in raw)
+    try:
+      if path in self.parsers:
+        return self.parsers[path](raw)
+      if isinstance(default, (tuple, list)):
+        like = default[0] if default else ""
+        return tuple(_parse_scalar(v, like) for v in raw)
+    except (ValueError, TypeError) as e:  # one line naming the flag, e.g. --width=abc
+      shown = ",".join(raw) if isinstance(raw, (list, tuple)) else raw
+      kind = (f"a comma-separated list of {type(default[0]).__name__}s" if isinstance(default, (tuple, list))
+              and default else "a valid value")
+      raise ValueError(f"--{self.flags[path]}={shown}: expected {kind} ({e})") from None
     return raw
 
   def build(self, base=None, **overrides: Callable):

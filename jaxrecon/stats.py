@@ -3,7 +3,8 @@
 An interval is only as good as its unit: a rate over candidates of one run says nothing about another run.
 `bootstrap_ci` resamples whatever units it is given (configurations, seeds, training sets) and callers name
 the unit beside the interval. `clopper_pearson` is the exact binomial interval for k successes in n
-independent trials; `wilson` the score interval; `permutation_test` compares two groups of units.
+independent trials; `wilson` the score interval; `permutation_test` compares two groups of units. `auc`, `roc`,
+`tpr_at_fpr` and `tpr_at_fpr_interval` are the one ROC toolkit (membership inference, the attack's rankings).
 """
 
 from __future__ import annotations
@@ -127,3 +128,53 @@ def empirical_p(observed: float, null_values: Sequence[float]) -> float:
   """One-sided p-value of `observed` against replicates of a null: (#{null >= observed} + 1) / (R + 1)."""
   v = np.asarray(null_values, np.float64).ravel()
   return float((np.sum(v >= observed) + 1) / (v.size + 1))
+
+
+def auc(score, positive) -> float:
+  """Area under the ROC curve of `score` for the boolean labels `positive` (the Mann-Whitney statistic; ties
+  count half; +-inf scores rank first / last); NaN when a class is empty."""
+  score = np.asarray(score, np.float64).ravel()
+  positive = np.asarray(positive, bool).ravel()
+  n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  score = np.where(np.isfinite(score), score, np.where(score > 0, 1e300, -1e300))
+  order = np.argsort(score, kind="stable")
+  _, first, inverse, counts = np.unique(score[order], return_index=True, return_inverse=True, return_counts=True)
+  ranks = np.empty(score.size)
+  ranks[order] = (first + (counts + 1) / 2.0)[inverse]  # average 1-based rank over each run of ties
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc(score_members, score_nonmembers) -> tuple:
+  """(fpr, tpr) over all thresholds (descending), from (0, 0) to (1, 1)."""
+  s = np.concatenate([np.asarray(score_members, np.float64).ravel(),
+                      np.asarray(score_nonmembers, np.float64).ravel()])
+  lab = np.concatenate([np.ones(np.size(score_members)), np.zeros(np.size(score_nonmembers))])
+  order = np.argsort(-s, kind="stable")
+  s, lab = s[order], lab[order]
+  distinct = np.concatenate([np.flatnonzero(np.diff(s) != 0), [s.size - 1]])
+  tp = np.cumsum(lab)[distinct]
+  fp = np.cumsum(1 - lab)[distinct]
+  tpr = np.concatenate([[0.0], tp / max(lab.sum(), 1)])
+  fpr = np.concatenate([[0.0], fp / max((1 - lab).sum(), 1)])
+  return fpr, tpr
+
+
+def tpr_at_fpr(fpr, tpr, max_fpr: float) -> float:
+  """The largest TPR whose FPR is at most max_fpr, on a curve from `roc`."""
+  ok = np.asarray(fpr) <= max_fpr
+  return float(np.max(np.asarray(tpr)[ok])) if ok.any() else 0.0
+
+
+def tpr_at_fpr_interval(score_members, score_nonmembers, max_fpr: float, n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> tuple:
+  """Percentile bootstrap interval of TPR at FPR <= max_fpr (members and non-members resampled separately)."""
+  sm, sn = np.asarray(score_members, np.float64), np.asarray(score_nonmembers, np.float64)
+  rng = np.random.default_rng(seed)
+  vals = []
+  for _ in range(n_boot):
+    fpr, tpr = roc(sm[rng.integers(0, sm.size, sm.size)], sn[rng.integers(0, sn.size, sn.size)])
+    vals.append(tpr_at_fpr(fpr, tpr, max_fpr))
+  a = (1.0 - level) / 2.0
+  return (float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a)))

@@ -7,6 +7,8 @@ import numpy as np
 from scipy import ndimage
 
 from jaxrecon.attack import evaluate as metrics
+from jaxrecon import stats
+from scipy import stats as sp_stats
 
 
 def ssim_reference(a, b, window=3, sigma=1.5, mode="mirror", eps=1e-12):
@@ -177,8 +179,13 @@ class RankingTest(absltest.TestCase):
     s = rng.integers(0, 5, size=40).astype(float)  # many ties
     pos = rng.uniform(size=40) < 0.4
     pairs = [(a > b) + 0.5 * (a == b) for a in s[pos] for b in s[~pos]]
-    self.assertAlmostEqual(metrics.auc(s, pos), float(np.mean(pairs)), places=12)
-    self.assertEqual(metrics.auc(np.arange(4.0), np.array([0, 0, 1, 1], bool)), 1.0)
+    self.assertAlmostEqual(stats.auc(s, pos), float(np.mean(pairs)), places=12)
+    self.assertEqual(stats.auc(np.arange(4.0), np.array([0, 0, 1, 1], bool)), 1.0)
+    # scipy's Mann-Whitney U / (n_pos n_neg), and the infinite scores ranked at the ends
+    u = sp_stats.mannwhitneyu(s[pos], s[~pos]).statistic
+    self.assertAlmostEqual(stats.auc(s, pos), u / (pos.sum() * (~pos).sum()), places=12)
+    self.assertEqual(stats.auc(np.array([-np.inf, 0.0, 1.0, np.inf]), np.array([0, 0, 1, 1], bool)), 1.0)
+    self.assertTrue(np.isnan(stats.auc(s, np.ones(40, bool))))
 
   def test_margin_score(self):
     q = np.array([2.0, 2.0, 2.0, 1.0, 4.0, 0.01, -1.0])

@@ -6,7 +6,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
-from jaxrecon.attack import evaluate as metrics
+from jaxrecon import stats
 from jaxrecon import provable
 from jaxrecon import train
 
@@ -132,21 +132,22 @@ class MembershipTest(absltest.TestCase):
     rng = np.random.default_rng(5)
     sn = rng.uniform(0.0, 1.0, 4000)
     sm = np.concatenate([rng.uniform(2.0, 3.0, 300), rng.uniform(0.0, 0.5, 300)])  # half clearly above
-    lo, hi = provable.tpr_at_fpr_interval(sm, sn, 0.01, n_boot=1000)
+    lo, hi = stats.tpr_at_fpr_interval(sm, sn, 0.01, n_boot=1000)
     half = 1.96 * np.sqrt(0.25 / 600)
     self.assertAlmostEqual(hi - lo, 2 * half, delta=0.35 * half)
     self.assertLess(lo, 0.5 + 0.02)
     self.assertGreater(hi, 0.5 - 0.02)
-    self.assertEqual(provable.tpr_at_fpr_interval(sm[:300], sn, 0.01, n_boot=50), (1.0, 1.0))
+    self.assertEqual(stats.tpr_at_fpr_interval(sm[:300], sn, 0.01, n_boot=50), (1.0, 1.0))
 
   def test_roc_auc_matches_pair_count(self):
     rng = np.random.default_rng(0)
     sm, sn = rng.integers(0, 4, 30).astype(float), rng.integers(0, 4, 50).astype(float)
-    fpr, tpr = provable.roc(sm, sn)
+    fpr, tpr = stats.roc(sm, sn)
     self.assertEqual((fpr[0], tpr[0], fpr[-1], tpr[-1]), (0.0, 0.0, 1.0, 1.0))
-    labels = np.concatenate([np.ones(30, bool), np.zeros(50, bool)])
-    self.assertAlmostEqual(provable.auc_from_roc(fpr, tpr), metrics.auc(np.concatenate([sm, sn]), labels),
-                           places=12)
+    # the area under stats.roc's curve (trapezoids) is the pair count, ties half
+    pairs = np.mean([(a > b) + 0.5 * (a == b) for a in sm for b in sn])
+    self.assertAlmostEqual(float(np.trapezoid(tpr, fpr)), pairs, places=12)
+    self.assertAlmostEqual(provable.membership_report(sm, sn)["auc"], pairs, places=12)
 
 
 class TrainedTest(absltest.TestCase):

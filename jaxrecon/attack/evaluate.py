@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import stats
+
 GOOD_SSIM = 0.4
 
 
@@ -248,33 +250,12 @@ def margin_score(q_P: jax.Array, margin: Optional[float] = None) -> np.ndarray:
   return np.where(q > 0, s, -np.inf)
 
 
-def auc(score, positive) -> float:
-  """Area under the ROC curve of `score` for the boolean labels `positive` (ties count half)."""
-  score = np.asarray(score, np.float64)
-  positive = np.asarray(positive, bool)
-  n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-  if n_pos == 0 or n_neg == 0:
-    return float("nan")
-  score = np.where(np.isfinite(score), score, np.where(score > 0, 1e300, -1e300))
-  order = np.argsort(score, kind="stable")
-  ranks = np.empty(score.size)
-  s_sorted = score[order]
-  i = 0
-  while i < score.size:  # average ranks over ties
-    j = i
-    while j + 1 < score.size and s_sorted[j + 1] == s_sorted[i]:
-      j += 1
-    ranks[order[i:j + 1]] = 0.5 * (i + j) + 1
-    i = j + 1
-  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def ranking_quality(score, positive) -> dict:
   """AUC of a training-set-free score for the good candidates, and precision among its top k (k = #good)."""
   positive = np.asarray(positive, bool)
   k = int(positive.sum())
   top = np.argsort(-np.asarray(score, np.float64), kind="stable")[:k] if k else []
-  return {"auc": auc(score, positive), "precision_at_k": float(np.mean(positive[top])) if k else float("nan"),
+  return {"auc": stats.auc(score, positive), "precision_at_k": float(np.mean(positive[top])) if k else float("nan"),
           "k": k}
 
 

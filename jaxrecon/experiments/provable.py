@@ -20,6 +20,7 @@ from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon import plotting
 from jaxrecon import provable
+from jaxrecon import stats
 from jaxrecon import train
 from jaxrecon import workdir as wd
 
@@ -259,10 +260,10 @@ def run_membership(config: MembershipConfig, workdir: str, key: jax.Array, log: 
     scores[f"{name}_d{d}_in"], scores[f"{name}_d{d}_out"] = pooled_in, pooled_out
     pooled = {}
     if pooled_in.size and pooled_out.size:
-      fpr, tpr = provable.roc(pooled_in, pooled_out)
+      fpr, tpr = stats.roc(pooled_in, pooled_out)
       for lvl in (0.01, 0.001):
-        pooled[f"pooled_tpr_at_fpr_{lvl}"] = provable.tpr_at_fpr(fpr, tpr, lvl)
-        pooled[f"pooled_tpr_at_fpr_{lvl}_ci95"] = provable.tpr_at_fpr_interval(pooled_in, pooled_out, lvl,
+        pooled[f"pooled_tpr_at_fpr_{lvl}"] = stats.tpr_at_fpr(fpr, tpr, lvl)
+        pooled[f"pooled_tpr_at_fpr_{lvl}_ci95"] = stats.tpr_at_fpr_interval(pooled_in, pooled_out, lvl,
                                                                                n_boot=config.n_boot)
     row = {"dataset": name, "d": d, "seeds": config.seeds, **pooled,
            "fitted": int(sum(r["fitted"] for r in per_seed)),

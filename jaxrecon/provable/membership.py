@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import nets
+from jaxrecon import stats
 
 
 def membership_score(params, x_ND: jax.Array, margin) -> jax.Array:
@@ -23,30 +24,6 @@ def decide(score, threshold: float = 0.9) -> jax.Array:
   return score >= threshold
 
 
-def roc(score_members, score_nonmembers) -> tuple:
-  """(fpr, tpr) over all thresholds (descending), from (0, 0) to (1, 1)."""
-  s = np.concatenate([np.asarray(score_members, np.float64), np.asarray(score_nonmembers, np.float64)])
-  lab = np.concatenate([np.ones(np.size(score_members)), np.zeros(np.size(score_nonmembers))])
-  order = np.argsort(-s, kind="stable")
-  s, lab = s[order], lab[order]
-  distinct = np.concatenate([np.flatnonzero(np.diff(s) != 0), [s.size - 1]])
-  tp = np.cumsum(lab)[distinct]
-  fp = np.cumsum(1 - lab)[distinct]
-  tpr = np.concatenate([[0.0], tp / max(lab.sum(), 1)])
-  fpr = np.concatenate([[0.0], fp / max((1 - lab).sum(), 1)])
-  return fpr, tpr
-
-
-def auc_from_roc(fpr, tpr) -> float:
-  return float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
-
-
-def tpr_at_fpr(fpr, tpr, max_fpr: float) -> float:
-  """The largest TPR whose FPR is at most max_fpr."""
-  ok = np.asarray(fpr) <= max_fpr
-  return float(np.max(np.asarray(tpr)[ok])) if ok.any() else 0.0
-
-
 def membership_report(score_members, score_nonmembers, threshold: float = 0.9) -> dict:
   """AUC, TPR at FPR 1% and 0.1%, and the decision at `threshold`, for scores |Phi(x)| / m_used.
 
@@ -55,25 +32,13 @@ def membership_report(score_members, score_nonmembers, threshold: float = 0.9) -
   rejected while |Phi| < threshold * m_lo). The AUC does not depend on m_used; the decision does.
   """
   sm, sn = np.asarray(score_members, np.float64), np.asarray(score_nonmembers, np.float64)
-  fpr, tpr = roc(sm, sn)
-  return {"auc": auc_from_roc(fpr, tpr), "tpr_at_fpr_0.01": tpr_at_fpr(fpr, tpr, 0.01),
-          "tpr_at_fpr_0.001": tpr_at_fpr(fpr, tpr, 0.001), "threshold": threshold,
+  fpr, tpr = stats.roc(sm, sn)
+  return {"auc": stats.auc(np.concatenate([sm, sn]), np.arange(sm.size + sn.size) < sm.size),
+          "tpr_at_fpr_0.01": stats.tpr_at_fpr(fpr, tpr, 0.01),
+          "tpr_at_fpr_0.001": stats.tpr_at_fpr(fpr, tpr, 0.001), "threshold": threshold,
           "tpr": float(np.mean(sm >= threshold)), "fpr": float(np.mean(sn >= threshold)),
           "members_within_10pct": float(np.mean(np.abs(sm - 1.0) <= 0.1)),
           "fresh_reaching_margin": float(np.mean(sn >= 0.9))}
-
-
-def tpr_at_fpr_interval(score_members, score_nonmembers, max_fpr: float, n_boot: int = 1000, seed: int = 0,
-                        level: float = 0.95) -> tuple:
-  """Percentile bootstrap interval of TPR at FPR <= max_fpr (members and non-members resampled separately)."""
-  sm, sn = np.asarray(score_members, np.float64), np.asarray(score_nonmembers, np.float64)
-  rng = np.random.default_rng(seed)
-  vals = []
-  for _ in range(n_boot):
-    fpr, tpr = roc(sm[rng.integers(0, sm.size, sm.size)], sn[rng.integers(0, sn.size, sn.size)])
-    vals.append(tpr_at_fpr(fpr, tpr, max_fpr))
-  a = (1.0 - level) / 2.0
-  return (float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a)))
 
 
 def membership_data(key, name: str, n: int, d: int, sep: float):

@@ -71,6 +71,8 @@ class DataConfig:
     gaussian_sep: two_gaussians: distance of the means.
     radius: shifted_sphere: radius of the sphere.
     shift: shifted_sphere: the constant added to every coordinate (the sphere's centre is shift * ones).
+    sphere_labels: shifted_sphere: centre (balanced, the side of the centre) | first_coordinate (the authors'
+      code: the sign of the shifted first coordinate, unbalanced unless shift is 0).
     seed: Seed of the random selection.
   """
   name: str = "sphere"
@@ -86,6 +88,7 @@ class DataConfig:
   gaussian_sep: float = 1.0
   radius: float = 1.0
   shift: float = 0.0
+  sphere_labels: str = "centre"
   seed: int = 0
 
 
@@ -114,11 +117,19 @@ def parity_sphere(key: jax.Array, n: int, d: int, k: int = 2, dtype=jnp.float32)
 
 
 def shifted_sphere(key: jax.Array, n: int, d: int, radius: float = 1.0, shift: float = 0.0,
-                   dtype=jnp.float32):
-  """The synthetic set of "No Prior, No Leakage": n // 2 points per class (the first half -1), uniform on the
-  radius-sphere about the centre shift * (1, ..., 1); label = sign of the first coordinate relative to the
-  centre (the points of each class are uniform on their half-sphere)."""
+                   dtype=jnp.float32, labels: str = "centre"):
+  """The synthetic set of "No Prior, No Leakage": points uniform on the radius-sphere about the centre
+  shift * (1, ..., 1). labels 'centre': n // 2 points per class (the first half -1), label = the side of the
+  centre in the first coordinate (each class uniform on its half-sphere). labels 'first_coordinate': the
+  authors' code (RevisitKKTAttackPrior, problems/sphere.py): n points uniform on the sphere, label = the sign
+  of the first coordinate AFTER the shift, so the classes are balanced only at shift 0 (for shift >= radius
+  every label is +1; `load` refuses a one-class set)."""
   x, _ = sphere(key, n, d, radius, dtype)
+  if labels == "first_coordinate":
+    x = x + jnp.asarray(shift, dtype)
+    return x, jnp.where(x[:, 0] >= 0, 1, -1).astype(jnp.int32)
+  if labels != "centre":
+    raise ValueError(f"labels must be 'centre' or 'first_coordinate', got {labels!r}")
   y = jnp.where(jnp.arange(n) < n // 2, -1, 1).astype(jnp.int32)
   x = x.at[:, 0].set(jnp.abs(x[:, 0]) * y.astype(dtype))
   return x + jnp.asarray(shift, dtype), y
@@ -421,7 +432,8 @@ def load(key: jax.Array, config: DataConfig) -> Dataset:
     return _image_task(config)
   makers = {
       "sphere": lambda k, n: sphere(k, n, config.d, dtype=jnp.float64),
-      "shifted_sphere": lambda k, n: shifted_sphere(k, n, config.d, config.radius, config.shift, jnp.float64),
+      "shifted_sphere": lambda k, n: shifted_sphere(k, n, config.d, config.radius, config.shift, jnp.float64,
+                                                    config.sphere_labels),
       "parity_sphere": lambda k, n: parity_sphere(k, n, config.d, config.parity_k, jnp.float64),
       "two_gaussians": lambda k, n: two_gaussians(k, n, config.d, config.gaussian_sep, jnp.float64),
   }
@@ -436,5 +448,9 @@ def load(key: jax.Array, config: DataConfig) -> Dataset:
     x_te, y_te = makers[config.name](key_test, max(config.n_test, 1))
   x_tr, x_te = np.asarray(x_tr, np.float64), np.asarray(x_te, np.float64)[:config.n_test]
   y_tr, y_te = np.asarray(y_tr), np.asarray(y_te)[:config.n_test]
+  if np.unique(y_tr).size < 2:
+    raise DataError(f"dataset {config.name!r}: every training label is {int(y_tr[0])} (with sphere_labels="
+                    f"{config.sphere_labels!r} the classes are balanced only near shift 0; shift {config.shift}, "
+                    f"radius {config.radius})")
   synthetic_cfg = dataclasses.replace(config, subtract_mean=False)
   return _finish(synthetic_cfg, x_tr, y_tr, x_te, y_te, (), y_tr.copy(), y_te.copy())

@@ -300,6 +300,23 @@ class StepTest(parameterized.TestCase):
     s = attack.init_state(jax.random.key(0), 8, 5, h, cfg, jnp.float64)
     np.testing.assert_allclose(jnp.linalg.norm(s.x, axis=1), 4.0, rtol=1e-12)
 
+  def test_authors_sphere_init(self):
+    # RevisitKKTAttackPrior's extraction.py: uniform on the sphere of radius init_scale about the origin, the
+    # shift added to ONE random coordinate (the same for every candidate of a configuration)
+    cfg = attack.AttackConfig(m=8, init="sphere_one_coordinate", dtype="float64")
+    h = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, init_scale=0.3, shift=10.0)))
+    x = np.asarray(attack.init_state(jax.random.key(0), 8, 50, h, cfg, jnp.float64).x)
+    moved = np.flatnonzero(np.abs(x).max(axis=0) > 5.0)
+    self.assertLen(moved, 1)
+    base = x.copy()
+    base[:, moved[0]] -= 10.0
+    np.testing.assert_allclose(np.linalg.norm(base, axis=1), 0.3, rtol=1e-12)
+    h0 = attack.Hyper(*(jnp.asarray(v[0]) for v in fixed_hyper(1, init_scale=0.3)))
+    x0 = np.asarray(attack.init_state(jax.random.key(0), 8, 50, h0, cfg, jnp.float64).x)
+    np.testing.assert_allclose(x0, base, rtol=1e-12)  # the shift is the only difference
+    with self.assertRaisesRegex(ValueError, "candidate init"):
+      attack.AttackConfig(init="uniform")
+
   def test_shift_moves_start_and_box_and_lambda_lr_is_per_configuration(self):
     # Hand-derived: the box penalty about shift s is sum relu(|x - s| - box)^2; the multipliers step by the
     # configuration's own lambda lr; prior_weight scales the penalty and 0 removes it.

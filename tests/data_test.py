@@ -49,6 +49,21 @@ class SyntheticTest(parameterized.TestCase):
     np.testing.assert_array_equal(y, np.where(x[:, 0] >= 0, 1, -1))
     self.assertGreater(np.mean(y == 1), 0.35)
 
+  def test_shifted_sphere_labels(self):
+    # 'centre': balanced, each class on its half-sphere about the centre; 'first_coordinate': the authors'
+    # problems/sphere.py, label = sign of the first coordinate after the shift (balanced only at shift 0)
+    x, y = data.shifted_sphere(jax.random.key(0), 400, 30, 2.0, 0.1, np.float64)
+    np.testing.assert_allclose(np.linalg.norm(x - 0.1, axis=1), 2.0, rtol=1e-12)
+    self.assertEqual(int(np.sum(y == 1)), 200)
+    np.testing.assert_array_equal(y, np.where(x[:, 0] - 0.1 >= 0, 1, -1))
+    x, y = data.shifted_sphere(jax.random.key(0), 400, 30, 2.0, 0.1, np.float64, labels="first_coordinate")
+    np.testing.assert_allclose(np.linalg.norm(x - 0.1, axis=1), 2.0, rtol=1e-12)
+    np.testing.assert_array_equal(y, np.where(x[:, 0] >= 0, 1, -1))
+    self.assertBetween(float(np.mean(y == 1)), 0.5, 0.75)  # P(u_1 > -0.05) for u uniform on S^29
+    with self.assertRaisesRegex(data.DataError, "every training label is 1"):
+      data.load(jax.random.key(0), data.DataConfig(name="shifted_sphere", n=20, d=10, shift=3.0,
+                                                   sphere_labels="first_coordinate"))
+
   def test_parity_sphere_and_gaussians(self):
     x, y = data.parity_sphere(jax.random.key(0), 200, 30, k=2, dtype=np.float64)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.sqrt(30), rtol=1e-12)

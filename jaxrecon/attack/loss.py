@@ -36,6 +36,11 @@ VARIANTS = ("binary", "multiclass", "signed")
 OPTIMIZERS = ("sgd", "adam", "sumo")
 
 
+# Where the candidates start: gaussian (shift + N(0, 1) x init_scale in every coordinate; the reference's image
+# attack) | sphere_one_coordinate (uniform on the sphere of radius init_scale about the origin, the shift added
+# to ONE random coordinate, drawn per configuration: "No Prior, No Leakage"'s sphere experiment, as their
+# extraction.py has it).
+INITS = ("gaussian", "sphere_one_coordinate")
 TARGETS = ("theta", "sign", "sign_cone")
 
 
@@ -86,6 +91,7 @@ class AttackConfig:
       `cone_gap`).
     sign_tol: target 'sign': the fraction of max|theta| above which a coordinate counts as saturated.
     n_classes: Classes of a multiclass net (set by the job from the net).
+    init: Where the candidates start: gaussian | sphere_one_coordinate (see INITS).
     layer_weights: Per-layer weights of the stationarity term (empty = 1 for every layer, the reference). A
       layer whose init training has not washed out (a 3-layer net's PyTorch-default middle layer) puts a floor
       under the term that the true training set attains too (scripts/bench_floor.py); weight 0 leaves it out.
@@ -108,6 +114,7 @@ class AttackConfig:
   sign_tol: float = 0.5
   n_classes: int = 1
   layer_weights: tuple = ()
+  init: str = "gaussian"
   dtype: str = "float32"
   chunk: int = 0
   log_every: int = 100
@@ -123,6 +130,8 @@ class AttackConfig:
       raise ValueError(f"sign_tol must be in (0, 1], got {self.sign_tol}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown attack optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+    if self.init not in INITS:
+      raise ValueError(f"unknown candidate init {self.init!r}; expected one of {INITS}")
     if any(not (w >= 0 and w < float("inf")) for w in self.layer_weights):
       raise ValueError(f"layer_weights must be finite and >= 0, got {self.layer_weights}")
     if self.steps < 1 or self.m < 0 or self.chunk < 0 or self.log_every < 0 or self.prior_weight < 0:
@@ -244,16 +253,20 @@ def make_optimizer(config: AttackConfig, key: Optional[jax.Array] = None) -> opt
 def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
                dtype, x_start: Optional[jax.Array] = None) -> AttackState:
   """Candidates x_start + shift + N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius
-  about the shift with the sphere prior), multipliers U[0, 1), for one configuration (`hyper_one`: one row of
+  about the shift with the sphere prior; or config.init's start), multipliers U[0, 1), for one configuration (`hyper_one`: one row of
   a `sweep.Hyper`). x_start (m, d): given start points (e.g. the training set, for a basin test)."""
   key = jax.random.fold_in(key, hyper_one.seed)
   key_x, key_lam = jax.random.split(key)
   x = jax.random.normal(key_x, (m, d), dtype)
   if config.prior == "sphere":
     x = hyper_one.radius.astype(dtype) * x / jnp.linalg.norm(x, axis=1, keepdims=True)
+    x = x + hyper_one.shift.astype(dtype)
+  elif config.init == "sphere_one_coordinate":
+    x = hyper_one.init_scale.astype(dtype) * x / jnp.linalg.norm(x, axis=1, keepdims=True)
+    coordinate = jax.random.randint(jax.random.fold_in(key, 11), (), 0, d)
+    x = x.at[:, coordinate].add(hyper_one.shift.astype(dtype))
   else:
-    x = x * hyper_one.init_scale.astype(dtype)
-  x = x + hyper_one.shift.astype(dtype)
+    x = x * hyper_one.init_scale.astype(dtype) + hyper_one.shift.astype(dtype)
   if x_start is not None:
     x = x + x_start.astype(dtype)
   lam = jax.random.uniform(key_lam, (m,), dtype)

@@ -33,6 +33,7 @@ def binder_args(prefix: str = "", names=None) -> dict:
              p + "attack.target": "attack_target", **(names or {})},
       choices={p + "attack.optimizer": attack_loss.OPTIMIZERS, p + "attack.prior": attack_loss.PRIORS,
                p + "attack.variant": attack_loss.VARIANTS, p + "attack.target": attack_loss.TARGETS,
+               p + "attack.init": attack_loss.INITS,
                p + "attack.dtype": ("float32", "float64"),
                p + "sweep.kind": ("random", "grid")},
       parsers={p + "step": _optional_int, p + "half_res": _optional_bool, p + "sweep.lr_lambda": _floats,

@@ -34,7 +34,8 @@ def binder_args(prefix: str = "") -> dict:
              p + "data.shift": "sphere_shift"},
       choices={p + "data.name": DATASETS, p + "data.task": ("binary", "multiclass"),
                p + "data.selection": ("first", "random"), p + "loss": train.LOSSES,
-               p + "dtype": ("float32", "float64")},
+               p + "dtype": ("float32", "float64"),
+               p + "data.sphere_labels": ("centre", "first_coordinate")},
       skip=(p + "data.seed",),  # the run's --seed seeds the data too
       parsers={p + "init_scales": _scales, p + "lr_cap": _optional_float})
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import credit as credit_lib
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
@@ -50,10 +51,12 @@ AUTHORS_GRID = SweepConfig(kind="grid", lr_x=(1.0, 0.5, 0.1), lr_lambda=(0.1, 0.
 # The CPU-scale reduction (see BUILD_NOTES.md): n 50 (not 500), widths 100-100 (not 1000-1000), 1,000 attack
 # steps (not 50,001); d = 784, the grid and m = 2n are the authors'.
 CPU_TRAIN = train.TrainConfig(
-    data=data_lib.DataConfig(name="shifted_sphere", n=50, d=784, n_test=1000), widths=(100, 100),
+    data=data_lib.DataConfig(name="shifted_sphere", n=50, d=784, n_test=1000, sphere_labels="first_coordinate"),
+    widths=(100, 100),
     init_scales=None, first_bias=False, steps=2000, log_every=500)
 CPU_ATTACK = attack_job.ReconstructConfig(
-    attack=AttackConfig(steps=1000, prior="box", prior_weight=0.0, lambda_weight=5.0, log_every=250),
+    attack=AttackConfig(steps=1000, prior="box", prior_weight=0.0, lambda_weight=5.0, log_every=250,
+                        init="sphere_one_coordinate"),
     sweep=AUTHORS_GRID, pool_top=0)
 
 
@@ -188,8 +191,10 @@ def run(config: SphereStudyConfig, out_dir: str, log: Callable = print, train_lo
   summary = {"kkt": kkt_row, "data_radius": data_radius, "attack_wall_s": o.wall_s, "null": null_row,
              "by_shift": _by_setting(rows, "shift"), "by_init_scale": _by_setting(rows, "init_scale"),
              "by_lambda_min": _by_setting(rows, "lambda_min"), "chance": chance["attack"],
-             "chance_null": chance["null"]}
+             "chance_null": chance["null"], "credit": o.summary.get("credit")}
   summary["headline"] = _headline(rows, null_row, kkt_row)
+  if summary["credit"] is not None:
+    summary["headline"] += "; recovery measure: " + credit_lib.summary_line(summary["credit"], "configuration")
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
   wd.write_npz(os.path.join(out_dir, "recovery.npz"), fields=np.asarray(rec_lib.Recovery._fields),
                per_config=per, null=null_per, shift=arrays["hyper_shift"], init_scale=arrays["hyper_init_scale"])

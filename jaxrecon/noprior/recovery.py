@@ -84,6 +84,9 @@ def summarize(rec: Recovery, data_radius: float, best: int = BEST) -> dict:
       "mean_dist": float(np.mean(r["dist"])), "min_dist": float(np.min(r["dist"])),
       "best5_dist": _top_mean(r["dist"], k, largest=False),
       "best5_dist_rel": _top_mean(r["dist"], k, largest=False) / data_radius,
+      # the authors' logged numbers are SQUARED L2 (their l2_dist has no square root): the same three, squared
+      "mean_sq_dist": float(np.mean(np.square(r["dist"]))), "min_sq_dist": float(np.min(r["dist"]) ** 2),
+      "best5_sq_dist": _top_mean(np.square(r["dist"]), k, largest=False),
       "best5_cos_train": _top_mean(r["cos_train"], k, True), "best5_cos_heldout": _top_mean(r["cos_heldout"], k, True),
       "best5_ncc_train": _top_mean(r["ncc_train"], k, True), "best5_ncc_heldout": _top_mean(r["ncc_heldout"], k, True),
       "frac_ncc_closer_train": float(np.mean(r["ncc_train"] > r["ncc_heldout"])),

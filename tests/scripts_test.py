@@ -286,6 +286,26 @@ class ScriptsTest(absltest.TestCase):
     self.assertLess(max(v for k, v in rates.items() if k.startswith(("convex", "signed"))), 0.05)
     self.assertGreaterEqual(rates["copies_0.5"], 0.98)
 
+  def test_bench_flagship_and_floor(self):
+    # the flagship recipe at a toy size on the bundled digits, then the floor diagnosis on its training run
+    d = tempfile.mkdtemp()
+    run_script("bench_flagship.py", f"--workdir={d}/run", f"--out={d}/out", "--n=10", "--width=8,8",
+               "--steps=30", "--configs=2", "--attack_steps=5")
+    with open(os.path.join(d, "out", "summary.json")) as f:
+      s = json.load(f)
+    self.assertEqual(s["n_train"], 10)
+    self.assertEqual(set(s["recovery_measure"]["nulls_max"]), {"heldout", "mixture_convex", "mixture_signed", "mean"})
+    self.assertEqual(s["attack"]["layer_weights"], [1.0, 0.0, 1.0])
+    for name in ("credited.png", "pairs.png", "command.txt"):
+      self.assertTrue(os.path.exists(os.path.join(d, "out", name)), name)
+    run_script("bench_floor.py", f"--train_workdir={d}/run/train", f"--out={d}/floor.json", "--steps=30")
+    with open(os.path.join(d, "floor.json")) as f:
+      row = json.load(f)["rows"][0]
+    self.assertEqual(row["step"], 30)
+    # the floor's parts add up to the exact eps_rel the KKT job reports for the same checkpoint
+    self.assertAlmostEqual(row["eps_rel"], s["training"]["eps_rel"], places=6)
+    self.assertLen(row["truth_floor_sq"], 3)
+
   def test_bench_attack(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "bench.json")

@@ -34,6 +34,7 @@ from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import AttackConfig, candidate_labels
 from jaxrecon.attack.sweep import SweepConfig, run_sweep
+from jaxrecon.experiments import attack_report
 from jaxrecon.experiments import split as split_job
 from jaxrecon.experiments import train as train_job
 from jaxrecon.noprior import recovery as rec_lib
@@ -125,6 +126,20 @@ def _scores(params_n, res, ds, theta_sq: float, start=None) -> dict:
   return out
 
 
+def _credit(ds, res) -> dict:
+  """The recovery measure over the seeds' pooled candidates, its nulls, and per seed (the unit) an interval."""
+  ok = [c for c in range(res.x.shape[0]) if not res.diverged[c] and np.all(np.isfinite(res.x[c]))]
+  if not ok:
+    return {"n_credited": None}
+  pool = np.concatenate([np.asarray(res.x[c]) for c in ok])
+  units = np.repeat(np.asarray(ok), res.x.shape[1])
+  rep = attack_report.credit_report(ds, pool, units)
+  return {"n_credited": rep["attack"]["n_credited"], "beats_every_null": rep["beats_every_null"],
+          "nulls_max": {k: v["n_credited_max"] for k, v in rep["nulls"].items()},
+          "per_seed": rep.get("per_unit", {}).get("mean"),
+          "per_seed_ci95": rep.get("per_unit", {}).get("ci95_over_units")}
+
+
 def _checkpoint_row(config, schedule, step, params, ds, keys, log) -> tuple:
   """The KKT numbers and the three attacks at one checkpoint: (row, {attack: final candidates})."""
   x = jnp.asarray(ds.x_train)
@@ -149,10 +164,13 @@ def _checkpoint_row(config, schedule, step, params, ds, keys, log) -> tuple:
       h = hyper._replace(init_scale=np.zeros_like(hyper.init_scale))  # the noise is in the start
     res = run_sweep(keys[1], params_n, h, d, acfg, n_train=x.shape[0], log=None, x_start=start)
     row[name] = _scores(params_n, res, ds, theta_sq, start)
+    row[name]["credit"] = _credit(ds, res)
     cands[name] = res.x
   log(f"{schedule} step {step}: eps_rel {row['eps_rel']:.3f} delta {row['delta']:.2e} perp {row['perp_w1_fraction']:.3f}"
       f" | NCC prior-free {row['prior_free'].get('best5_ncc_train', float('nan')):.3f} weak prior "
-      f"{row['weak_prior'].get('best5_ncc_train', float('nan')):.3f} | basin drift "
+      f"{row['weak_prior'].get('best5_ncc_train', float('nan')):.3f} | credited prior-free "
+      f"{row['prior_free']['credit']['n_credited']} weak prior {row['weak_prior']['credit']['n_credited']} "
+      f"basin {row['basin']['credit']['n_credited']} | basin drift "
       f"{row['basin'].get('drift', float('nan')):.3g} x r")
   return row, cands
 

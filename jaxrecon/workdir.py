@@ -181,12 +181,18 @@ def flatten_tree(tree, prefix: str) -> dict:
   return flat
 
 
-def unflatten_tree(template, arrays: dict, prefix: str):
-  """Fills `template`'s structure from arrays saved by flatten_tree; shapes and dtypes must match."""
+def unflatten_tree(template, arrays: dict, prefix: str, missing_ok: bool = False):
+  """Fills `template`'s structure from arrays saved by flatten_tree; shapes and dtypes must match.
+
+  missing_ok: a leaf the arrays lack keeps the template's value (state a newer version added, e.g. the
+  relative step rule's back-off, read from an older checkpoint)."""
   leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)
   leaves = []
   for path, leaf in leaves_with_path:
     key = f"{prefix}/{_path_key(path)}"
+    if key not in arrays and missing_ok:
+      leaves.append(leaf)
+      continue
     if key not in arrays:
       raise KeyError(f"checkpoint has no array {key!r}")
     value = arrays[key]

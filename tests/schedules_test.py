@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrecon import data as data_lib
+from jaxrecon import kkt
 from jaxrecon import nets
+from jaxrecon import train
 from jaxrecon.optim import schedules
 
 
@@ -40,6 +43,39 @@ class ScheduleTest(absltest.TestCase):
       upd, _ = capped.update(grads, capped.init(params), params, log_loss=jnp.float32(log_loss))
       factor = min(1.0, 2.0 * np.exp(log_loss) / 0.1)
       np.testing.assert_allclose(upd[0]["w"], grads[0]["w"] * factor, rtol=1e-5)
+
+  def test_relative_backs_off_when_the_loss_rises(self):
+    # the relative step's length over a sequence of losses, against the rule written out by hand: the scale
+    # halves after a rise and recovers by 1.25 (at most 1) after a fall; a zero gradient gives no step
+    params, grads = _tree(jax.random.key(0), 3.0), _tree(jax.random.key(1), 0.01)
+    t = schedules.scale_by_loss("relative", 0.03)
+    state, scale, prev = t.init(params), 1.0, np.inf
+    for log_loss in (-5.0, -6.0, -5.5, -5.2, -7.0, -8.0, -9.0, -8.9):
+      upd, state = t.update(grads, state, params, log_loss=jnp.float32(log_loss))
+      scale = scale * 0.5 if log_loss > prev else min(scale * 1.25, 1.0)
+      prev = log_loss
+      rel = float(optax.tree.norm(upd) / optax.tree.norm(params))
+      np.testing.assert_allclose(rel, 0.03 * scale / max(1.0, -log_loss), rtol=1e-5)
+    zero = jax.tree_util.tree_map(jnp.zeros_like, grads)
+    upd, _ = t.update(zero, state, params, log_loss=jnp.float32(-900.0))
+    self.assertEqual(float(optax.tree.norm(upd)), 0.0)
+
+  def test_default_rule_on_a_point_that_never_separates(self):
+    # 20 points on the sphere in R^10, width 8: one point's hidden units all die (output 0, gradient 0), so the
+    # loss stalls at log(2) / 20; the step used to grow ||theta|| until 0 x inf gave NaN at step 600. Now the
+    # run ends with the point unfitted and every number finite.
+    cfg = train.TrainConfig(data=data_lib.DataConfig(n=20, d=10), widths=(8,), steps=2000, relaxed=False)
+    ds = data_lib.load(jax.random.key(0), cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = nets.init(jax.random.key(0), cfg.mlp(10, 1), jnp.float64)  # the train job's init for seed 0
+    opt, normalized = train.make_optimizer(cfg)
+    run = train.make_chunk_runner(train.make_train_step(cfg, opt, normalized))
+    state = run(train.TrainState(params, opt.init(params)), x, y, 2000)
+    for v in jax.tree_util.tree_leaves(state):
+      self.assertTrue(bool(jnp.all(jnp.isfinite(v))))
+    q = kkt.margins_of(state.params, x, y)
+    self.assertLessEqual(float(jnp.min(q)), 0.0)  # the dead point stays unfitted: not reported as fitted
+    self.assertGreater(float(state.opt_state[0].scale), 0.0)
 
   def test_unknown_rule_is_named(self):
     with self.assertRaisesRegex(ValueError, "unknown loss-normalized rule 'cosine'"):

@@ -66,7 +66,7 @@ def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
   if latest is not None:
     start, _, arrays = latest
     state = TrainState(wd.unflatten_tree(state.params, arrays, "params"),
-                       wd.unflatten_tree(state.opt_state, arrays, "opt_state"))
+                       wd.unflatten_tree(state.opt_state, arrays, "opt_state", missing_ok=True))
     wd.write_jsonl(metrics_path, [r for r in wd.read_jsonl(metrics_path) if r["step"] <= start])
     log(f"resuming {workdir} from step {start}")
   elif os.path.exists(metrics_path):
@@ -179,6 +179,10 @@ def _summarize(config, workdir, state, m, step, stop_reason, x, y, log) -> dict:
   summary.update(final_loss=m["loss"], final_log10_loss=m["log10_loss"], kink_tol=config.kink_tol, steps=step,
                  n_train=int(x.shape[0]), n_params=nets.num_params(state.params), stop_reason=stop_reason,
                  stop_cert_eps_rel=m.get("cert_eps_rel"))
+  if not m["q_min"] > 0:
+    log(f"the net does not separate its training data (q_min {m['q_min']:.3g}, train accuracy "
+        f"{summary['train_acc']:.3f}): the KKT residuals below are not a statement about a max-margin point; "
+        "train longer, wider or with another --lr")
   if stop_reason == "target_loss" and rep["eps_rel"] > train.CERT_FAR:
     log(f"stopped by --target_loss with eps_rel {rep['eps_rel']:.3f} (exact): not a KKT point yet")
   wd.write_json(os.path.join(workdir, "summary.json"), summary)

@@ -2,7 +2,7 @@
 under 450 lines (two named modules above it may only shrink).
 
 Layers, lowest first (a module may import from its own layer and the ones below):
-  0 core: nets, losses, data, nnls, stationarity, kkt, margin_norms, stats, credit, report, workdir, models,
+  0 core: nets, losses, data, readers, nnls, stationarity, kkt, margin_norms, stats, credit, report, workdir, models,
     train, optim/
   1 the papers: attack/, noprior/, provable/
   2 over the papers: plotting (draws the attack's evaluation), audit (the notebook API over the attack)
@@ -23,7 +23,7 @@ LAYERS = {"attack": 1, "noprior": 1, "provable": 1, "plotting": 2, "audit": 2, "
 MAX_LINES = 450
 # Over the limit today; the ceiling is today's size so they can only shrink (issue 25: the segment loop is
 # written twice in sweep.py).
-CEILINGS = {"attack/sweep.py": 514, "plotting.py": 466}
+CEILINGS = {"attack/sweep.py": 514, "plotting.py": 464}
 
 
 def layer_of(module: str) -> int:

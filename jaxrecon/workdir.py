@@ -259,10 +259,32 @@ def remove_stale_temp_files(directory: str) -> int:
   return removed
 
 
+def _with_defaults(saved, now):
+  """`saved` (JSON) with every field a newer version of `now`'s dataclasses added filled by its default, so
+  a run written before the field existed compares equal where the field keeps its default."""
+  if not isinstance(saved, dict):
+    return saved
+  if dataclasses.is_dataclass(now):
+    out = dict(saved)
+    for f in dataclasses.fields(now):
+      value = getattr(now, f.name)
+      if f.name in out:
+        out[f.name] = _with_defaults(out[f.name], value)
+      elif f.default is not dataclasses.MISSING:
+        out[f.name] = to_jsonable(f.default)
+      elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        out[f.name] = to_jsonable(f.default_factory())  # type: ignore[misc]
+    return out
+  if isinstance(now, dict):
+    return {k: _with_defaults(v, now[k]) if k in now else v for k, v in saved.items()}
+  return saved
+
+
 def config_diffs(saved, now, ignore=()) -> list:
   """Sorted top-level keys whose values differ between two configs (dataclasses or their JSON dicts);
   `ignore` holds keys, or "key.subkey" for a field of a nested config, that may differ."""
-  saved, now = to_jsonable(saved), to_jsonable(now)
+  saved = _with_defaults(to_jsonable(saved), now)
+  now = to_jsonable(now)
   for name in (i for i in ignore if "." in i):
     outer, inner = name.split(".", 1)
     for cfg in (saved, now):

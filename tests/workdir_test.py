@@ -342,5 +342,26 @@ class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
       reconstruct.run(other, self.train_dir, dir_, log=quiet)
 
 
+class ConfigDiffsTest(absltest.TestCase):
+
+  def test_a_field_added_later_compares_at_its_default(self):
+    # a run folder written before DataConfig.sphere_labels / AttackConfig.layer_weights existed still resumes
+    # when the new field keeps its default, and is refused when it does not
+    from jaxrecon import data as data_lib, train  # noqa: PLC0415
+    from jaxrecon.experiments import attack as attack_job  # noqa: PLC0415
+    cfg = train.TrainConfig(data=data_lib.DataConfig(name="mnist", n=20, data_dir="bundled"))
+    old = wd.to_jsonable(cfg)
+    del old["data"]["sphere_labels"]
+    self.assertEqual(wd.config_diffs(old, cfg), [])
+    other = train.TrainConfig(data=data_lib.DataConfig(name="mnist", n=20, data_dir="bundled",
+                                                       sphere_labels="first_coordinate"))
+    self.assertEqual(wd.config_diffs(old, other), ["data"])
+    rc = attack_job.PROTOCOLS["fast"]
+    old_run = wd.to_jsonable({"attack": rc.attack, "reconstruct": rc})
+    for part in (old_run["attack"], old_run["reconstruct"]["attack"]):
+      del part["layer_weights"], part["init"]
+    self.assertEqual(wd.config_diffs(old_run, {"attack": rc.attack, "reconstruct": rc}), [])
+
+
 if __name__ == "__main__":
   absltest.main()

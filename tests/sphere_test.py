@@ -166,6 +166,9 @@ class StudyTest(absltest.TestCase):
       for a in longer.ATTACKS:  # the last checkpoint's attacks finish (a diverged seed only drops out)
         self.assertIn("stat_rel", rows[-1][a])
       self.assertIn("drift", rows[-1]["basin"])
+      cr = rows[-1]["prior_free"]["credit"]  # the recovery measure with its nulls, per attack and checkpoint
+      self.assertEqual(set(cr["nulls_max"]), {"heldout", "mixture_convex", "mixture_signed", "mean"})
+      self.assertLen(cr["per_seed_ci95"], 2)
       for f in ("longer.png", "metrics.jsonl", "candidates_fast.npz", "split_gd/summary.json"):
         self.assertTrue(os.path.exists(os.path.join(tmp, "l", f)), f)
 

@@ -337,9 +337,14 @@ class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
         reconstruct.run(cfg, self.train_dir, dir_, log=quiet)
     reconstruct._write_progress(os.path.join(dir_, "progress.npz"), attack.SweepProgress(
         0, 10, None, *([np.zeros(0)] * 5), 1, 1.0))
-    other = cfg.__class__(**{**cfg.__dict__, "pool_top": 1})
+    other = cfg.__class__(**{**cfg.__dict__, "theta_norm": cfg.theta_norm + 5.0})  # other candidates
     with self.assertRaisesRegex(wd.RunDirError, "holds an attack with a different config"):
       reconstruct.run(other, self.train_dir, dir_, log=quiet)
+    # an evaluation-only field (pool_top, figure_pairs, ...) may change: it does not change the candidates
+    self.assertEqual(reconstruct._config_diffs(dir_, {
+        "attack": cfg.attack, "sweep": cfg.sweep, "reconstruct": cfg.__class__(**{**cfg.__dict__, "pool_top": 1}),
+        "train_workdir": os.path.abspath(self.train_dir), "step": wd.read_json(
+            os.path.join(dir_, "config.json"))["step"]}), [])
 
 
 class ConfigDiffsTest(absltest.TestCase):

@@ -65,7 +65,7 @@ class ReconstructConfig:
   half_res: Optional[bool] = None
   ssim_window: int = 3
   ssim_sigma: float = 1.5
-  figure_pairs: int = 40
+  figure_pairs: int = 60
   close_tol: float = 0.1
   checkpoint_every_s: float = 60.0
   prune_at: tuple = ()
@@ -173,7 +173,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     resume = _prior_attack(workdir, run_config, log)
     if resume == "finished":  # re-running a finished attack (e.g. a study resumed) re-evaluates it
       log(f"{workdir} holds this attack, finished: evaluating its saved candidates")
-      return _reevaluate(workdir, log)
+      return _reevaluate(workdir, log, **{f: getattr(config, f) for f in EVALUATION_FIELDS})
     _open(workdir, run_config, resume, log)
     n, d = ds.x_train.shape
     m = tgt.acfg.m or 2 * n
@@ -262,7 +262,10 @@ PROGRESS_FIELDS = ("x", "lam", "loss", "stat", "diverged")
 
 
 # Fields that may change between a run and its resumption (they do not change the computation).
-RESUMABLE_CHANGES = ("reconstruct.checkpoint_every_s",)
+# Fields that only decide how finished candidates are evaluated: a finished attack re-run with other values is
+# re-evaluated with them (the candidates do not depend on them).
+EVALUATION_FIELDS = ("pool_top", "half_res", "ssim_window", "ssim_sigma", "figure_pairs", "close_tol")
+RESUMABLE_CHANGES = ("reconstruct.checkpoint_every_s", *(f"reconstruct.{f}" for f in EVALUATION_FIELDS))
 
 
 def _config_diffs(workdir: str, run_config: dict) -> Optional[list]:

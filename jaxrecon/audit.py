@@ -3,6 +3,8 @@
   params = jaxrecon.models.from_flax(variables)          # or models.load_torch("model.safetensors")
   rec = jaxrecon.audit.reconstruct(jax.random.key(0), params, n_train=500)
   nums = jaxrecon.audit.evaluate_images(rec, x_train, (28, 28, 1), mean=mean_image)   # if you hold the data
+  rep = jaxrecon.audit.recovery(jax.random.key(1), rec, x_train, x_heldout, image_shape=(28, 28, 1))
+  rep["attack"]["n_credited"], rep["beats_every_null"]    # the recovery measure beside its nulls
   rec.margin_score                                        # ranks candidates without any training data
 
 The same maths as `scripts/attack.py` (one compiled sweep, the reference's evaluation with its baselines), without
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import credit as credit_lib
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
@@ -78,10 +81,25 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
                 mesh=None, log: Optional[Callable] = None) -> Reconstruction:
   """Runs the Haim et al. attack on `params` (jaxrecon params: see `jaxrecon.models` for flax / torch models).
 
-  n_train: the training-set size if known (the reference uses m = 2 n candidates per configuration; else set
-  attack.m). A multiclass net (K outputs) switches the attack to its multiclass variant. The sweep's key is
-  split from `key` as the attack job splits it, so `key = jax.random.key(sweep.seed)` reproduces
-  `scripts/attack.py` on the same weights. radius_unit: the sphere prior's radii are in this unit.
+  A multiclass net (K outputs) switches the attack to its multiclass variant. The sweep's key is split from
+  `key` as the attack job splits it, so `key = jax.random.key(sweep.seed)` reproduces `scripts/attack.py` on
+  the same weights.
+
+  Args:
+    key: PRNG key of the sweep's draws and the candidates' init.
+    params: the attacked network (a bias-free ReLU MLP, optionally with a first-layer bias).
+    n_train: the training-set size if known (the reference uses m = 2 n candidates per configuration); else
+      set attack.m.
+    attack: what every configuration shares (steps, optimizer, prior, dtype, layer weights, ...).
+    sweep: the configurations (random draws from ranges, or a grid), all run in one compiled call.
+    params_init: the initialization, for `attack.match_init` (the attacker knows it).
+    pool_top: pool the candidates of this many configurations with the lowest final attack loss (0 = all).
+    radius_unit: the unit of the sphere prior's radii.
+    mesh: a device mesh to shard configurations over (None = every visible device).
+    log: progress lines (None = silent).
+  Returns:
+    A `Reconstruction`: the pooled candidates with their configuration, multipliers and training-set-free
+    score, the per-configuration losses, the swept values and the raw sweep result.
   """
   if not attack.m and not n_train:
     raise ValueError("give n_train (the reference attacks with 2 n candidates) or attack.m")
@@ -109,8 +127,18 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
 def evaluate_images(rec: Reconstruction, x_train, image_shape: tuple, *, mean=None, x_heldout=None,
                     half_res: Optional[bool] = None, window: int = 3, sigma: float = 1.5) -> evaluate.ImageNumbers:
   """The reference evaluation (NCC-nearest candidate, SSIM > 0.4) with min-max and clipped candidates, beside
-  the baselines no attack needs: the mean image alone and `x_heldout` (images of the same distribution the net
-  did not see; as many as the pool). x_train / x_heldout in the network's input space; mean (D,) added back."""
+  the baselines no attack needs.
+
+  Args:
+    rec: what `reconstruct` returned.
+    x_train: (N, D) the training images, in the network's input space.
+    image_shape: (H, W, C).
+    mean: (D,) added back before the SSIM (the reference subtracts the mean image); None = zeros.
+    x_heldout: images of the same distribution the net did not see (the held-out baseline; as many as the pool).
+    half_res, window, sigma: the reference's NCC resolution and SSIM window.
+  Returns:
+    `evaluate.ImageNumbers`: the min-max and clipped evaluations, each with its baselines.
+  """
   if rec.candidates.shape[0] == 0:
     raise ValueError("every configuration diverged: nothing to evaluate (lower the x learning rates)")
   x_train = np.asarray(x_train)
@@ -121,7 +149,15 @@ def evaluate_images(rec: Reconstruction, x_train, image_shape: tuple, *, mean=No
 
 
 def evaluate_vectors(rec: Reconstruction, x_train, close_tol: float = 0.1) -> evaluate.VectorNumbers:
-  """Distances both ways; a training point counts as reconstructed within close_tol x the data's RMS norm."""
+  """Distances both ways for vector data.
+
+  Args:
+    rec: what `reconstruct` returned.
+    x_train: (N, D) the training points.
+    close_tol: a training point counts as reconstructed within close_tol x the data's RMS norm.
+  Returns:
+    `evaluate.VectorNumbers` (distances, the count within close_tol, best-five and median distances).
+  """
   if rec.candidates.shape[0] == 0:
     raise ValueError("every configuration diverged: nothing to evaluate (lower the x learning rates)")
   x_train = np.asarray(x_train)
@@ -130,9 +166,18 @@ def evaluate_vectors(rec: Reconstruction, x_train, close_tol: float = 0.1) -> ev
 
 def kkt_residuals(params: nets.Params, x, y, *, loss: str = "logistic", relaxed: bool = False,
                   kink_tol: float = 1e-3) -> dict:
-  """The KKT residuals of the max-margin problem at `params` for the training set (x, y): eps_rel (the paper's
-  epsilon at theta), delta, support size, the certificate, and with `relaxed` the kink-neighbourhood residual.
-  y: +-1 labels (binary) or class indices (multiclass). Computed in the dtype of params."""
+  """The KKT residuals of the max-margin problem at `params` for the training set (x, y).
+
+  Args:
+    params: the network; its dtype is the computation's.
+    x: (N, D) the training points; y: +-1 labels or {0, 1} (binary: mapped with a warning) or class indices.
+    loss: the training loss (logistic | exponential), for the certificate.
+    relaxed: also solve the kink-neighbourhood residual (an upper bound when its pairs are capped).
+    kink_tol: relative |w.x| below which a pair counts as at its kink.
+  Returns:
+    A dict: eps_rel (the paper's epsilon at theta), delta, support size, q_min, the certificate, and the
+    relaxed fields.
+  """
   dtype = jnp.asarray(params[0]["w"]).dtype
   y = binary_labels(params, y)
   rep = kkt.report(params, jnp.asarray(x, dtype), jnp.asarray(y), kink_tol=kink_tol, relaxed=relaxed, loss=loss)
@@ -140,8 +185,43 @@ def kkt_residuals(params: nets.Params, x, y, *, loss: str = "logistic", relaxed:
 
 
 def membership_scores(params: nets.Params, x, margin: float) -> np.ndarray:
-  """|Phi(x)| / margin for every row of x (2410.07632: training points of a 2-layer net at a KKT point score
-  1, fresh points in high dimension score o(1)); margin: q_min if known, else |Phi| of one leaked member."""
+  """The membership score of 2410.07632 (training points of a 2-layer net at a KKT point score 1, fresh points in
+  high dimension o(1)).
+
+  Args:
+    params: the network.
+    x: (M, D) the points to score.
+    margin: q_min if known, else |Phi| of one leaked member.
+  Returns:
+    (M,) |Phi(x)| / margin.
+  """
   dtype = jnp.asarray(params[0]["w"]).dtype
   out = nets.apply(params, jnp.asarray(x, dtype))
   return np.asarray(jnp.abs(out.reshape(out.shape[0], -1)[:, 0]) / margin)
+
+
+def recovery(key: jax.Array, rec: Reconstruction, x_train, x_heldout, *, x_null=None,
+             image_shape: Optional[tuple] = None, units: str = "config") -> dict:
+  """The recovery measure (`jaxrecon.credit`) of the candidates, beside every null's count.
+
+  Args:
+    key: PRNG key of the null pools and the positive control.
+    rec: what `reconstruct` returned.
+    x_train: (N, D) the training points, in the network's input space.
+    x_heldout: (H, D) points of the same distribution the net did not see: the reference competitors.
+    x_null: further held-out points for the held-out null (None: it is drawn from x_heldout's own second half,
+      and the first half stays the reference).
+    image_shape: (H, W, C) for images (NCC similarity, per channel), None for vectors (cosine).
+    units: 'config' (intervals over the sweep's configurations) or 'none'.
+  Returns:
+    `credit.report`'s dict: attack {n_credited, candidates_credited, ...}, nulls {name: {n_credited_max, ...}},
+    beats_every_null, positive_control, per_unit (with units='config').
+  """
+  x_heldout = np.asarray(x_heldout)
+  if x_null is None:
+    half = x_heldout.shape[0] // 2
+    x_heldout, x_null = x_heldout[:half], x_heldout[half:]
+  rule = (credit_lib.Rule(similarity="ncc", channels=tuple(image_shape)[-1]) if image_shape
+          else credit_lib.Rule())
+  return credit_lib.report(key, rec.candidates, x_train, x_heldout, x_null=x_null, rule=rule,
+                           units=rec.config_index if units == "config" else None)

@@ -73,6 +73,13 @@ class AuditTest(absltest.TestCase):
     nums = audit.evaluate_vectors(rec, ds.x_train)
     self.assertEqual(nums.n_close, out.vectors.n_close)
     self.assertEqual(nums.mean_best5_dist, out.vectors.mean_best5_dist)
+    # the recovery measure from the notebook equals the attack job's (same pool, same halves, same key)
+    rep = audit.recovery(jax.random.key(0), rec, ds.x_train, ds.x_test)
+    job = out.summary["credit"]
+    self.assertEqual(rep["attack"]["n_credited"], job["attack"]["n_credited"])
+    self.assertEqual({k: v["n_credited"] for k, v in rep["nulls"].items()},
+                     {k: v["n_credited"] for k, v in job["nulls"].items()})
+    self.assertEqual(rep["per_unit"]["n_units"], job["per_unit"]["n_units"])
 
 
 

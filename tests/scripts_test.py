@@ -306,6 +306,31 @@ class ScriptsTest(absltest.TestCase):
     self.assertAlmostEqual(row["eps_rel"], s["training"]["eps_rel"], places=6)
     self.assertLen(row["truth_floor_sq"], 3)
 
+  def test_bench_leakage_seeds(self):
+    # two seeds' study_leakage folders (written by hand: the aggregation is what is tested), a paired test by
+    # hand: diffs [3, 1] -> sign patterns (+-3 +-1) / 2 reach |2| only with equal signs: p = 2 / 4
+    from jaxrecon import workdir as wd  # noqa: PLC0415
+    d = tempfile.mkdtemp()
+    for seed, (gd, adam) in enumerate(((5, 2), (4, 3))):
+      w = os.path.join(d, f"s{seed}")
+      rows = []
+      for recipe, credited in (("gd", gd), ("adam", adam)):
+        os.makedirs(os.path.join(w, f"attack_{recipe}_theta"))
+        wd.write_json(os.path.join(w, f"attack_{recipe}_theta", "summary.json"), {"credit": {
+            "attack": {"n_credited": credited}, "n_train": 100, "pool_size": 1600, "beats_every_null": credited > 3,
+            "nulls": {"heldout": {"n_credited_max": 3}, "mean": {"n_credited_max": 0}}}})
+        rows.append({"recipe": recipe, "eps_rel": 0.3, "attack_theta": {"clip_beating_heldout": 0}})
+      wd.write_jsonl(os.path.join(w, "metrics.jsonl"), rows)
+    out = os.path.join(d, "seeds.json")
+    run_script("bench_leakage_seeds.py", f"--workdirs={d}/s0,{d}/s1", f"--out={out}")
+    with open(out) as f:
+      res = json.load(f)
+    self.assertEqual(res["recipes"]["gd"]["credited"], [5, 4])
+    self.assertEqual(res["recipes"]["gd"]["seeds_beating_every_null"], 2)
+    self.assertEqual(res["recipes"]["adam"]["seeds_beating_every_null"], 0)
+    self.assertEqual(res["paired"]["adam - gd"]["diffs"], [-3, -1])
+    self.assertEqual(res["paired"]["adam - gd"]["sign_flip_p"], 0.5)
+
   def test_bench_attack(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "bench.json")

@@ -221,7 +221,6 @@ def recovery(key: jax.Array, rec: Reconstruction, x_train, x_heldout, *, x_null=
   if x_null is None:
     half = x_heldout.shape[0] // 2
     x_heldout, x_null = x_heldout[:half], x_heldout[half:]
-  rule = (credit_lib.Rule(similarity="ncc", channels=tuple(image_shape)[-1]) if image_shape
-          else credit_lib.Rule())
-  return credit_lib.report(key, rec.candidates, x_train, x_heldout, x_null=x_null, rule=rule,
+  return credit_lib.report(key, rec.candidates, x_train, x_heldout, x_null=x_null,
+                           rule=credit_lib.rule_for(image_shape),
                            units=rec.config_index if units == "config" else None)

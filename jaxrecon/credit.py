@@ -140,6 +140,11 @@ def credit(pool_PD, x_train_ND, x_heldout_HD, rule: Rule = Rule(), batch: int = 
   return Credit(ok, idx, nearest.astype(np.int64), s1, ratio, dom, int(np.unique(idx[ok]).size), phi_t.shape[0])
 
 
+def rule_for(image_shape=None) -> Rule:
+  """The default rule for the data: NCC per channel for images (H, W, C), the cosine for vectors."""
+  return Rule(similarity="ncc", channels=tuple(image_shape)[-1]) if image_shape else Rule()
+
+
 def best_candidates(pool_PD, x_train_ND, rule: Rule = Rule()) -> tuple:
   """For each training point, the index of its most similar candidate and that similarity ((n,), (n,))."""
   f = lambda a: features(np.reshape(a, (np.shape(a)[0], -1)), rule.similarity, rule.channels)

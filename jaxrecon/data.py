@@ -25,6 +25,7 @@ CIFAR_VEHICLES = (0, 1, 8, 9)  # airplane, automobile, ship, truck
 # `data_dir="bundled"` reads the MNIST sample shipped with the package (the first 1,000 training and 1,200 test
 # images in the publisher's IDX format; sample_data/mnist/README.md says what it is and its licence).
 BUNDLED = "bundled"
+SPHERE_LABELS = ("centre", "first_coordinate")  # shifted_sphere's labellings (see `shifted_sphere`)
 SAMPLE_MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_data", "mnist")
 
 
@@ -121,8 +122,8 @@ def shifted_sphere(key: jax.Array, n: int, d: int, radius: float = 1.0, shift: f
   if labels == "first_coordinate":
     x = x + jnp.asarray(shift, dtype)
     return x, jnp.where(x[:, 0] >= 0, 1, -1).astype(jnp.int32)
-  if labels != "centre":
-    raise ValueError(f"labels must be 'centre' or 'first_coordinate', got {labels!r}")
+  if labels not in SPHERE_LABELS:
+    raise ValueError(f"labels must be one of {SPHERE_LABELS}, got {labels!r}")
   y = jnp.where(jnp.arange(n) < n // 2, -1, 1).astype(jnp.int32)
   x = x.at[:, 0].set(jnp.abs(x[:, 0]) * y.astype(dtype))
   return x + jnp.asarray(shift, dtype), y

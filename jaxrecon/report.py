@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -33,3 +34,17 @@ def fmt_value(v, fmt: str = ".3g") -> str:
 def column(rows: list, key: str) -> np.ndarray:
   """A column of table rows for a figure, None as NaN (a gap)."""
   return np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)
+
+
+def machine() -> dict:
+  """What a benchmark ran on: CPU model, core count, JAX's backend, devices and version."""
+  import platform  # noqa: PLC0415
+  import jax  # noqa: PLC0415
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+  except OSError:
+    pass
+  return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
+          "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}

@@ -16,17 +16,16 @@ steps with the middle layer left out of the stationarity term. A GPU runs the re
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 
 from absl import flags
-import jax
 
 from jaxrecon import data as data_lib
 from jaxrecon import train
 from jaxrecon import workdir as wd
+from jaxrecon import report
 from jaxrecon.commands import cli
 from jaxrecon.experiments import attack as attack_job
 from jaxrecon.experiments import train as train_job
@@ -88,8 +87,7 @@ def main(_):
                  "theta_norm": rcfg.theta_norm, "dtype": rcfg.attack.dtype},
       "wall_s": {"train_job_this_call": t1 - t0, "attack_job_this_call": t2 - t1,
                  "training_run": tsum.get("wall_s"), "attack_run": a["wall_s"]},
-      "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                  "backend": jax.default_backend(), "jax": jax.__version__},
+      "machine": report.machine(),
       "train_workdir": os.path.abspath(tdir), "attack_workdir": os.path.abspath(adir)}
   os.makedirs(FLAGS.out, exist_ok=True)
   wd.write_json(os.path.join(FLAGS.out, "summary.json"), res)

@@ -19,7 +19,6 @@ Writes JSON with a row per checkpoint and the machine.
 
 import json
 import os
-import platform
 import time
 
 from absl import flags
@@ -30,6 +29,8 @@ import numpy as np
 from jaxrecon import kkt
 from jaxrecon import nnls
 from jaxrecon import stationarity
+from jaxrecon import workdir as wd
+from jaxrecon import report
 from jaxrecon.commands import cli
 from jaxrecon.experiments import train as train_job
 
@@ -96,10 +97,8 @@ def main(_):
           f"moved {[f'{v:.3g}' for v in moved]}  balance {[f'{v:.4g}' for v in row['balance']]}  "
           f"truth's floor {[f'{v:.4g}' for v in floor]} (eps_rel {row['eps_rel']:.3f})  "
           f"minus init {[f'{v:.4g}' for v in floor_init]}", flush=True)
-  res = {"train_workdir": os.path.abspath(FLAGS.train_workdir), "train_config": json.loads(json.dumps(
-      cfg, default=lambda o: o.__dict__)), "n_train": int(x.shape[0]), "rows": rows,
-         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                     "jax": jax.__version__, "backend": jax.default_backend()}}
+  res = {"train_workdir": os.path.abspath(FLAGS.train_workdir), "train_config": wd.to_jsonable(cfg),
+         "n_train": int(x.shape[0]), "rows": rows, "machine": report.machine()}
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as f:
     json.dump(res, f, indent=1)

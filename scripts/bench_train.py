@@ -32,6 +32,7 @@ from jaxrecon.experiments import kkt as diagnostics
 from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon import train
+from jaxrecon import report
 from jaxrecon import workdir as wd
 
 FLAGS = flags.FLAGS
@@ -214,8 +215,7 @@ def plot_schedules(results, path):
 
 def main(argv):
   del argv
-  out = {"machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
-                     "jax": jax.__version__}}
+  out = {"machine": report.machine()}
   if os.path.exists(FLAGS.out):
     out.update(wd.read_json(FLAGS.out))
   hidden = tuple(int(h) for h in FLAGS.hidden)

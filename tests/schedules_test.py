@@ -67,7 +67,7 @@ class ScheduleTest(absltest.TestCase):
     cfg = train.TrainConfig(data=data_lib.DataConfig(n=20, d=10), widths=(8,), steps=2000, relaxed=False)
     ds = data_lib.load(jax.random.key(0), cfg.data)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    params = nets.init(jax.random.key(0), cfg.mlp(10, 1), jnp.float64)  # the train job's init for seed 0
+    params = nets.init(jax.random.key(0), cfg.mlp(10, 1), jnp.float64)  # a dead point; NaN before the fix
     opt, normalized = train.make_optimizer(cfg)
     run = train.make_chunk_runner(train.make_train_step(cfg, opt, normalized))
     state = run(train.TrainState(params, opt.init(params)), x, y, 2000)

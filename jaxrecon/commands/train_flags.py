@@ -7,6 +7,7 @@ dataclasses' docstrings, the values go back into a TrainConfig by `config_from_f
 from absl import flags
 
 from jaxrecon.commands import config_flags
+from jaxrecon import data as data_lib
 from jaxrecon import train
 
 _NONE = ("default", "none", "")
@@ -35,7 +36,7 @@ def binder_args(prefix: str = "") -> dict:
       choices={p + "data.name": DATASETS, p + "data.task": ("binary", "multiclass"),
                p + "data.selection": ("first", "random"), p + "loss": train.LOSSES,
                p + "dtype": ("float32", "float64"),
-               p + "data.sphere_labels": ("centre", "first_coordinate")},
+               p + "data.sphere_labels": data_lib.SPHERE_LABELS},
       skip=(p + "data.seed",),  # the run's --seed seeds the data too
       parsers={p + "init_scales": _scales, p + "lr_cap": _optional_float})
 

@@ -73,8 +73,7 @@ def credit_report(ds, pool, units, arrays: Optional[dict] = None, seed: int = 0)
   reference competitors, the second half the held-out null; intervals over the sweep's configurations."""
   x_test = np.asarray(ds.x_test)
   half = x_test.shape[0] // 2
-  shape = tuple(ds.image_shape) if ds.image_shape else None
-  rule = credit_lib.Rule(similarity="ncc", channels=shape[-1]) if shape else credit_lib.Rule()
+  rule = credit_lib.rule_for(ds.image_shape)
   got = credit_lib.credit(pool, ds.x_train, x_test[:half], rule)
   rep = credit_lib.report(jax.random.key(seed), pool, ds.x_train, x_test[:half], x_null=x_test[half:], rule=rule,
                           units=units, labels=np.asarray(ds.y_train) if np.ndim(ds.y_train) == 1 else None,

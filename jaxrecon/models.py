@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from jaxrecon import nets
+from jaxrecon import torch_pickle
 
 
 class ArchitectureError(ValueError):
@@ -252,8 +253,8 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
   with zf:
     infos = zf.infolist()
     if any(i.filename == "data.pkl" or i.filename.endswith("/data.pkl") for i in infos):
-      raise ArchitectureError(f"{path}: a torch.save archive, not an .npz: export with np.savez(path, **{{k: "
-                              "v.numpy() for k, v in model.state_dict().items()}) or safetensors")
+      raise ArchitectureError(f"{path}: a torch.save archive, not an .npz: read it with load_torch (or name it "
+                              ".pt)")
     total = sum(i.file_size for i in infos)
     if total > max_bytes:
       raise ArchitectureError(f"{path}: {total} bytes once decompressed, over the {max_bytes}-byte limit "
@@ -281,10 +282,19 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
   return out
 
 
+def _is_torch_zip(path: str) -> bool:
+  try:
+    with zipfile.ZipFile(path) as zf:
+      return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in zf.namelist())
+  except (zipfile.BadZipFile, OSError, EOFError):
+    return False
+
+
 def load_torch(path: str, order: Optional[Sequence[str]] = None, dtype=np.float64, max_bytes: int = MAX_MODEL_BYTES,
                **check) -> nets.Params:
-  """Params from a PyTorch state_dict exported to .npz (`np.savez(path, **{k: v.numpy() ...})`) or
-  .safetensors (`safetensors.torch.save_file(model.state_dict(), path)`).
+  """Params from a PyTorch state_dict: `torch.save(model.state_dict(), "model.pt")` (read by a restricted
+  unpickler that never runs the file's code: `jaxrecon.torch_pickle`), .safetensors
+  (`safetensors.torch.save_file(model.state_dict(), path)`) or .npz (`np.savez(path, **{k: v.numpy() ...})`).
 
   Args:
     path: the file; its size and every array's declared size are checked before anything is decompressed.
@@ -298,10 +308,18 @@ def load_torch(path: str, order: Optional[Sequence[str]] = None, dtype=np.float6
     ArchitectureError naming the file and the layer or entry.
   """
   if os.path.isdir(path):
-    raise ArchitectureError(f"{path}: a directory, not a model file (.npz or .safetensors)")
+    raise ArchitectureError(f"{path}: a directory, not a model file (.pt, .safetensors or .npz)")
   if not os.path.exists(path):
     raise ArchitectureError(f"{path}: no such file")
-  sd = read_safetensors(path, max_bytes) if str(path).endswith(".safetensors") else read_npz_bounded(path, max_bytes)
+  if str(path).endswith(".safetensors"):
+    sd = read_safetensors(path, max_bytes)
+  elif str(path).endswith((".pt", ".pth")) or _is_torch_zip(path):
+    try:
+      sd = torch_pickle.read(path, max_bytes)
+    except torch_pickle.TorchFileError as e:
+      raise ArchitectureError(str(e)) from None
+  else:
+    sd = read_npz_bounded(path, max_bytes)
   try:
     return from_torch_state_dict(sd, order, dtype, **check)
   except ArchitectureError as e:

@@ -5,6 +5,7 @@ import os
 import shutil
 import struct
 import tempfile
+import zipfile
 
 from absl.testing import absltest
 import flax.linen as nn
@@ -193,11 +194,12 @@ class HostileFileTest(absltest.TestCase):
     open(os.path.join(self.d, "empty.npz"), "wb").close()
     self.refused(os.path.join(self.d, "empty.npz"), "not an .npz")
     self.refused(self.d, "a directory")
-    with open(os.path.join(self.d, "t.pt"), "wb") as f:  # the layout of a torch.save zip
-      import zipfile  # noqa: PLC0415
+    with open(os.path.join(self.d, "t.npz"), "wb") as f:  # the layout of a torch.save zip, named .npz
       with zipfile.ZipFile(f, "w") as z:
         z.writestr("model/data.pkl", b"\x80\x02cos\nsystem\n.")
-    self.refused(os.path.join(self.d, "t.pt"), "a torch.save archive")
+    self.refused(os.path.join(self.d, "t.npz"), "refused os.system")
+    with self.assertRaisesRegex(models.ArchitectureError, "a torch.save archive"):
+      models.read_npz_bounded(os.path.join(self.d, "t.npz"))
 
   def test_values_that_cannot_be_a_model(self):
     w = np.ones((3, 4))
@@ -224,6 +226,86 @@ class HostileFileTest(absltest.TestCase):
     with open(p, "wb") as f:  # a header length of 2^63
       f.write(struct.pack("<Q", 1 << 63) + b"{}")
     self.refused(p, "does not fit")
+
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+class _Payload:
+  """Unpickling this runs a shell command: what a hostile .pt holds."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+class TorchSaveTest(absltest.TestCase):
+  """Issue 26: `torch.save(model.state_dict(), "model.pt")` read without torch and without running its code.
+
+  tests/data holds files written by torch 2.14.1 (torch is not needed to run this test): torch_mlp.pt, the
+  state_dict of nn.Sequential(Linear(12, 8), ReLU, Linear(8, 6, bias=False), ReLU, Linear(6, 1, bias=False));
+  torch_mlp_views.pt, the same weights in float64 with the first layer a transposed view at offset 17 of a
+  200-element storage; torch_mlp_expected.npz, 7 inputs and torch's own outputs for them; torch_whole_model.pt,
+  `torch.save(model)`; torch_legacy.pt, the pre-1.6 format."""
+
+  def setUp(self):
+    super().setUp()
+    self.d = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.d, ignore_errors=True)
+
+  def test_a_real_torch_export_gives_torchs_outputs(self):
+    ref = np.load(os.path.join(DATA, "torch_mlp_expected.npz"))
+    for name in ("torch_mlp.pt", "torch_mlp_views.pt"):
+      params = models.load_torch(os.path.join(DATA, name))
+      self.assertEqual([sorted(p) for p in params], [["b", "w"], ["w"], ["w"]])
+      out = np.asarray(nets.apply(params, jnp.asarray(ref["x"]))).reshape(-1)
+      np.testing.assert_allclose(out, ref["out"].reshape(-1), atol=1e-6)  # torch computed in float32
+
+  def test_a_whole_pickled_model_and_the_legacy_format_are_refused_with_the_export(self):
+    with self.assertRaisesRegex(models.ArchitectureError, "refused torch.nn.*whole pickled model.*state_dict"):
+      models.load_torch(os.path.join(DATA, "torch_whole_model.pt"))
+    with self.assertRaisesRegex(models.ArchitectureError, "pre-1.6 torch file.*state_dict"):
+      models.load_torch(os.path.join(DATA, "torch_legacy.pt"))
+
+  def _rewrite(self, name, pkl=None, storages=None):
+    """A copy of torch_mlp.pt with its pickle or some storages replaced."""
+    out = os.path.join(self.d, name)
+    with zipfile.ZipFile(os.path.join(DATA, "torch_mlp.pt")) as src, zipfile.ZipFile(out, "w") as dst:
+      for info in src.infolist():
+        data = src.read(info)
+        if info.filename.endswith("data.pkl") and pkl is not None:
+          data = pkl
+        key = info.filename.rpartition("/data/")[2] if "/data/" in info.filename else None
+        if storages and key in storages:
+          data = storages[key]
+        dst.writestr(info.filename, data)
+    return out
+
+  def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(self):
+    import pickle  # noqa: PLC0415
+    marker = os.path.join(self.d, "ran")
+    path = self._rewrite("evil.pt", pkl=pickle.dumps({"0.weight": _Payload(marker)}, protocol=2))
+    with self.assertRaisesRegex(models.ArchitectureError, r"refused (posix|os)\.system"):
+      models.load_torch(path)
+    self.assertFalse(os.path.exists(marker))
+    self.assertTrue(pickle.loads(pickle.dumps(_Payload(marker))) == 0 and os.path.exists(marker))  # it would have
+
+  def test_storages_that_lie_about_their_size_are_refused(self):
+    with zipfile.ZipFile(os.path.join(DATA, "torch_mlp.pt")) as z:
+      pkl = z.read("torch_mlp/data.pkl")
+    short = self._rewrite("short.pt", storages={"0": b"\0" * 40})  # the 8 x 12 float32 weight needs 384 bytes
+    with self.assertRaisesRegex(models.ArchitectureError, "storage '0' should hold 384 bytes, the archive has 40"):
+      models.load_torch(short)
+    with self.assertRaisesRegex(models.ArchitectureError, "over|more than 100 bytes"):
+      models.load_torch(os.path.join(DATA, "torch_mlp.pt"), max_bytes=100)
+    # a tensor whose shape reaches past its storage: (8, 12) -> (8, 13) in the pickle's size tuple
+    grown = self._rewrite("grown.pt", pkl=pkl.replace(b"K\x08K\x0c\x86", b"K\x08K\x0d\x86", 1))
+    with self.assertRaisesRegex(models.ArchitectureError, "reaches element"):
+      models.load_torch(grown)
+    with self.assertRaisesRegex(models.ArchitectureError, "unreadable torch pickle"):
+      models.load_torch(self._rewrite("cut.pt", pkl=pkl[:len(pkl) // 2]))
 
 
 if __name__ == "__main__":

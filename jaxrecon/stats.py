@@ -10,7 +10,7 @@ independent trials; `wilson` the score interval; `permutation_test` compares two
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -178,3 +178,68 @@ def tpr_at_fpr_interval(score_members, score_nonmembers, max_fpr: float, n_boot:
     vals.append(tpr_at_fpr(fpr, tpr, max_fpr))
   a = (1.0 - level) / 2.0
   return (float(np.quantile(vals, a)), float(np.quantile(vals, 1.0 - a)))
+
+
+def _counts_at_thresholds(score_members, score_nonmembers, threshold=None):
+  """(thresholds, tp, fp): members / non-members scoring >= each threshold (every distinct score and +inf,
+  or the one given)."""
+  sm = np.asarray(score_members, np.float64).ravel()
+  sn = np.asarray(score_nonmembers, np.float64).ravel()
+  t = (np.concatenate([np.union1d(sm, sn), [np.inf]]) if threshold is None
+       else np.asarray([threshold], np.float64))
+  tp = sm.size - np.searchsorted(np.sort(sm), t, side="left")
+  fp = sn.size - np.searchsorted(np.sort(sn), t, side="left")
+  return t, tp, fp
+
+
+def tpr_at_fpr_exact(score_members, score_nonmembers, max_fpr: float, level: float = 0.95) -> dict:
+  """TPR at the most permissive threshold whose empirical FPR is at most max_fpr, with its exact binomial
+  (Clopper-Pearson) interval over the members, and the false-positive count it rests on (an FPR of 0.1% among
+  1,000 non-members rests on at most one point: read the count before the rate).
+
+  Returns:
+    {tpr, tpr_interval, tp, n_members, fp, n_nonmembers, fpr, fpr_interval, threshold}.
+  """
+  t, tp, fp = _counts_at_thresholds(score_members, score_nonmembers)
+  n_m, n_n = int(np.size(score_members)), int(np.size(score_nonmembers))
+  ok = fp <= max_fpr * n_n
+  i = int(np.flatnonzero(ok)[np.argmax(tp[ok])])  # +inf always qualifies (tp = fp = 0)
+  return {"tpr": float(tp[i] / max(n_m, 1)), "tpr_interval": list(clopper_pearson(int(tp[i]), n_m, level)),
+          "tp": int(tp[i]), "n_members": n_m, "fp": int(fp[i]), "n_nonmembers": n_n,
+          "fpr": float(fp[i] / max(n_n, 1)), "fpr_interval": list(clopper_pearson(int(fp[i]), n_n, level)),
+          "threshold": float(t[i])}
+
+
+def epsilon_lower_bound(score_members, score_nonmembers, delta: float, significance: float = 0.05,
+                        threshold: Optional[float] = None) -> dict:
+  """A lower bound on the epsilon of any (epsilon, delta)-DP training that produced these membership scores
+  (Jagielski et al. 2020, Nasr et al. 2021): at a threshold t, TPR <= e^eps FPR + delta for every DP mechanism,
+  so eps >= log((TPR_low - delta) / FPR_high) with one-sided Clopper-Pearson bounds (each at significance / 2).
+  Without `threshold`, every distinct score is tried and `significance` is split over them (Bonferroni), so
+  the bound holds with probability >= 1 - significance whichever threshold wins. Scores: higher = member.
+
+  Returns:
+    {epsilon (>= 0), threshold (the winning one, None when nothing beats chance), delta, significance,
+     thresholds_tried}.
+  """
+  t, tp, fp = _counts_at_thresholds(score_members, score_nonmembers, threshold)
+  n_m, n_n = int(np.size(score_members)), int(np.size(score_nonmembers))
+  a = significance / 2.0 / (1 if threshold is not None else t.size)
+  # An upper bound on each threshold's eps without a quantile (TPR_low <= tp / n_m; FPR_high >= fp / n_n and
+  # >= its k = 0 value 1 - a^(1/n_n)), so the exact bounds are computed only where they can win.
+  with np.errstate(divide="ignore"):
+    ub = np.log(np.maximum(tp / max(n_m, 1) - delta, 0.0)) - np.log(np.maximum(fp / max(n_n, 1),
+                                                                                 1.0 - a ** (1.0 / max(n_n, 1))))
+  best, best_t = 0.0, None
+  for i in np.argsort(-ub, kind="stable"):
+    if not ub[i] > best:
+      break
+    k, f = int(tp[i]), int(fp[i])
+    tpr_lo = a ** (1.0 / n_m) if k == n_m else _beta_quantile(a, k, n_m - k + 1)
+    fpr_hi = 1.0 if f == n_n else _beta_quantile(1.0 - a, f + 1, n_n - f)
+    if tpr_lo > delta:
+      eps = math.log(tpr_lo - delta) - math.log(fpr_hi)
+      if eps > best:
+        best, best_t = eps, float(t[i])
+  return {"epsilon": best, "threshold": best_t, "delta": delta, "significance": significance,
+          "thresholds_tried": int(t.size)}

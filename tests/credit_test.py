@@ -165,6 +165,39 @@ class StatsTest(absltest.TestCase):
     self.assertAlmostEqual(stats.permutation_test(a, b), ref, places=12)
     self.assertAlmostEqual(stats.empirical_p(5, [1, 2, 5, 7]), 3 / 5)
 
+  def test_membership_in_the_auditors_form(self):
+    # members N(1, 1) x 500, non-members N(0, 1) x 1,000 (numpy's default_rng(0), stable across versions)
+    rng = np.random.default_rng(0)
+    m, n = rng.normal(1, 1, 500), rng.normal(0, 1, 1000)
+    t = 1.7491740480400813
+    # at a fixed threshold: jax_privacy 2.0.0's CanaryScoreAuditor.epsilon_clopper_pearson(0.05, 1e-5,
+    # threshold_strategy=Explicit(t)) gives 1.4412696055903085 on these scores; and scipy's beta quantiles:
+    k, f = int(np.sum(m >= t)), int(np.sum(n >= t))
+    ref = math.log(sp_stats.beta.ppf(0.025, k, 500 - k + 1) - 1e-5) - math.log(
+        sp_stats.beta.ppf(0.975, f + 1, 1000 - f))
+    got = stats.epsilon_lower_bound(m, n, 1e-5, threshold=t)["epsilon"]
+    self.assertAlmostEqual(got, ref, places=9)
+    self.assertAlmostEqual(got, 1.4412696055903085, places=9)
+    # thresholds chosen from the data: significance split over all 1,501 distinct scores (Bonferroni); the
+    # brute force over every threshold with scipy must give the same maximum
+    auto = stats.epsilon_lower_bound(m, n, 1e-5)
+    a = 0.025 / 1501
+    ts = np.concatenate([np.union1d(m, n), [np.inf]])
+    ks, fs = (m[None] >= ts[:, None]).sum(1), (n[None] >= ts[:, None]).sum(1)
+    lo = np.where(ks > 0, sp_stats.beta.ppf(a, ks, 500 - ks + 1), 0.0)
+    hi = np.where(fs < 1000, sp_stats.beta.ppf(1 - a, fs + 1, 1000 - fs), 1.0)
+    brute = np.max(np.where(lo > 1e-5, np.log(np.maximum(lo - 1e-5, 1e-300)) - np.log(hi), 0.0))
+    self.assertAlmostEqual(auto["epsilon"], brute, places=9)
+    self.assertEqual(auto["thresholds_tried"], 1501)
+    # no signal, no epsilon: identical score distributions give 0 (a bound, never an estimate)
+    self.assertEqual(stats.epsilon_lower_bound(n[:500], n[500:], 1e-5)["epsilon"], 0.0)
+    # TPR at FPR <= 1%: the count it rests on and its exact interval
+    r = stats.tpr_at_fpr_exact(m, n, 0.01)
+    self.assertLessEqual(r["fp"], 10)
+    self.assertEqual(r["tp"], int(np.sum(m >= r["threshold"])))
+    self.assertEqual(r["tpr_interval"], list(stats.clopper_pearson(r["tp"], 500)))
+    self.assertEqual(r["tp"], max(int(np.sum(m >= v)) for v in np.union1d(m, n) if np.sum(n >= v) <= 10))
+
 
 if __name__ == "__main__":
   absltest.main()

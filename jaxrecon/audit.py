@@ -26,6 +26,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
 from jaxrecon.attack import evaluate
+from jaxrecon.attack import protocols
 from jaxrecon.attack.loss import AttackConfig, candidate_margins
 from jaxrecon.attack.sweep import Hyper, SweepConfig, SweepResult, run_sweep
 
@@ -39,6 +40,8 @@ class Reconstruction(NamedTuple):
   loss: np.ndarray          # (C,) final attack loss per configuration (NaN where it diverged)
   hyper: Hyper              # the swept values, one row per configuration
   sweep: SweepResult        # everything run_sweep returned (all candidates, history, timings)
+  attack: AttackConfig      # what every configuration shared (its dtype is the attack's arithmetic)
+  theta_scale: float        # the weights were multiplied by this before the attack (protocol's theta_norm)
 
 
 def _n_outputs(params) -> int:
@@ -76,7 +79,8 @@ def binary_labels(params: nets.Params, y, log: Optional[Callable] = None) -> np.
 
 
 def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] = None,
-                attack: AttackConfig = AttackConfig(), sweep: SweepConfig = SweepConfig(),
+                protocol: protocols.ProtocolName = protocols.DEFAULT, attack: Optional[AttackConfig] = None,
+                sweep: Optional[SweepConfig] = None, theta_norm: Optional[float] = None,
                 params_init: Optional[nets.Params] = None, pool_top: int = 0, radius_unit: float = 1.0,
                 mesh=None, log: Optional[Callable] = None) -> Reconstruction:
   """Runs the Haim et al. attack on `params` (jaxrecon params: see `jaxrecon.models` for flax / torch models).
@@ -90,8 +94,12 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
     params: the attacked network (a bias-free ReLU MLP, optionally with a first-layer bias).
     n_train: the training-set size if known (the reference uses m = 2 n candidates per configuration); else
       set attack.m.
+    protocol: 'fast' (the default of every command) or 'reference' (`jaxrecon.attack.protocols`): the attack,
+      the sweep and the weights' norm that `attack`, `sweep` and `theta_norm` do not override.
     attack: what every configuration shares (steps, optimizer, prior, dtype, layer weights, ...).
     sweep: the configurations (random draws from ranges, or a grid), all run in one compiled call.
+    theta_norm: rescale the weights to this norm before the attack (0 = as trained; a homogeneous net's
+      candidates do not move, its multipliers do).
     params_init: the initialization, for `attack.match_init` (the attacker knows it).
     pool_top: pool the candidates of this many configurations with the lowest final attack loss (0 = all).
     radius_unit: the unit of the sphere prior's radii.
@@ -101,8 +109,16 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
     A `Reconstruction`: the pooled candidates with their configuration, multipliers and training-set-free
     score, the per-configuration losses, the swept values and the raw sweep result.
   """
+  preset = protocols.get(protocol)
+  attack = preset.attack if attack is None else attack
+  sweep = preset.sweep if sweep is None else sweep
+  theta_norm = preset.theta_norm if theta_norm is None else theta_norm
   if not attack.m and not n_train:
     raise ValueError("give n_train (the reference attacks with 2 n candidates) or attack.m")
+  scale = theta_norm / float(nets.param_norm(params)) if theta_norm > 0 else 1.0
+  if scale != 1.0:
+    params = nets.scale_params(params, scale)
+    params_init = None if params_init is None else nets.scale_params(params_init, scale)
   k = _n_outputs(params)
   if k > 1 and attack.variant != "multiclass":
     attack = dataclasses.replace(attack, variant="multiclass")
@@ -121,7 +137,7 @@ def reconstruct(key: jax.Array, params: nets.Params, *, n_train: Optional[int] =
     score = evaluate.margin_score(q)
   else:
     score = np.zeros((0,))
-  return Reconstruction(pool, pool_cfg, score, res.lam[pool_cfg, pool_idx], res.loss, hyper, res)
+  return Reconstruction(pool, pool_cfg, score, res.lam[pool_cfg, pool_idx], res.loss, hyper, res, attack, scale)
 
 
 def evaluate_images(rec: Reconstruction, x_train, image_shape: tuple, *, mean=None, x_heldout=None,

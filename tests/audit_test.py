@@ -67,7 +67,7 @@ class AuditTest(absltest.TestCase):
     out = attack_job.run(rc, os.path.join(d, "t"), os.path.join(d, "a"), log=lambda _: None)
     _, ds, ckpts = train_job.load_run(os.path.join(d, "t"))
     rec = audit.reconstruct(jax.random.key(SMALL_SWEEP.seed), ckpts[-1][1], n_train=10, attack=SMALL_ATTACK,
-                            sweep=SMALL_SWEEP)
+                            sweep=SMALL_SWEEP, theta_norm=0.0)
     saved = wd.read_npz(os.path.join(d, "a", "candidates.npz"))
     np.testing.assert_array_equal(rec.sweep.x, saved["x"])
     nums = audit.evaluate_vectors(rec, ds.x_train)

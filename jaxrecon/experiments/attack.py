@@ -23,6 +23,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import nets
 from jaxrecon import workdir as wd
 from jaxrecon.attack import loss as attack_loss
+from jaxrecon.attack import protocols as attack_protocols
 from jaxrecon.attack import sweep as attack_sweep
 from jaxrecon.experiments import train as train_job
 from jaxrecon.experiments.attack_report import AttackOutcome, evaluate_candidates
@@ -84,23 +85,10 @@ class ReconstructConfig:
 
 
 
-# The attack command's two protocols (`jaxrecon-attack --protocol=...`; its default is "fast"):
-# - reference: Haim et al.'s released protocol: the random sweep over their ranges (~100 configurations, one
-#   run each), SGD momentum 0.9, float64, 50,000 steps, m = 2n, box prior, weights as trained, all pooled.
-# - fast: what the time-to-quality benchmark (scripts/bench_quality.py, BUILD_NOTES "Time to quality") found
-#   reaches the reference's quality soonest: weights rescaled to norm 10 (a data-free choice), a random sweep of
-#   8 configurations over ranges narrowed for that norm, float32, 3,000 steps, all pooled. (Successive halving
-#   by the attack loss, `prune_at`, was measured slower to the same quality there: it prunes good
-#   configurations.)
-PROTOCOLS = {
-    "reference": ReconstructConfig(attack=attack_loss.AttackConfig(steps=50_000, dtype="float64", log_every=1000),
-                                   sweep=attack_sweep.SweepConfig(configs=100)),
-    "fast": ReconstructConfig(
-        attack=attack_loss.AttackConfig(steps=3000, dtype="float32", log_every=250),
-        sweep=attack_sweep.SweepConfig(configs=8, init_scale=(1e-4, 1e-2), lr_x=(0.003, 0.1),
-                                       lambda_min=(0.5, 3.0), alpha=(15.0, 60.0)),
-        theta_norm=10.0),
-}
+# The attack command's protocols (`jaxrecon-attack --protocol=...`, default "fast"): attack/protocols.py says
+# what each fixes; here each is a ReconstructConfig preset.
+PROTOCOLS = {name: ReconstructConfig(attack=p.attack, sweep=p.sweep, theta_norm=p.theta_norm)
+             for name, p in attack_protocols.PROTOCOLS.items()}
 
 
 def pick_checkpoint(ckpts: list, step: Optional[int]):

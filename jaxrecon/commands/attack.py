@@ -1,7 +1,7 @@
 r"""Reconstruction attack (Haim et al. 2022) on a trained network, as one compiled sweep.
 
-  python scripts/attack.py --train_workdir=runs/main/train --workdir=runs/attack
-  python scripts/attack.py --train_workdir=runs/main/train --workdir=runs/attack_ref --protocol=reference
+  jaxrecon-attack --train_workdir=runs/main/train --workdir=runs/attack
+  jaxrecon-attack --train_workdir=runs/main/train --workdir=runs/attack_ref --protocol=reference
 
 Attacks the last checkpoint (or --step) of a training workdir with --configs configurations of the swept
 values, all advancing together in one jit-compiled loop. --protocol picks the preset the other flags

@@ -1,6 +1,6 @@
 r"""KKT residuals (eps_rel, delta, support; the relaxed kink-neighbourhood residual) of every checkpoint of a training run.
 
-  python scripts/kkt.py --train_workdir=runs/sphere
+  jaxrecon-kkt --train_workdir=runs/sphere
 
 Writes kkt.jsonl (one row per checkpoint: step, loss, normalized_margin, eps_rel, delta, support_size, ...),
 summary.json and kkt.png (log-log residuals against steps) into --out_dir (default: <train_workdir>/kkt).

@@ -1,6 +1,6 @@
 r"""The main job, nothing downloaded: MNIST digits from the bundled sample, trained, diagnosed, split, attacked.
 
-  python scripts/main.py --workdir=runs/main
+  jaxrecon-main --workdir=runs/main
 
 Trains a 784-200-1 ReLU net (first-layer bias) on 20 odd/even MNIST digits of the sample shipped with the
 package (--data_dir=bundled; a directory with the full MNIST files works the same) by gradient descent for

@@ -1,7 +1,7 @@
 r"""High-dimensional membership inference (2410.07632): member iff Phi(x) reaches the margin.
 
-  python scripts/provable_membership.py --workdir=runs/membership                  # the authors' protocol
-  python scripts/provable_membership.py --workdir=runs/membership_ours --protocol=ours
+  jaxrecon-provable-membership --workdir=runs/membership                  # the authors' protocol
+  jaxrecon-provable-membership --workdir=runs/membership_ours --protocol=ours
 
 The authors' protocol (their public code): n = 20, width 10,000 (--width to shrink it on a CPU), full-batch GD
 lr 1 for 100 steps with StepLR (x 0.7 every 30 steps) from the PyTorch default init times 1e-3, data on the

@@ -1,6 +1,6 @@
 r"""Univariate reconstruction (2410.07632) against its guarantee that >= 1/4 of the candidates are training points.
 
-  python scripts/provable_univariate.py --workdir=runs/univariate
+  jaxrecon-provable-univariate --workdir=runs/univariate
 
 For each size in --sizes and label pattern in --patterns, --seeds datasets of n points uniform in [-1, 1];
 each trains a 2-layer ReLU net with a first-layer bias (all seeds of a group in one compiled call), then the

@@ -1,6 +1,6 @@
 r"""study_chance: are the attack's candidates copies of training points or just typical of the distribution?
 
-  python scripts/study_chance.py --attack_workdir=runs/attack --workdir=runs/study_chance
+  jaxrecon-study-chance --attack_workdir=runs/attack --workdir=runs/study_chance
 
 For every candidate of an attack workdir (scripts/attack.py output): distance to the closest training point
 and to the closest held-out point (test split, as many as the training set); both distributions, the fraction

@@ -1,6 +1,6 @@
 r"""study_offset: a secret offset added to the training inputs as a defence.
 
-  python scripts/study_offset.py --workdir=runs/study_offset --dataset=mnist --data_dir=DIR --n=50 \
+  jaxrecon-study-offset --workdir=runs/study_offset --dataset=mnist --data_dir=DIR --n=50 \
       --lr=1 --steps=2000 --offsets=0,0.25,0.5,1,2
 
 For each offset: trains (the flags of scripts/train.py) on inputs shifted by the

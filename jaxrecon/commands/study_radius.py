@@ -1,7 +1,7 @@
 r"""study_radius (the paper's synthetic experiment): no prior, no reliable reconstruction.
 
-  python scripts/train.py --workdir=runs/sphere --n=100 --width=1000 --steps=1000
-  python scripts/study_radius.py --train_workdir=runs/sphere --workdir=runs/study_radius
+  jaxrecon-train --workdir=runs/sphere --n=100 --width=1000 --steps=1000
+  jaxrecon-study-radius --train_workdir=runs/sphere --workdir=runs/study_radius
 
 Candidates start on spheres of radius r x (the data's RMS norm), r in --radii, with no box penalty; every
 radius runs in ONE compiled sweep (the flags of scripts/attack.py: each configuration at every radius, same

@@ -1,7 +1,7 @@
 r"""study_split: KKT sets at growing distance from the training set, by splitting points, per checkpoint.
 
-  python scripts/train.py --workdir=runs/sphere_w200 --width=200 --steps=2000
-  python scripts/study_split.py --train_workdir=runs/sphere_w200 --workdir=runs/study_split --steps=
+  jaxrecon-train --workdir=runs/sphere_w200 --width=200 --steps=2000
+  jaxrecon-study-split --train_workdir=runs/sphere_w200 --workdir=runs/study_split --steps=
 
 Exact part (first layer narrower than d): splits the --n_split largest-multiplier points along first-layer null
 directions at 1e-2 .. 1e3 x the data radius (eps_rel, delta, the attack's stationarity loss per distance).

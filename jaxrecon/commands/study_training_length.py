@@ -1,7 +1,7 @@
 r"""study_training_length: trained longer, less leakage? Attack every checkpoint of one run with one sweep.
 
-  python scripts/train.py --workdir=runs/mnist50 --dataset=mnist --data_dir=DIR --n=50 --lr=1 --steps=2000
-  python scripts/study_training_length.py --train_workdir=runs/mnist50 --workdir=runs/study_length
+  jaxrecon-train --workdir=runs/mnist50 --dataset=mnist --data_dir=DIR --n=50 --lr=1 --steps=2000
+  jaxrecon-study-training-length --train_workdir=runs/mnist50 --workdir=runs/study_length
 
 Attacks every checkpoint whose training loss is <= --max_loss (or the --at_steps) with the same sweep (the flags
 of scripts/attack.py, same configurations and seed); writes an attack workdir per checkpoint (step_<s>/),

@@ -1,7 +1,7 @@
 r"""Trains a homogeneous ReLU net full-batch and writes a resumable workdir.
 
-  python scripts/train.py --workdir=runs/sphere                       # the paper's synthetic setting
-  python scripts/train.py --workdir=runs/mnist --dataset=mnist --data_dir=../shared/data/mnist \
+  jaxrecon-train --workdir=runs/sphere                       # the paper's synthetic setting
+  jaxrecon-train --workdir=runs/mnist --dataset=mnist --data_dir=../shared/data/mnist \
       --width=1000,1000 --steps=20000
 
 Writes config.json, data.npz, metrics.jsonl, checkpoints/step_*.npz (log-spaced) and summary.json

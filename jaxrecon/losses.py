@@ -6,6 +6,8 @@ Phi_j(x_i) with integer y_i. Both are L-homogeneous in theta, like Phi.
 
 from __future__ import annotations
 
+from typing import Callable, Literal, NamedTuple, Optional
+
 import jax
 import jax.numpy as jnp
 
@@ -48,28 +50,58 @@ def exponential(q: jax.Array) -> jax.Array:
   return jnp.where(s <= t, jnp.exp(safe), jnp.exp(t) * (1.0 + (s - t)))
 
 
+def _logistic_log(q: jax.Array) -> jax.Array:
+  big = q > 30.0
+  q_lo = jnp.where(big, 0.0, q)   # double-where: no NaN gradient from the branch not taken
+  q_hi = jnp.where(big, q, 31.0)
+  small_branch = jnp.log(jax.nn.softplus(-q_lo))
+  big_branch = -q_hi + jnp.log1p(-0.5 * jnp.exp(-q_hi))  # log(e^-q - e^-2q / 2 + ...)
+  return jnp.where(big, big_branch, small_branch)
+
+
+def _exponential_neg_derivative(q: jax.Array) -> jax.Array:
+  return jnp.exp(jnp.minimum(-q, _EXP_LINEAR_FROM.get(jnp.dtype(q.dtype), 60.0)))
+
+
+class Loss(NamedTuple):
+  """A margin loss l(q), decreasing to 0 as q grows (the implicit bias toward the max-margin direction needs
+  that), as its four faces: l(q); -l'(q) >= 0 (the samples' weights in -grad Loss); log l(q) and
+  log(-l'(q)), finite at any margin where l itself underflows. Each is elementwise and jit-able. A face left
+  None is derived from `value` with jax (then it is only as stable as `value`)."""
+  value: Callable[[jax.Array], jax.Array]
+  neg_derivative: Optional[Callable[[jax.Array], jax.Array]] = None
+  log_value: Optional[Callable[[jax.Array], jax.Array]] = None
+  log_neg_derivative: Optional[Callable[[jax.Array], jax.Array]] = None
+
+
+# The loss registry: the one place a loss is named. Training (`TrainConfig.loss`, `--loss`), the KKT
+# certificate, the KKT job's loss column and weight decay's multipliers all look a loss up here; a new loss
+# is one entry (tests/losses_test.py adds one and trains, checks KKT and attacks with it).
+LOSSES: dict = {
+    "logistic": Loss(logistic, lambda q: jax.nn.sigmoid(-q), _logistic_log, lambda q: -jax.nn.softplus(q)),
+    "exponential": Loss(exponential, _exponential_neg_derivative, lambda q: -q, lambda q: -q),
+}
+LossName = Literal["logistic", "exponential"]
+
+
+def get(name: str) -> Loss:
+  """The registered loss `name`, its missing faces derived; a ValueError naming the choices otherwise."""
+  if name not in LOSSES:
+    raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(repr(k) for k in LOSSES)}")
+  f = LOSSES[name]
+  neg_d = f.neg_derivative or jnp.vectorize(jax.grad(lambda t: -f.value(t)))
+  return Loss(f.value, neg_d, f.log_value or (lambda q: jnp.log(f.value(q))),
+              f.log_neg_derivative or (lambda q: jnp.log(neg_d(q))))
+
+
 def loss_derivative(name: str, q: jax.Array) -> jax.Array:
   """-l'(q) >= 0: the weight each sample gets in -grad Loss = sum_i -l'(q_i) grad q_i."""
-  if name == "logistic":
-    return jax.nn.sigmoid(-q)
-  if name == "exponential":
-    t = _EXP_LINEAR_FROM.get(jnp.dtype(q.dtype), 60.0)
-    return jnp.exp(jnp.minimum(-q, t))
-  raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
+  return get(name).neg_derivative(q)
 
 
 def log_loss(name: str, q: jax.Array) -> jax.Array:
   """log l(q_i), elementwise, finite for any margin (l(q) itself underflows to 0 past q ~ 745 in float64)."""
-  if name == "exponential":
-    return -q
-  if name == "logistic":
-    big = q > 30.0
-    q_lo = jnp.where(big, 0.0, q)   # double-where: no NaN gradient from the branch not taken
-    q_hi = jnp.where(big, q, 31.0)
-    small_branch = jnp.log(jax.nn.softplus(-q_lo))
-    big_branch = -q_hi + jnp.log1p(-0.5 * jnp.exp(-q_hi))  # log(e^-q - e^-2q / 2 + ...)
-    return jnp.where(big, big_branch, small_branch)
-  raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
+  return get(name).log_value(q)
 
 
 def log_mean_loss(name: str, q: jax.Array) -> jax.Array:
@@ -79,18 +111,12 @@ def log_mean_loss(name: str, q: jax.Array) -> jax.Array:
 
 def log_loss_derivative(name: str, q: jax.Array) -> jax.Array:
   """log(-l'(q)), finite at any margin (for weights known only up to scale, e.g. a direction)."""
-  if name == "logistic":
-    return -jax.nn.softplus(q)
-  if name == "exponential":
-    return -q
-  raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'")
+  return get(name).log_neg_derivative(q)
 
 
 def get_loss(name: str):
-  try:
-    return {"logistic": logistic, "exponential": exponential}[name]
-  except KeyError:
-    raise ValueError(f"unknown loss {name!r}; expected 'logistic' or 'exponential'") from None
+  """l itself, by name."""
+  return get(name).value
 
 
 def mean_loss(name: str, q: jax.Array) -> jax.Array:

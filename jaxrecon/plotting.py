@@ -8,11 +8,9 @@ table, arrays) and a path; none computes anything a reader would need from the J
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrecon import workdir as wd
-from jaxrecon.attack import evaluate
 from jaxrecon.report import column
 
 
@@ -33,30 +31,32 @@ def save(fig, path: str, dpi: int = 110) -> str:
 # ------------------------------------------------------------------------------------------ the attack
 
 
-def _to_image(v, image_shape):
-  img = np.asarray(v).reshape(image_shape)
-  return img[..., 0] if image_shape[-1] == 1 else np.clip(img, 0, 1)
+def _tile(v, shape, stretch: bool):
+  """One image in [0, 1]: min-max stretched, or clipped (and then stretched if gray, as imshow would)."""
+  img = np.asarray(v, np.float64).reshape(shape) if stretch else np.clip(v, 0, 1).reshape(shape)
+  lo, hi = img.min(), img.max()
+  img = (img - lo) / (hi - lo) if (stretch or shape[-1] == 1) and hi > lo else img
+  return img[..., 0] if shape[-1] == 1 else img
 
 
 def pairs(ds, pool, train_idx, cand_idx, scores, good, path: str, title: str, cols: int = 10,
           scale: str = "minmax") -> None:
-  """Haim et al.'s layout: each reconstruction pool[cand_idx[i]] (min-max scaled or clipped to [0, 1]) above
+  """Haim et al.'s layout, one mosaic image: each reconstruction pool[cand_idx[i]] (min-max or clipped) above
   the training image train_idx[i], titled scores[i] (green where good[i]), in the order given."""
-  shape = tuple(ds.image_shape)
-  mean = np.asarray(ds.mean - ds.offset)[None, :]
+  shape, mean = tuple(ds.image_shape), np.asarray(ds.mean - ds.offset)[None, :]
   recon = np.asarray(pool)[np.asarray(cand_idx, np.int64)] + mean
-  recon = np.asarray(evaluate.minmax(jnp.asarray(recon))) if scale == "minmax" else np.clip(recon, 0, 1)
   truth = np.asarray(ds.x_train)[np.asarray(train_idx, np.int64)] + mean
-  groups = max(int(np.ceil(len(train_idx) / cols)), 1)
-  fig, axes = subplots(2 * groups, cols, figsize=(1.2 * cols, 2.5 * groups), squeeze=False)
-  for ax in axes.ravel():
-    ax.axis("off")
-  cmap = "gray" if shape[-1] == 1 else None
+  groups, (h, w), pad = max(int(np.ceil(len(train_idx) / cols)), 1), shape[:2], 2
+  row_h, cell_w = 2 * h + 3 * pad + h // 3, w + pad  # a pair and the gap above it for its score
+  mosaic = np.ones((groups * row_h, cols * cell_w) + (() if shape[-1] == 1 else (3,)))
+  fig, ax = subplots(figsize=(1.2 * cols, 2.5 * groups))
   for i in range(len(train_idx)):
-    g, c = divmod(i, cols)
-    axes[2 * g, c].imshow(_to_image(recon[i], shape), cmap=cmap)
-    axes[2 * g, c].set_title(f"{scores[i]:.2f}", fontsize=7, color="green" if good[i] else "black")
-    axes[2 * g + 1, c].imshow(_to_image(truth[i], shape), cmap=cmap)
+    top, left = (i // cols) * row_h + h // 3 + pad, (i % cols) * cell_w
+    mosaic[top:top + h, left:left + w] = _tile(recon[i], shape, scale == "minmax")
+    mosaic[top + h + pad:top + 2 * h + pad, left:left + w] = _tile(truth[i], shape, False)
+    ax.text(left + w / 2, top - 1, f"{scores[i]:.2f}", ha="center", va="bottom", fontsize=7,
+            color="green" if good[i] else "black")
+  ax.imshow(mosaic, cmap="gray" if shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest").axes.axis("off")
   fig.suptitle(title, fontsize=9)
   save(fig, path, dpi=100)
 

@@ -2,7 +2,7 @@
 
 Optimizers: 'relative_gd' (the default: ||step|| / ||theta|| = lr / max(1, -log Loss) along -grad Loss, so
 lr is dimensionless: no data scale, width or depth in it; lr 0.03 trains the sphere tasks and the 3-layer
-MNIST / CIFAR-10 nets alike, BUILD_NOTES.md has the comparison), 'gd' (theta -= lr grad; the reference
+MNIST / CIFAR-10 nets alike, docs/noprior.md has the comparison), 'gd' (theta -= lr grad; the reference
 protocol is lr 0.01), 'normalized_gd' (the step divided by the loss, lr_eff = min(lr / loss, lr_cap)),
 'log_normalized_gd' (lr_eff = lr / (loss * max(1, -log loss)^(2 - 2/L)) for an L-homogeneous net: the
 previous default; its lr depends on the data scale), 'sumo', 'muon' (optax.contrib.muon: Newton-Schulz
@@ -246,14 +246,14 @@ def dtype_of(config):
   return jnp.dtype(config.dtype)
 
 
-LOSSES = ("logistic", "exponential")
+LOSSES = losses.LOSSES  # the loss registry (jaxrecon.losses): a new loss is one entry there
 
 
 def validate(config: TrainConfig) -> None:
   """Raises ValueError naming the field for a config that cannot run (before anything is written)."""
   dtype_of(config)
   if config.loss not in LOSSES:
-    raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {config.loss!r}")
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)} (the registry losses.LOSSES); got {config.loss!r}")
   for name in ("steps", "log_every"):
     if getattr(config, name) < (1 if name == "steps" else 0):
       raise ValueError(f"{name} must be positive; got {getattr(config, name)}")

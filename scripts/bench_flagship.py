@@ -7,7 +7,7 @@ a finished attack with the same config is re-evaluated, not re-run), then writes
 counts under each measure with every null and baseline (the recovery measure's credited count and its nulls;
 the reference's min-max SSIM > 0.4 count and the clipped one, each with the mean-image and held-out baselines),
 the wall time of each stage, the recipe and the machine; OUT/credited.png and OUT/pairs.png (Haim et al.'s
-layout); and OUT/command.txt (this command line). The defaults are the recipe BUILD_NOTES.md reports
+layout); and OUT/command.txt (this command line). The defaults are the recipe docs/attack.md reports
 ("The flagship"): 500 digits of the bundled sample, relative_gd for 6,000 steps, the fast protocol at 4 x 2,000
 steps with the middle layer left out of the stationarity term. A GPU runs the reference protocol with
 --protocol=reference --configs=100 --attack_steps=50000 --layer_weights=.

@@ -65,6 +65,44 @@ class LossesTest(chex.TestCase, parameterized.TestCase):
       losses.get_loss("hinge")
 
 
+class RegistryTest(absltest.TestCase):
+  """Issue 25: a new loss is one registry entry; training, the KKT report and the attack run with it."""
+
+  def test_a_new_loss_by_one_entry(self):
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from unittest import mock  # noqa: PLC0415
+    from jaxrecon import audit, data, kkt, train  # noqa: PLC0415
+    from jaxrecon.attack import AttackConfig, SweepConfig  # noqa: PLC0415
+    from jaxrecon.experiments import train as train_job  # noqa: PLC0415
+    # a "sharp logistic" l(q) = log(1 + e^{-2q}) / 2, given by its value only: the other faces are derived
+    entry = losses.Loss(lambda q: 0.5 * jax.nn.softplus(-2.0 * q))
+    with mock.patch.dict(losses.LOSSES, {"sharp_logistic": entry}):
+      q = jnp.linspace(-5.0, 20.0, 11, dtype=jnp.float64)
+      # the derived -l'(q) against the hand-derived sigmoid(-2q), and log(-l') against its log
+      np.testing.assert_allclose(losses.loss_derivative("sharp_logistic", q), jax.nn.sigmoid(-2.0 * q), rtol=1e-12)
+      np.testing.assert_allclose(losses.log_loss_derivative("sharp_logistic", q),
+                                 np.log(jax.nn.sigmoid(-2.0 * q)), rtol=1e-9, atol=1e-14)
+      d = tempfile.mkdtemp()
+      self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+      cfg = train.TrainConfig(data=data.DataConfig(name="sphere", n=12, d=8, n_test=8), widths=(16,),
+                              init_scales=(0.3,), optimizer="gd", lr=0.5, steps=100, log_every=50,
+                              relaxed=False, loss="sharp_logistic")
+      summary = train_job.run(cfg, os.path.join(d, "t"), log=lambda *_: None)
+      self.assertLess(summary["final_loss"], 0.5 * float(jax.nn.softplus(0.0)))  # it trained (l(0) = log(2)/2)
+      _, ds, ckpts = train_job.load_run(os.path.join(d, "t"))
+      params = ckpts[-1][1]
+      rep = kkt.summarize(kkt.report(params, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train),
+                                     loss="sharp_logistic"))
+      self.assertTrue(0.0 <= rep["eps_rel"] <= rep["cert_eps_rel"] + 1e-9)  # the certificate bounds eps_rel
+      rec = audit.reconstruct(jax.random.key(0), params, n_train=12, attack=AttackConfig(steps=10, log_every=5),
+                              sweep=SweepConfig(configs=2))
+      self.assertEqual(rec.candidates.shape[1], 8)
+    with self.assertRaisesRegex(ValueError, "unknown loss 'sharp_logistic'"):  # gone with the entry
+      losses.get("sharp_logistic")
+
+
 if __name__ == "__main__":
   absltest.main()
 

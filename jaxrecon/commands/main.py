@@ -14,6 +14,7 @@ mixtures of training digits, the mean). Writes summary.json with the headline an
 training flag of scripts/train.py applies.
 """
 
+import dataclasses
 import sys
 
 from absl import flags
@@ -28,6 +29,8 @@ TRAIN = train_flags.binder(main_job.MAIN_TRAIN)
 flags.DEFINE_string("workdir", "runs/main", "Output directory.")
 flags.DEFINE_bool("attack", True, "Run the attack stage.")
 flags.DEFINE_bool("split", True, "Run the split-study stage (every checkpoint).")
+flags.DEFINE_list("split_grid", [str(v) for v in main_job.MainConfig().split.grid],
+                  "The split magnitudes: log10 lo, log10 hi, points (x the data radius).")
 ATTACK = attack_flags.binder(main_job.MainConfig().attack, clash_prefix="attack_", skip=("step",))
 FLAGS = flags.FLAGS
 
@@ -38,7 +41,14 @@ def main(argv):
   # every checkpoint's exact residuals; the relaxed one (--relaxed) only at the last, in the training summary
   kcfg = kkt_job.KKTConfig(kink_tol=tcfg.kink_tol, relaxed=False)
   acfg = ATTACK.build() if FLAGS.attack else None
-  scfg = main_job.MainConfig().split if FLAGS.split else None
+  try:
+    lo, hi, points = (float(v) for v in FLAGS.split_grid)
+  except ValueError:
+    raise ValueError(f"--split_grid must be log10 lo, log10 hi, points (e.g. -4,4,41); got {FLAGS.split_grid}")
+  if not (lo < hi and points >= 2 and points == int(points)):
+    raise ValueError(f"--split_grid needs lo < hi and at least 2 points; got {FLAGS.split_grid}")
+  scfg = (dataclasses.replace(main_job.MainConfig().split, grid=(lo, hi, int(points))) if FLAGS.split
+          else None)
   main_job.run(main_job.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)
 
 

@@ -34,7 +34,7 @@ def binder_args(prefix: str = "") -> dict:
       names={p + "data.name": "dataset", p + "widths": "width", p + "data.radius": "sphere_radius",
              p + "data.shift": "sphere_shift"},
       choices={p + "data.name": DATASETS, p + "data.task": ("binary", "multiclass"),
-               p + "data.selection": ("first", "random"), p + "loss": train.LOSSES,
+               p + "data.selection": ("first", "random"), p + "loss": tuple(train.LOSSES),
                p + "dtype": ("float32", "float64"),
                p + "data.sphere_labels": data_lib.SPHERE_LABELS},
       skip=(p + "data.seed",),  # the run's --seed seeds the data too

@@ -46,7 +46,7 @@ from jaxrecon.experiments import train as train_job
 # (normalize=True): it never underflows at small losses, and Adam's epsilon then never dominates its
 # denominator (the theory's Adam has none; with epsilon and an underflowing gradient Adam turns into GD).
 # One learning rate each, not tuned: in 2,000 steps on MNIST odd/even n 20, 784-200-1 every recipe separates
-# the data; the losses reached (1e-2 with weight decay to 1e-70000 for SUMO) are in BUILD_NOTES.
+# the data; the losses reached (1e-2 with weight decay to 1e-70000 for SUMO) are in docs/noprior.md.
 RECIPES = {
     "gd": ("gradient descent (relative_gd: GD's direction, the fast step schedule)",
            dict(optimizer="relative_gd", lr=0.03, normalize=False, weight_decay=0.0)),

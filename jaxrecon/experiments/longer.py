@@ -44,7 +44,7 @@ ATTACKS = ("prior_free", "weak_prior", "basin")
 
 @dataclasses.dataclass(frozen=True)
 class LongerStudyConfig:
-  """The training-length study (CPU scale by default: see BUILD_NOTES.md).
+  """The training-length study (CPU scale by default: see docs/noprior.md).
 
   Attributes:
     data: The training set (shifted_sphere).

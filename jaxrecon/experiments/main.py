@@ -27,7 +27,7 @@ from jaxrecon.experiments import train as train_job
 
 
 # 20 bundled digits, the 784-200-1 net and GD recipe of the leakage study (the setting where the recovery
-# measure credits the attack beyond every null: BUILD_NOTES.md); the relaxed residual at the last step only.
+# measure credits the attack beyond every null: docs/attack.md); the relaxed residual at the last step only.
 MAIN_TRAIN = train.TrainConfig(
     data=data_lib.DataConfig(name="mnist", n=20, n_test=1000, data_dir=data_lib.BUNDLED), widths=(200,),
     first_bias=True, optimizer="relative_gd", lr=0.03, steps=2000, log_every=250)
@@ -107,9 +107,9 @@ def _report(config, summary) -> list:
       + (f"relaxed {t['eps_rel_relaxed']:.4f}, " if config.train.relaxed else "") +
       f"delta {t['delta']:.2e}, support {t['support_size']}/{t['n_train']}",
       "           expect: 0 at an exact KKT point; " + (
-          "on this unit-sphere task every step rule tried plateaus at 0.26-0.31 (BUILD_NOTES.md, schedules), so "
+          "on this unit-sphere task every step rule tried plateaus at 0.26-0.31 (docs/noprior.md, schedules), so "
           "a value there means 'as close as training gets here'" if config.train.data.name == "sphere" else
-          "BUILD_NOTES.md's schedule table gives the values reached on MNIST / CIFAR-10 nets")]
+          "docs/noprior.md's schedule table gives the values reached on MNIST / CIFAR-10 nets")]
   if "split" in summary:
     by = summary["split"]["by_step"]
     last = by[max(by)]

@@ -48,7 +48,7 @@ from jaxrecon.report import fmt_value as _g
 AUTHORS_GRID = SweepConfig(kind="grid", lr_x=(1.0, 0.5, 0.1), lr_lambda=(0.1, 0.01), init_scale=(0.1, 1.0, 10.0),
                            shift=(0.0, 1.0, 10.0), lambda_min=(0.0, 0.5), alpha=(20.0,))
 
-# The CPU-scale reduction (see BUILD_NOTES.md): n 50 (not 500), widths 100-100 (not 1000-1000), 1,000 attack
+# The CPU-scale reduction (see docs/noprior.md): n 50 (not 500), widths 100-100 (not 1000-1000), 1,000 attack
 # steps (not 50,001); d = 784, the grid and m = 2n are the authors'.
 CPU_TRAIN = train.TrainConfig(
     data=data_lib.DataConfig(name="shifted_sphere", n=50, d=784, n_test=1000, sphere_labels="first_coordinate"),

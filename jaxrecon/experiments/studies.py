@@ -41,7 +41,7 @@ VECTOR_KEYS = ("mean_best5_dist", "median_dist", "n_close", "data_radius")
 IMAGE_KEYS = ("n_good_ssim_0.4", "mean_top10_ssim", "clip_n_good_ssim_0.4", "clip_mean_top10_ssim",
               "clip_n_good_beating_mean_image", "clip_n_good_beating_heldout", "clip_mean_image_n_good")
 
-# The studies' attack: a small sweep on weights rescaled to norm 10 (see BUILD_NOTES.md).
+# The studies' attack: a small sweep on weights rescaled to norm 10 (see docs/noprior.md).
 STUDY_ATTACK = attack_job.ReconstructConfig(attack=AttackConfig(steps=1000), sweep=SweepConfig(configs=4),
                                             theta_norm=10.0)
 

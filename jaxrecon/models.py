@@ -248,7 +248,7 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
   `max_bytes` before it is decompressed; object arrays are refused (never pickle)."""
   try:
     zf = zipfile.ZipFile(path)
-  except (zipfile.BadZipFile, OSError, EOFError) as e:
+  except torch_pickle.ZIP_ERRORS as e:
     raise ArchitectureError(f"{path}: not an .npz (zip) file ({type(e).__name__}: {e})") from None
   with zf:
     infos = zf.infolist()
@@ -277,7 +277,7 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
           out[name] = np.lib.format.read_array(member, allow_pickle=False)
       except ArchitectureError:
         raise
-      except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+      except torch_pickle.ZIP_ERRORS as e:
         raise ArchitectureError(f"{path}: array {name!r} unreadable ({type(e).__name__}: {e})") from None
   return out
 
@@ -286,7 +286,7 @@ def _is_torch_zip(path: str) -> bool:
   try:
     with zipfile.ZipFile(path) as zf:
       return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in zf.namelist())
-  except (zipfile.BadZipFile, OSError, EOFError):
+  except torch_pickle.ZIP_ERRORS:
     return False
 
 

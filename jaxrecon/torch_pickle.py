@@ -16,7 +16,9 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -26,6 +28,10 @@ STORAGE_DTYPES = {
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
     "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
+# What Python's zipfile / zlib raise on a damaged or hostile archive (a bad name encoding, an unknown
+# compression method, an encrypted member, a bad CRC, a truncated stream): every reader of a zip catches these.
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+              RuntimeError, KeyError, IndexError, struct.error, zlib.error)
 MAX_PICKLE_BYTES = 64 << 20  # a state_dict's pickle holds names and shapes only (kilobytes)
 EXPORT_HINT = ("export the weights alone: torch.save(model.state_dict(), path), or "
                "safetensors.torch.save_file(model.state_dict(), path)")
@@ -110,7 +116,7 @@ def read(path: str, max_bytes: int) -> dict:
   """
   try:
     zf = zipfile.ZipFile(path)
-  except (zipfile.BadZipFile, OSError, EOFError):
+  except ZIP_ERRORS:
     with open(path, "rb") as f:
       head = f.read(2)
     kind = "a pre-1.6 torch file (not a zip)" if head[:1] == b"\x80" else "not a torch .pt zip archive"
@@ -121,7 +127,10 @@ def read(path: str, max_bytes: int) -> dict:
     if len(pkl) != 1:
       raise TorchFileError(f"{path}: a zip without one <name>/data.pkl: not a torch.save archive; {EXPORT_HINT}")
     prefix = pkl[0][:-len("data.pkl")]
-    byteorder = zf.read(prefix + "byteorder").strip() if prefix + "byteorder" in infos else b"little"
+    try:
+      byteorder = zf.read(prefix + "byteorder").strip() if prefix + "byteorder" in infos else b"little"
+    except ZIP_ERRORS as e:
+      raise TorchFileError(f"{path}: unreadable archive ({type(e).__name__}: {e})") from None
     if byteorder != b"little":
       raise TorchFileError(f"{path}: storages in {byteorder.decode(errors='replace')}-endian order (unsupported)")
     if infos[pkl[0]].file_size > MAX_PICKLE_BYTES:
@@ -144,8 +153,7 @@ def read(path: str, max_bytes: int) -> dict:
       obj = _Unpickler(zf.read(pkl[0]), read_storage, path).load()
     except TorchFileError:
       raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            zipfile.BadZipFile, RecursionError) as e:
+    except (pickle.UnpicklingError, TypeError, AttributeError, RecursionError, MemoryError) + ZIP_ERRORS as e:
       raise TorchFileError(f"{path}: unreadable torch pickle ({type(e).__name__}: {e})") from None
   if not isinstance(obj, dict):
     raise TorchFileError(f"{path}: holds a {type(obj).__name__}, not a state_dict; {EXPORT_HINT}")

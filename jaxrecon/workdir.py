@@ -21,8 +21,10 @@ import json
 import os
 import re
 import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 from typing import Any, Callable, Iterable, Optional
 
 import jax
@@ -166,7 +168,8 @@ def read_npz(path: str) -> dict:
   try:
     with np.load(path, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
-  except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+  except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, KeyError, IndexError,
+          NotImplementedError, RuntimeError, struct.error, zlib.error) as e:
     raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 

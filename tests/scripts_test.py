@@ -83,8 +83,7 @@ class ScriptsTest(absltest.TestCase):
 
   def test_train_then_kkt(self):
     d = tempfile.mkdtemp()
-    out = run_script("train.py", f"--workdir={d}", *TINY, "--relaxed=True", "--optimizer=normalized_gd",
-                     "--lr=0.1")
+    out = run_script("train.py", f"--workdir={d}", *TINY, "--optimizer=normalized_gd", "--lr=0.1")
     self.assertIn("step       30", out.stdout)
     with open(os.path.join(d, "summary.json")) as f:
       summary = json.load(f)
@@ -105,7 +104,7 @@ class ScriptsTest(absltest.TestCase):
       self.assertIn("final_loss", json.load(f))  # the training summary is kept
     # re-running a finished workdir with more steps resumes it
     out = run_script("train.py", f"--workdir={d}", *TINY[:-3], "--steps=40", "--log_every=10",
-                     "--relaxed=True", "--optimizer=normalized_gd", "--lr=0.1")  # same config as the first run
+                     "--relaxed=False", "--optimizer=normalized_gd", "--lr=0.1")  # same config as the first run
     self.assertIn("resuming", out.stdout)
 
   def test_main_job(self):
@@ -202,13 +201,13 @@ class ScriptsTest(absltest.TestCase):
     out = os.path.join(d, "bench.json")
     run_script("bench_train.py", f"--out={out}", "--what=step_time,nnls,schedules", "--repeats=1",
                "--n=20", "--d=6", "--hidden=8,8", "--width=8", "--budget_s=1",
-               "--schedules=gd:lr=0.5,normalized_gd:lr=0.1/lr_cap=10", f"--workdir={d}/s",
+               "--schedules=normalized_gd:lr=0.1/lr_cap=10", f"--workdir={d}/s",
                "--relaxed=False")
     with open(out) as f:
       res = json.load(f)
     self.assertGreater(res["step_time"]["float64"]["ms_per_step"], 0)
     self.assertTrue(res["nnls"]["float64"]["converged"])
-    self.assertEqual(set(res["schedules"]), {"gd:lr=0.5", "normalized_gd:lr=0.1/lr_cap=10"})
+    self.assertEqual(set(res["schedules"]), {"normalized_gd:lr=0.1/lr_cap=10"})
     self.assertTrue(os.path.exists(os.path.join(d, "bench_eps_vs_wall.png")))
 
   def test_attack_on_images(self):

@@ -142,7 +142,7 @@ class TrainRunDirTest(absltest.TestCase):
 
   def test_bad_config_writes_nothing(self):
     d = os.path.join(tempfile.mkdtemp(), "run")
-    with self.assertRaisesRegex(ValueError, "loss must be one of logistic, exponential; got 'foo'"):
+    with self.assertRaisesRegex(ValueError, r"loss must be one of logistic, exponential \(the registry losses.LOSSES\); got 'foo'"):
       train_job.run(tiny_config(loss="foo"), d, log=quiet)
     self.assertFalse(os.path.exists(d))
     train_job.run(tiny_config(steps=5, relaxed=False), d, log=quiet)  # the corrected run is accepted

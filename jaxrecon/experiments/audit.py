@@ -46,6 +46,7 @@ class AuditConfig:
     close_tol: Vectors: a training point counts as reconstructed within close_tol x the data's RMS norm.
     delta: The delta of the membership epsilon lower bound.
     figure_pairs: Training images shown in credited.png.
+    max_model_mb: The most megabytes of weights the model file may declare (checked before anything is read).
     attack: What is fixed across the sweep (AttackConfig).
     sweep: Which configurations run (SweepConfig).
   """
@@ -59,6 +60,7 @@ class AuditConfig:
   close_tol: float = 0.1
   delta: float = 1e-5
   figure_pairs: int = 60
+  max_model_mb: int = models.MAX_MODEL_BYTES >> 20
   attack: AttackConfig = protocols.PROTOCOLS[protocols.DEFAULT].attack
   sweep: SweepConfig = protocols.PROTOCOLS[protocols.DEFAULT].sweep
 
@@ -72,7 +74,7 @@ def preset(name: str) -> AuditConfig:
 def _load(config: AuditConfig, log=print):
   if not config.model:
     raise ValueError("--model is required (a .npz or .safetensors PyTorch export)")
-  params = models.load_torch(config.model)
+  params = models.load_torch(config.model, max_bytes=config.max_model_mb << 20)
   data = None
   if config.data:
     x, y = models.read_xy_npz(config.data)

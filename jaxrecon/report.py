@@ -22,13 +22,23 @@ def fmt_loss(loss: float, log10_loss: float) -> str:
   """The loss, or 10^(log10 loss) once it is below what the dtype can hold."""
   if loss > 0 or not np.isfinite(log10_loss):
     return f"{loss:.3e}"
-  return f"1e{log10_loss:.1f}"
+  return f"10^{log10_loss:.1f}"
 
 
 def fmt_value(v, fmt: str = ".3g") -> str:
   """A number for a headline; None (no finite result, e.g. every attack configuration diverged) reads
   'diverged'."""
   return "diverged" if v is None else format(v, fmt)
+
+
+def fmt_relaxed(rep: dict) -> str:
+  """The relaxed residual as it may be read: a value when every kink pair within kink_tol was freed, an upper
+  bound (with the freed count) when the QP's pair cap left some out."""
+  freed, kinks = rep.get("freed_pairs"), rep.get("kink_pairs")
+  if freed is not None and kinks is not None and freed < kinks:
+    return (f"relaxed <= {rep['eps_rel_relaxed']:.4f} (an upper bound: {int(freed):,} of {int(kinks):,} kink "
+            f"pairs freed)")
+  return f"relaxed {rep['eps_rel_relaxed']:.4f}"
 
 
 def column(rows: list, key: str) -> np.ndarray:

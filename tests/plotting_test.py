@@ -34,5 +34,16 @@ class PlottingTest(absltest.TestCase):
     self.assertEqual([n for n in os.listdir(os.path.dirname(path)) if n != "kkt.png"], [])  # no temp left
 
 
+class ReportTest(absltest.TestCase):
+
+  def test_a_capped_relaxed_residual_reads_as_an_upper_bound(self):
+    from jaxrecon import report  # noqa: PLC0415
+    capped = report.fmt_relaxed({"eps_rel_relaxed": 0.476939, "freed_pairs": 512, "kink_pairs": 97_000})
+    self.assertEqual(capped, "relaxed <= 0.4769 (an upper bound: 512 of 97,000 kink pairs freed)")
+    self.assertEqual(report.fmt_relaxed({"eps_rel_relaxed": 0.05, "freed_pairs": 40, "kink_pairs": 40}),
+                     "relaxed 0.0500")
+    self.assertEqual(report.fmt_loss(0.0, -82962.5), "10^-82962.5")  # past any float: printed as 10^-x
+
+
 if __name__ == "__main__":
   absltest.main()

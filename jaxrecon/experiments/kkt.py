@@ -20,6 +20,7 @@ import numpy as np
 from jaxrecon import kkt
 from jaxrecon import losses
 from jaxrecon import plotting
+from jaxrecon import report
 from jaxrecon import workdir as wd
 from jaxrecon.experiments import train as train_job
 
@@ -82,8 +83,7 @@ def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[s
            "log10_loss": float(losses.log_mean_loss(tcfg.loss, q) / np.log(10.0)),
            "wall_s": metrics.get(step, {}).get("wall_s"), **rep}
     rows.append(row)
-    relaxed = (f"relaxed {row['eps_rel_relaxed']:.4f} to {row['relax_radius']:.2g} x radius, "
-               if config.relaxed else "")
+    relaxed = (f"{report.fmt_relaxed(row)} to {row['relax_radius']:.2g} x radius, " if config.relaxed else "")
     log(f"step {step:>9d}  log10 loss {row['log10_loss']:9.2f}  eps_rel {row['eps_rel']:.4f}  "
         f"({relaxed}cert {row['cert_eps_rel']:.4f})  "
         f"delta {row['delta']:.3e}  support {row['support_size']}  kinks {row['kink_pairs']}")

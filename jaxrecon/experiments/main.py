@@ -18,6 +18,7 @@ import os
 from typing import Callable, Optional
 
 from jaxrecon import data as data_lib
+from jaxrecon import report
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.experiments import attack as attack_job
@@ -104,7 +105,7 @@ def _report(config, summary) -> list:
       "           expect: the loss falls geometrically once the data are fitted (train accuracy 1); the test "
       "accuracy says nothing about leakage",
       f"KKT        eps_rel {t['eps_rel']:.4f} (exact, the paper's epsilon at theta), "
-      + (f"relaxed {t['eps_rel_relaxed']:.4f}, " if config.train.relaxed else "") +
+      + (f"{report.fmt_relaxed(t)}, " if config.train.relaxed else "") +
       f"delta {t['delta']:.2e}, support {t['support_size']}/{t['n_train']}",
       "           expect: 0 at an exact KKT point; " + (
           "on this unit-sphere task every step rule tried plateaus at 0.26-0.31 (docs/noprior.md, schedules), so "

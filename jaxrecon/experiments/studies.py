@@ -79,6 +79,15 @@ def _attack_numbers(o: attack_job.AttackOutcome, images: bool) -> dict:
   return _row(o.final_loss, o.final_stat, o.pool_size, o.wall_s, images, o.images, o.vectors)
 
 
+def _credit_numbers(cr: Optional[dict]) -> dict:
+  """The recovery measure's count beside every null's largest (jaxrecon.credit), for a study's row."""
+  if not cr:
+    return {"credited": None, "credit_nulls_max": None, "credit_beats_every_null": None}
+  return {"credited": cr["attack"]["n_credited"],
+          "credit_nulls_max": {k: v["n_credited_max"] for k, v in cr["nulls"].items()},
+          "credit_beats_every_null": cr["beats_every_null"]}
+
+
 def _finish(out_dir, rows, summary, plot, log):
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
   summary["rows"] = rows
@@ -259,7 +268,7 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                          key=jax.random.key(config.seed), log=log)
       rows.append({"offset": off, "prior_weight": float(w), "train_acc": ts.get("train_acc"),
                    "test_acc": ts.get("test_acc"), "eps_rel": ts.get("eps_rel"), **truth,
-                   **_attack_numbers(o, images)})
+                   **_attack_numbers(o, images), **_credit_numbers(o.summary.get("credit"))})
   vec = not images
   shown = ("mean_best5_dist", "n_close") if vec else ("clip_mean_top10_ssim", "clip_n_good_beating_heldout")
   summary = {"metrics": list(shown), "train_diverged": [r["offset"] for r in rows if "train_diverged" in r]}
@@ -268,6 +277,9 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
       "penalty vs the attack's best loss): ".format(", ".join(shown)) + ", ".join(
       f"({r['offset']:g}, {r['prior_weight']:g}): ({_g(r[shown[0]])}, {_g(r[shown[1]], '')}, "
       f"{r['n_outside_box']}, {_g(r['true_prior_penalty'])} vs {_g(r['best_final_loss'])})" for r in rows)
+  summary["headline"] += "; recovery measure (credited vs the largest null): " + ", ".join(
+      f"offset {r['offset']:g}: {r['credited']} vs {max(r['credit_nulls_max'].values())}" for r in rows
+      if r.get("credited") is not None)
   if summary["train_diverged"]:
     summary["headline"] += f"; training diverged at offsets {summary['train_diverged']} (no attack)"
   return _finish(out_dir, rows, summary, lambda: plotting.offset_study(

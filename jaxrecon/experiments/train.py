@@ -188,7 +188,7 @@ def _summarize(config, workdir, state, m, step, stop_reason, x, y, log) -> dict:
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
   log(f"done: loss {report.fmt_loss(m['loss'], m['log10_loss'])}  train_acc {summary['train_acc']:.3f}  "
       f"test_acc {summary['test_acc']:.3f}  eps_rel {summary['eps_rel']:.4f} "
-      + (f"(relaxed {summary['eps_rel_relaxed']:.4f})  " if config.relaxed else " ")
+      + (f"({report.fmt_relaxed(summary)})  " if config.relaxed else " ")
       + f"delta {summary['delta']:.3e}  "
       f"support {summary['support_size']}/{x.shape[0]}")
   return summary

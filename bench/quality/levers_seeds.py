@@ -33,7 +33,7 @@ VARIANTS = {"halving16": variant(16, 4000, (500, 1000, 2000)), "plain8": variant
             "plain16": variant(16, 2000, ()), "halving32": variant(32, 2000, (250, 500, 1000))}
 summary = json.load(open(os.path.join(run_dir, "train_fast", "summary.json")))
 _, ds, ckpts = train_job.load_run(os.path.join(run_dir, "train_fast"))
-judge = quality._Judge(ds, 1000)
+judge = quality.Judge(ds, 1000)
 rows = []
 for seed in range(n_seeds):
   for name, rc in VARIANTS.items():

@@ -195,6 +195,16 @@ class ScriptsTest(absltest.TestCase):
     out = run_script("attack.py", "--help", check=False).stdout
     for flag in ("--configs", "--lr_x", "--prior", "--train_workdir"):
       self.assertIn(flag, out)
+    # grouped by stage (issue 26): the main job's flags under their stage's heading, in this order
+    out = run_script("main.py", "--help", check=False).stdout
+    heads = [line for line in out.splitlines() if line.endswith(" flags:")]
+    self.assertEqual(heads, ["command flags:", "data flags:", "training flags:", "KKT flags:", "attack flags:",
+                             "attack sweep flags:", "evaluation flags:"])
+    section = lambda head: out[out.index(head):].split("\n\n")[0]  # noqa: E731
+    self.assertIn("--lr_x:", section("attack sweep flags:"))
+    self.assertIn("--relaxed:", section("KKT flags:"))
+    self.assertIn("--attack_steps:", section("attack flags:"))
+    self.assertIn("--split_grid:", section("command flags:"))
 
   def test_bench_train(self):
     d = tempfile.mkdtemp()

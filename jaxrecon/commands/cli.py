@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import sys
+import textwrap
 
 from absl import app
 from absl import flags
@@ -42,9 +43,34 @@ def _list_own_flags(modules) -> None:
     sys.modules["__main__"].__doc__ = modules[0].__doc__  # absl's usage text
 
 
+def grouped_help(modules) -> str:
+  """The command's usage (its module docstring) and its flags grouped by stage (training / KKT / attack /
+  evaluation ...), each group alphabetical, as absl formats one flag."""
+  from jaxrecon.commands import config_flags  # noqa: PLC0415
+  fv = flags.FLAGS
+  groups: dict = {}
+  for module in (*modules, config_flags):
+    for flag in fv.get_flags_for_module(module):
+      groups.setdefault(config_flags.STAGES.get(flag.name, "command"), {})[flag.name] = flag
+  order = [g for g in config_flags.STAGE_ORDER if g in groups] + sorted(set(groups) - set(config_flags.STAGE_ORDER))
+  lines = [(modules[0].__doc__ or "").strip(), ""] if modules else []
+  for g in order:
+    lines.append(f"{g} flags:")
+    for name in sorted(groups[g]):
+      flag = groups[g][name]
+      lines += textwrap.wrap(f"--{name}: {flag.help}", 110, initial_indent="  ", subsequent_indent="    ")
+      lines.append(f"    (default: {flag.default_as_str or repr('')})")
+    lines.append("")
+  lines.append("--helpfull lists absl's and jax's flags too.")
+  return "\n".join(lines)
+
+
 def run(main, *modules) -> None:
   """Runs `main` under absl with the command's `modules` (its own module first) for --help."""
   _list_own_flags(modules)
+  if any(a in ("--help", "-h", "-?") for a in sys.argv[1:]):  # grouped by stage; absl's --help exits 1
+    print(grouped_help(modules))
+    sys.exit(0)
 
   def wrapped(argv):
     # The trained weights and the KKT solves are float64; arrays keep the dtype a config asks for.

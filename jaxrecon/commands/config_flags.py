@@ -61,6 +61,30 @@ def _parse_scalar(text: str, like):
   return text
 
 
+# --help groups a command's flags by stage: the dataclass that owns a field names its stage, a few fields
+# have their own (the KKT switches of training, the evaluation settings of the attack and the audit).
+OWNER_STAGES = {"DataConfig": "data", "TrainConfig": "training", "KKTConfig": "KKT", "AttackConfig": "attack",
+                "SweepConfig": "attack sweep", "ReconstructConfig": "attack", "AuditConfig": "audit"}
+FIELD_STAGES = {("TrainConfig", "relaxed"): "KKT", ("TrainConfig", "kink_tol"): "KKT",
+                **{(owner, f): "evaluation" for owner in ("ReconstructConfig", "AuditConfig")
+                   for f in ("pool_top", "half_res", "ssim_window", "ssim_sigma", "figure_pairs", "close_tol",
+                             "delta")}}
+STAGE_ORDER = ("command", "audit", "data", "training", "KKT", "attack", "attack sweep", "evaluation")
+STAGES: dict = {}  # flag name -> stage, filled by every Binder
+
+
+def _owners(obj, prefix: str = "") -> dict:
+  """path -> (the dataclass name owning the field, the field name)."""
+  out = {}
+  for f in dataclasses.fields(obj):
+    value = getattr(obj, f.name)
+    if dataclasses.is_dataclass(value):
+      out.update(_owners(value, prefix + f.name + "."))
+    else:
+      out[prefix + f.name] = (type(obj).__name__, f.name)
+  return out
+
+
 class Binder:
   """Defines the flags of one config dataclass and builds the config back from them."""
 
@@ -72,6 +96,7 @@ class Binder:
     self.flags = {}  # path -> flag name
     self._fv = flag_values
     names, help, choices = dict(names or {}), dict(help or {}), dict(choices or {})  # noqa: A001
+    owners = _owners(default)
     for path, doc, value in _leaves(default):
       if path in skip:
         continue
@@ -98,6 +123,7 @@ class Binder:
       else:
         raise TypeError(f"{path}: no flag type for a default of type {type(value).__name__}")
       self.flags[path] = name
+      STAGES[name] = FIELD_STAGES.get(owners[path], OWNER_STAGES.get(owners[path][0], owners[path][0]))
 
   def _value(self, path: str, default):
     raw = self._fv[self.flags[path]].value

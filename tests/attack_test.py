@@ -51,7 +51,7 @@ class SurrogateTest(parameterized.TestCase):
     lam, y = jnp.ones(4), jnp.array([1.0, -1.0, 1.0, -1.0])
 
     def w1_term(x, alpha):
-      return jnp.sum(jnp.sin(attack.weighted_gradient(params, x, lam, y, alpha)[0]["w"]))
+      return jnp.sum(jnp.sin(attack.surrogate_weighted_gradient(params, x, lam, y, alpha)[0]["w"]))
 
     def w1_term_relu(x):
       g = jax.grad(lambda p: jnp.sum(lam * y * nets.apply(p, x)) / 4)(params)
@@ -68,7 +68,7 @@ class SurrogateTest(parameterized.TestCase):
     want = jax.grad(w1_term_relu)(x)
     small = jax.grad(w1_term)(x, 5.0)
     # same first derivative, so the weighted gradients agree; the x-gradients differ by the alpha s(1-s) terms
-    np.testing.assert_allclose(attack.weighted_gradient(params, x, lam, y, 5.0)[0]["w"],
+    np.testing.assert_allclose(attack.surrogate_weighted_gradient(params, x, lam, y, 5.0)[0]["w"],
                                jax.grad(lambda p: jnp.sum(lam * y * nets.apply(p, x, frozen)) / 4)(
                                    params)[0]["w"], rtol=1e-12)
     self.assertGreater(float(jnp.max(jnp.abs(small - jax.grad(w1_term_frozen)(x)))), 1e-3)
@@ -132,7 +132,7 @@ class ReferenceSecondDerivativeTest(parameterized.TestCase):
 
   def _jac(self, params, x, alpha):
     one = jnp.ones(1, jnp.float64)
-    return jax.jacrev(lambda v: attack.weighted_gradient(params, v[None], one, one, alpha))(x)
+    return jax.jacrev(lambda v: attack.surrogate_weighted_gradient(params, v[None], one, one, alpha))(x)
 
   @parameterized.parameters(((7,), False), ((7,), True), ((6, 5), False), ((6, 5), True))
   def test_against_hand_formula(self, widths, bias):
@@ -186,7 +186,7 @@ class LossTest(parameterized.TestCase):
     x = jax.random.normal(jax.random.key(3), (6, 5), jnp.float64)
     y = (attack.candidate_labels(6, n_out) if n_out > 1 else attack.candidate_labels(6).astype(jnp.float64))
     lam = jax.random.uniform(jax.random.key(4), (6,), jnp.float64)
-    got = attack.weighted_gradient(params, x, lam, y, 1e8)
+    got = attack.surrogate_weighted_gradient(params, x, lam, y, 1e8)
     want = kkt.weighted_gradient(params, x, y, lam / 6.0)  # the (1/m) scaling
     chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
 

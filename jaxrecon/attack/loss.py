@@ -176,7 +176,7 @@ def attack_target(params: nets.Params, params_init: Optional[nets.Params] = None
   return jax.tree_util.tree_map(lambda v: v * scale.astype(v.dtype), s)
 
 
-def weighted_gradient(params, x_MD, lam_M, y_hat, alpha) -> nets.Params:
+def surrogate_weighted_gradient(params, x_MD, lam_M, y_hat, alpha) -> nets.Params:
   """(1/m) sum_k lam_k grad_theta q_k with the surrogate ReLU: one vector-Jacobian product."""
   act = lambda z: surrogate_relu(z, alpha)
 
@@ -194,7 +194,7 @@ def stationarity_gap(params, target, x_MD, lam_M, y_hat, alpha, *, mean_scaled: 
   mean_scaled: lam are the attack's multipliers, weighted by 1/m as in the reference; False: lam are KKT
   multipliers themselves (sum_k lam_k grad q_k), e.g. a training set's with its transported multipliers."""
   lam = lam_M if mean_scaled else lam_M * x_MD.shape[0]
-  g = weighted_gradient(params, x_MD, lam, y_hat, alpha)
+  g = surrogate_weighted_gradient(params, x_MD, lam, y_hat, alpha)
   if layer_weights and len(layer_weights) != len(params):
     raise ValueError(f"layer_weights has {len(layer_weights)} entries for a {len(params)}-layer net")
   weights = layer_weights or (1.0,) * len(params)
@@ -219,7 +219,7 @@ def attack_loss(xl, params, target, y_hat, alpha, lambda_min, config: AttackConf
   """(loss, Aux) for candidates and multipliers xl = (x (m, d), lam (m,)); the box is about `shift`."""
   x, lam = xl
   if config.target == "sign_cone":
-    stat = cone_gap(target, weighted_gradient(params, x, lam, y_hat, alpha))
+    stat = cone_gap(target, surrogate_weighted_gradient(params, x, lam, y_hat, alpha))
   else:
     stat = stationarity_gap(params, target, x, lam, y_hat, alpha, layer_weights=config.layer_weights)
   zero = jnp.zeros((), x.dtype)

@@ -8,6 +8,8 @@ At a KKT point of the max-margin problem with margin m = min_i y_i Phi(x_i), sup
 
 from __future__ import annotations
 
+import functools
+
 from typing import Optional
 
 import jax
@@ -36,8 +38,16 @@ def fit_many(key: jax.Array, x_SND: jax.Array, y_SN: jax.Array, config: train.Tr
   optimizer, lr and steps; one subkey per set. `warmup` (optimizer, lr, steps) runs first, e.g. Adam to fit
   data that plain or loss-normalized GD from a small init fits slowly; `config` then takes over.
   """
-  cfg = nets.MLPConfig(d_in=x_SND.shape[-1], widths=tuple(config.widths), n_out=1,
-                       init_scales=config.init_scales, first_bias=True)
+  keys = jax.random.split(key, x_SND.shape[0])
+  return _fit_many_fn(config, warmup, int(x_SND.shape[-1]))(keys, x_SND, y_SN)
+
+
+@functools.lru_cache(maxsize=8)
+def _fit_many_fn(config: train.TrainConfig, warmup: Optional[train.TrainConfig], d_in: int):
+  """jit(vmap(train one net)) built once per (config, warmup, input size): a fresh jit per call recompiled
+  every time."""
+  cfg = nets.MLPConfig(d_in=d_in, widths=tuple(config.widths), n_out=1, init_scales=config.init_scales,
+                       first_bias=True)
   phases = [c for c in (warmup, config) if c is not None and c.steps > 0]
   opts = [train.make_optimizer(c) for c in phases]
   steps = [train.make_train_step(c, o, norm) for c, (o, norm) in zip(phases, opts)]
@@ -51,8 +61,7 @@ def fit_many(key: jax.Array, x_SND: jax.Array, y_SN: jax.Array, config: train.Tr
     q = kkt.margins_of(params, x, y)
     return params, q, train.log_loss_fn(params, x, y, config.loss)
 
-  keys = jax.random.split(key, x_SND.shape[0])
-  return jax.jit(jax.vmap(one))(keys, x_SND, y_SN)
+  return jax.jit(jax.vmap(one))
 
 
 def init_many(key: jax.Array, d: int, n_sets: int, config: train.TrainConfig, dtype=None):

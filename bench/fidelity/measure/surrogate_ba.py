@@ -37,7 +37,7 @@ for name, fn in (("before", old), ("after", new)):
   terms = {}
   for l in range(3):  # x-gradient of each layer's stationarity term
     def term(xx, l=l):
-      g = attack.weighted_gradient(params, xx, lam0, y, 19.21)
+      g = attack.surrogate_weighted_gradient(params, xx, lam0, y, 19.21)
       return sum(jnp.sum(jnp.square(params[l][k] - g[l][k])) for k in params[l])
     terms[l] = jax.grad(term)(x0)
   grads[name] = terms

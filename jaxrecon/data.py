@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -142,12 +142,57 @@ def two_gaussians(key: jax.Array, n: int, d: int, sep: float = 1.0, dtype=jnp.fl
 # Tasks.
 
 def binary_label(name: str, classes: np.ndarray) -> np.ndarray:
-  """MNIST: odd -> +1, even -> -1. CIFAR-10: vehicles {0,1,8,9} -> -1, animals -> +1."""
-  if name == "mnist":
-    return np.where(classes % 2 == 1, 1, -1).astype(np.int32)
-  if name == "cifar10":
-    return np.where(np.isin(classes, CIFAR_VEHICLES), -1, 1).astype(np.int32)
-  raise ValueError(name)
+  """The reference's binary task of an image set: MNIST odd -> +1, even -> -1; CIFAR-10 vehicles {0,1,8,9} -> -1,
+  animals -> +1."""
+  return np.asarray(IMAGE_SETS[name].binary_label(np.asarray(classes)), np.int32)
+
+
+def _selected(read: Callable) -> Callable:
+  """A reader that returns the whole split, made to apply the caller's selection itself."""
+  def read_and_select(data_dir: str, split: str, select: Callable):
+    images, classes = read(data_dir, split)
+    idx = np.asarray(select(classes), np.int64)
+    return images[idx], classes[idx]
+  return read_and_select
+
+
+class ImageSet(NamedTuple):
+  """An image data set in its publisher's format: read(data_dir, split, select) -> (images (N, H, W[, C]) uint8,
+  classes (N,)) keeping only the rows select(classes) picks; the reference's binary labels of its classes; its
+  class count; the directory of a sample shipped with the package (data_dir='bundled'), if any."""
+  read: Callable
+  binary_label: Callable
+  n_classes: int
+  bundled_dir: Optional[str] = None
+
+
+class Synthetic(NamedTuple):
+  """A generated data set: make(config, key, n) -> (x (n, d) float64, y (n,) +-1)."""
+  make: Callable
+
+
+# The dataset registry: the one place a data set is named. `DataConfig.name`, `--dataset`, the jobs' image /
+# vector and class-count choices look it up here; a new data set is one entry (tests/data_test.py adds one).
+IMAGE_SETS: dict = {
+    "mnist": ImageSet(read_mnist, lambda c: np.where(c % 2 == 1, 1, -1), 10, SAMPLE_MNIST_DIR),
+    "cifar10": ImageSet(_selected(read_cifar10), lambda c: np.where(np.isin(c, CIFAR_VEHICLES), -1, 1), 10),
+}
+SYNTHETIC: dict = {
+    "sphere": Synthetic(lambda c, k, n: sphere(k, n, c.d, dtype=jnp.float64)),
+    "shifted_sphere": Synthetic(lambda c, k, n: shifted_sphere(k, n, c.d, c.radius, c.shift, jnp.float64,
+                                                               c.sphere_labels)),
+    "parity_sphere": Synthetic(lambda c, k, n: parity_sphere(k, n, c.d, c.parity_k, jnp.float64)),
+    "two_gaussians": Synthetic(lambda c, k, n: two_gaussians(k, n, c.d, c.gaussian_sep, jnp.float64)),
+}
+
+
+def datasets() -> tuple:
+  """Every registered data set's name (synthetic first)."""
+  return tuple(SYNTHETIC) + tuple(IMAGE_SETS)
+
+
+def is_image(name: str) -> bool:
+  return name in IMAGE_SETS
 
 
 def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], how: str,
@@ -170,19 +215,19 @@ def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], h
 def _image_task(config: DataConfig) -> Dataset:
   if config.data_dir is None:
     raise DataError(f"dataset {config.name!r} needs data_dir (a directory with the publisher's files)")
-  data_dir = config.data_dir
+  data_dir, spec = config.data_dir, IMAGE_SETS[config.name]
   if data_dir == BUNDLED:
-    if config.name != "mnist":
+    if spec.bundled_dir is None:
       raise DataError(f"data_dir={BUNDLED!r} is the bundled MNIST sample; {config.name!r} needs a directory "
                       "with the publisher's files")
-    data_dir = SAMPLE_MNIST_DIR
+    data_dir = spec.bundled_dir
   rng = np.random.default_rng(config.seed)
   source = (f"the bundled MNIST sample ({SAMPLE_MNIST_DIR}: 1,000 training / 1,200 test images; point data_dir "
             "at a full download for more)" if config.data_dir == BUNDLED else f"{config.name} in {data_dir}")
   if config.task == "binary":
     group, values = (lambda cls: binary_label(config.name, cls)), (-1, 1)
   elif config.task == "multiclass":
-    group, values = (lambda cls: np.asarray(cls).astype(np.int32)), tuple(range(10))
+    group, values = (lambda cls: np.asarray(cls).astype(np.int32)), tuple(range(spec.n_classes))
   else:
     raise ValueError(f"task must be 'binary' or 'multiclass', got {config.task!r}")
   if config.n % len(values):
@@ -194,14 +239,10 @@ def _image_task(config: DataConfig) -> Dataset:
   pick_test = lambda cls: (select_balanced(group(cls), config.n_test // len(values), values, config.selection,
                                            rng, source + " (test split)") if config.n_test
                            else np.arange(len(cls)))
-  if config.name == "mnist":  # the selection is made from the labels, then only those images are read
-    tr_img, tr_cls = read_mnist(data_dir, "train", pick_train)
-    te_img, te_cls = read_mnist(data_dir, "test", pick_test)
-    tr_idx, te_idx = np.arange(len(tr_cls)), np.arange(len(te_cls))
-  else:
-    tr_img, tr_cls = read_cifar10(data_dir, "train")
-    te_img, te_cls = read_cifar10(data_dir, "test")
-    tr_idx, te_idx = pick_train(tr_cls), pick_test(te_cls)
+  # the selection is made from the labels (MNIST: then only those images are read)
+  tr_img, tr_cls = spec.read(data_dir, "train", pick_train)
+  te_img, te_cls = spec.read(data_dir, "test", pick_test)
+  tr_idx, te_idx = np.arange(len(tr_cls)), np.arange(len(te_cls))
   tr_grp, te_grp = group(tr_cls), group(te_cls)
   image_shape = tr_img.shape[1:] if tr_img.ndim == 4 else tr_img.shape[1:] + (1,)
   x_tr = tr_img[tr_idx].reshape(len(tr_idx), -1).astype(np.float64) / 255.0
@@ -219,24 +260,18 @@ def _finish(config, x_tr, y_tr, x_te, y_te, image_shape, c_tr, c_te) -> Dataset:
 
 def load(key: jax.Array, config: DataConfig) -> Dataset:
   """Builds the dataset a config names (float64 numpy arrays; the caller casts)."""
-  if config.name in ("mnist", "cifar10"):
+  if config.name in IMAGE_SETS:
     return _image_task(config)
-  makers = {
-      "sphere": lambda k, n: sphere(k, n, config.d, dtype=jnp.float64),
-      "shifted_sphere": lambda k, n: shifted_sphere(k, n, config.d, config.radius, config.shift, jnp.float64,
-                                                    config.sphere_labels),
-      "parity_sphere": lambda k, n: parity_sphere(k, n, config.d, config.parity_k, jnp.float64),
-      "two_gaussians": lambda k, n: two_gaussians(k, n, config.d, config.gaussian_sep, jnp.float64),
-  }
-  if config.name not in makers:
-    raise DataError(f"unknown dataset {config.name!r}; expected one of "
-                    f"{sorted(makers) + ['mnist', 'cifar10']}")
+  if config.name not in SYNTHETIC:
+    raise DataError(f"unknown dataset {config.name!r}; expected one of {list(datasets())} (the registries "
+                    "data.SYNTHETIC and data.IMAGE_SETS)")
+  make = SYNTHETIC[config.name].make
   if config.n < 2 or config.d < 1:
     raise DataError(f"dataset {config.name!r} needs n >= 2 and d >= 1, got n={config.n}, d={config.d}")
   key_train, key_test = jax.random.split(key)
   with jax.enable_x64(True):
-    x_tr, y_tr = makers[config.name](key_train, config.n)
-    x_te, y_te = makers[config.name](key_test, max(config.n_test, 1))
+    x_tr, y_tr = make(config, key_train, config.n)
+    x_te, y_te = make(config, key_test, max(config.n_test, 1))
   x_tr, x_te = np.asarray(x_tr, np.float64), np.asarray(x_te, np.float64)[:config.n_test]
   y_tr, y_te = np.asarray(y_tr), np.asarray(y_te)[:config.n_test]
   if np.unique(y_tr).size < 2:

@@ -313,5 +313,35 @@ class StreamingSelectionTest(absltest.TestCase):
     self.assertEqual(ds.x_train.shape, (20, 784))
 
 
+class RegistryTest(absltest.TestCase):
+  """Issue 25: a new data set is one registry entry; loading and training take it by name."""
+
+  def test_a_new_synthetic_set_by_one_entry(self):
+    import shutil  # noqa: PLC0415
+    from unittest import mock  # noqa: PLC0415
+    from jaxrecon import train  # noqa: PLC0415
+    from jaxrecon.experiments import train as train_job  # noqa: PLC0415
+
+    def ring(config, key, n):  # points on a circle in the first two coordinates, labelled by the half plane
+      t = jax.random.uniform(key, (n,), minval=0.0, maxval=2 * np.pi, dtype=np.float64)
+      x = np.zeros((n, config.d))
+      x[:, 0], x[:, 1] = np.cos(t), np.sin(t)
+      return x, np.where(np.sin(t) > 0, 1, -1)
+
+    with mock.patch.dict(data.SYNTHETIC, {"ring": data.Synthetic(ring)}):
+      self.assertIn("ring", data.datasets())
+      ds = data.load(jax.random.key(0), data.DataConfig(name="ring", n=12, d=3, n_test=6))
+      np.testing.assert_allclose(np.linalg.norm(ds.x_train, axis=1), 1.0)  # what the entry made, unchanged
+      self.assertEqual(set(np.unique(ds.y_train)), {-1, 1})
+      d = tempfile.mkdtemp()
+      self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+      cfg = train.TrainConfig(data=data.DataConfig(name="ring", n=12, d=3, n_test=6), widths=(8,),
+                              init_scales=(0.3,), optimizer="gd", lr=0.5, steps=20, log_every=10, relaxed=False)
+      self.assertEqual(train_job.run(cfg, d, log=lambda *_: None)["steps"], 20)
+    with self.assertRaisesRegex(data.DataError, "unknown dataset 'ring'"):
+      data.load(jax.random.key(0), data.DataConfig(name="ring", n=12, d=3))
+    self.assertEqual(data.binary_label("cifar10", np.arange(10)).tolist(), [-1, -1, 1, 1, 1, 1, 1, 1, -1, -1])
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -24,7 +24,7 @@ def _optional_float(value):
   return None if value is None or str(value).lower() in _NONE else float(value)
 
 
-DATASETS = ("sphere", "shifted_sphere", "parity_sphere", "two_gaussians", "mnist", "cifar10")
+DATASETS = data_lib.datasets()  # the registries data.SYNTHETIC and data.IMAGE_SETS
 
 
 def binder_args(prefix: str = "") -> dict:

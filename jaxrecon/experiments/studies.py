@@ -237,7 +237,7 @@ def truth_in_the_box(x_train, attack: AttackConfig) -> dict:
 @wd.job("study_offset", "out_dir")
 def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                train_log: Optional[Callable] = None) -> dict:
-  images = config.train.data.name in ("mnist", "cifar10")
+  images = data_lib.is_image(config.train.data.name)
   if not config.prior_weights or min(config.prior_weights) < 0:
     raise ValueError(f"prior_weights must be >= 0; got {config.prior_weights}")
   _start(out_dir, {"study": config})

@@ -57,7 +57,8 @@ def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
   ds, latest = _open_run(config, workdir, key_data, log)
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
   xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
-  n_out = 1 if config.data.task == "binary" or config.data.name not in ("mnist", "cifar10") else 10
+  n_out = (data_lib.IMAGE_SETS[config.data.name].n_classes
+           if config.data.task == "multiclass" and data_lib.is_image(config.data.name) else 1)
   optimizer, normalized = train.make_optimizer(config)
   params = nets.init(key_init, config.mlp(x.shape[1], n_out), dtype)
   state = TrainState(params, optimizer.init(params))

@@ -1,15 +1,15 @@
 """Every figure of every job, drawn without pyplot: no backend is chosen and no global figure state is touched.
 
-Figures are `matplotlib.figure.Figure` objects (matplotlib's documented way to draw without pyplot) written with
-`save`, so calling a job from a notebook leaves the notebook's backend and open figures as they were. Scripts
-and notebooks may still use pyplot themselves. Each function takes the numbers a job already has (rows of its
-table, arrays) and a path; none computes anything a reader would need from the JSON.
+Figures are `matplotlib.figure.Figure` objects written with `save`, so a job called from a notebook leaves the
+notebook's backend and open figures as they were. Each function takes the numbers a job already has (rows of
+its table, arrays) and a path; none computes anything a reader would need from the JSON.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from jaxrecon import margin_norms
 from jaxrecon import workdir as wd
 from jaxrecon.report import column
 
@@ -438,8 +438,8 @@ def leakage_study(rows: list, kind: str, key: str, path: str) -> None:
   names = [r["recipe"] for r in rows]
   pos = np.arange(len(rows))
   fig, (a, b) = subplots(1, 2, figsize=(11, 3.8))
-  res = [("eps_rel", "l2 (eps_rel)"), ("eps_linf", "l_inf"), ("eps_spectral", "spectral"),
-         ("wd_residual", "weight-decay stationarity")]
+  res = [("eps_rel", "l2 (eps_rel)")] + [(f"eps_{k}", n.label) for k, n in margin_norms.NORMS.items()
+                                          if k != "l2"] + [("wd_residual", "weight-decay stationarity")]
   w = 0.8 / len(res)
   for i, (k, label) in enumerate(res):
     vals = [np.nan if r.get(k) is None else r[k] for r in rows]

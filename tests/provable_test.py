@@ -39,7 +39,7 @@ class KKTFactsTest(parameterized.TestCase):
 
   def test_hand_built_net_is_an_exact_kkt_point(self):
     params, x, y, lam = two_point_net()
-    rep = kkt.report(params, x, y)
+    rep = kkt.report(params, x, y, relaxed=False)
     self.assertLess(float(rep.eps_rel), 1e-12)
     np.testing.assert_allclose(rep.lam, lam, rtol=1e-9)  # 2-homogeneous: lam does not change with scale
     np.testing.assert_allclose(provable.balancedness(params), 0.0, atol=1e-15)
@@ -60,7 +60,7 @@ class UnivariateTest(parameterized.TestCase):
   @parameterized.parameters(1.5, 2.0, 3.0)
   def test_exact_kkt_family(self, a):
     params, x, y, lam = two_point_net_at(a)
-    rep = kkt.report(params, x, y)
+    rep = kkt.report(params, x, y, relaxed=False)
     self.assertLess(float(rep.eps_rel), 1e-12)
     self.assertAlmostEqual(float(rep.q_min), np.sqrt(1 + a * a), places=12)
     np.testing.assert_allclose(provable.balancedness(params), 0.0, atol=1e-15)

@@ -71,6 +71,14 @@ def best_multipliers(params, x, y, slack_weight: float = 1e-6, **nnls_kwargs) ->
   Via the Gram matrix and J theta = L q. The small slackness term (rho = slack_weight * mean(L q)) only
   decides between multipliers that fit stationarity equally well (a singular Gram, e.g. points in a low
   dimensional subspace): it prefers those on the margin, so delta is not inflated by an arbitrary choice.
+
+  Args:
+    params: the network, normalized (`normalize`) when the multipliers should be the paper's.
+    x: (N, D) points; y: (N,) labels.
+    slack_weight: rho relative to mean(L q).
+    **nnls_kwargs: `nnls.nnls_gram`'s options (iterations, tolerances).
+  Returns:
+    `nnls.NNLSResult`: x (N,) the multipliers, the objective and whether the active set converged.
   """
   G = gram(params, x, y)
   q = margins_of(params, x, y)
@@ -312,9 +320,19 @@ def certificate(params, x, y, loss: str = "logistic"):
 
 def kkt_report(params, x, y, *, kink_tol: float = 1e-3, relaxed: bool = True,
                loss: str = "logistic") -> KKTReport:
-  """All KKT diagnostics of one network on one set (x (N, D), y (N,)). Pure; jit/vmap at the caller.
+  """All KKT diagnostics of one network on one set. Pure; `kkt.report` is its one jitted form.
 
-  relaxed=False skips the relaxed QP (its fields then repeat the exact ones, with gap 0 and 0 iterations).
+  Args:
+    params: the network (a bias-free ReLU MLP, optionally with a first-layer bias); its dtype is the report's.
+    x: (N, D) the training points.
+    y: (N,) labels: +-1 for one output, class indices for K outputs.
+    kink_tol: first-layer pairs with |w.x + b| <= kink_tol x max |z_1| count as at their kink (the relaxed
+      residual frees them; traced, so every tolerance shares one program).
+    relaxed: also solve the relaxed QP (False: its fields repeat the exact ones, gap 0, 0 iterations).
+    loss: the training loss's registry name (`losses.LOSSES`), for the cheap certificate.
+  Returns:
+    A `KKTReport`: eps_rel (the paper's epsilon at theta), delta, the multipliers and support, q_min, the
+    relaxed residual with its bounds, radius and pair counts, and the certificate.
   """
   L = nets.degree(params)
   q_raw = margins_of(params, x, y)
@@ -359,7 +377,14 @@ report = jax.jit(kkt_report, static_argnames=("relaxed", "loss"))
 
 
 def summarize(report: KKTReport) -> dict:
-  """The scalar entries of a (non-batched) report as Python numbers."""
+  """The scalar entries of a (non-batched) report as Python numbers.
+
+  Args:
+    report: a `KKTReport` of one network on one set.
+  Returns:
+    {field: float / int / bool} for every scalar field, plus `support_size` and, with the relaxed fields,
+    `relaxed_capped` (True when the pair cap left kink pairs out: eps_rel_relaxed is then an upper bound).
+  """
   out = {}
   for k, v in report._asdict().items():
     if jnp.ndim(v) == 0:

@@ -121,8 +121,19 @@ def _flatten(tree, prefix=()):
 
 
 def from_flax(variables, order: Optional[Sequence[str]] = None, dtype=np.float64, **check) -> nets.Params:
-  """Params from a flax linen variables dict ({'params': {'Dense_0': {'kernel', 'bias'}, ...}}), its 'params'
-  alone, or an nnx model / nnx.State (its nnx.Param leaves). Each layer is the module holding a 'kernel'."""
+  """Params from a flax model. Each layer is the module holding a 'kernel'.
+
+  Args:
+    variables: a linen variables dict ({'params': {'Dense_0': {'kernel', 'bias'}, ...}}), its 'params' alone,
+      or an nnx Module / nnx.State (its nnx.Param leaves; needs flax installed).
+    order: module names in forward order, when neither their natural order nor their shapes decide it.
+    dtype: the params' dtype.
+    **check: `check_architecture`'s options (allow_first_bias, bias_tol).
+  Returns:
+    The params tuple (one {'w' (fan_in, fan_out)[, 'b']} dict per layer).
+  Raises:
+    ArchitectureError naming the layer the theory does not cover.
+  """
   try:  # nnx: a Module or a State; linen trees are plain dicts
     from flax import nnx  # noqa: PLC0415 (flax is only needed to read flax models)
     if isinstance(variables, nnx.Module):
@@ -157,8 +168,19 @@ def from_flax(variables, order: Optional[Sequence[str]] = None, dtype=np.float64
 
 def from_torch_state_dict(state_dict: Mapping, order: Optional[Sequence[str]] = None, dtype=np.float64,
                           **check) -> nets.Params:
-  """Params from a PyTorch state_dict of nn.Linear layers ('<module>.weight' (out, in), '<module>.bias'),
-  as numpy arrays (e.g. `{k: v.numpy() for k, v in model.state_dict().items()}`)."""
+  """Params from a PyTorch state_dict of nn.Linear layers held as numpy arrays.
+
+  Args:
+    state_dict: {'<module>.weight': (out, in), '<module>.bias': (out,)} (e.g.
+      `{k: v.numpy() for k, v in model.state_dict().items()}`; a file: `load_torch`).
+    order: module names in forward order, when neither their natural order nor their shapes decide it.
+    dtype: the params' dtype.
+    **check: `check_architecture`'s options.
+  Returns:
+    The params tuple, weights transposed to (fan_in, fan_out).
+  Raises:
+    ArchitectureError naming the entry or layer (running statistics, a later bias, non-finite values, ...).
+  """
   named, stray = {}, []
   for key, v in state_dict.items():
     module, _, leaf = str(key).rpartition(".")

@@ -41,7 +41,18 @@ class RelativeState(NamedTuple):
 
 
 def scale_by_loss(rule: str, lr: float, lr_cap: Optional[float] = None) -> optax.GradientTransformationExtraArgs:
-  """Multiplies grad log Loss by the rule's factor; `update(..., log_loss=)` is required."""
+  """The loss-normalized step rules as an optax transformation of grad log Loss.
+
+  Args:
+    rule: 'normalized' (factor 1: the step is lr / Loss along -grad Loss), 'log_normalized' (factor
+      max(1, -log Loss)^-(2 - 2/L)) or 'relative' (||step|| / ||theta|| = lr / max(1, -log Loss), with the
+      back-off above), as the module docstring says.
+    lr: the rule's learning rate (dimensionless for 'relative').
+    lr_cap: any rule: the effective step lr / Loss is at most lr_cap (None = uncapped).
+  Returns:
+    An `optax.GradientTransformationExtraArgs` whose `update(updates, state, params, log_loss=...)` needs
+    the current log Loss (chain the optimizer proper after it).
+  """
   if rule not in RULES:
     raise ValueError(f"unknown loss-normalized rule {rule!r}; expected one of {RULES}")
   log_cap = None if lr_cap is None else math.log(lr_cap / lr)

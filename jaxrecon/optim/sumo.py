@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, Literal, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 from optax.contrib import MuonDimensionNumbers as DimensionNumbers
 
+
+
+Projector = Literal["randomized", "exact"]
+Orthogonalizer = Literal["svd", "newton_schulz"]
 
 class ScaleBySumoState(NamedTuple):
   count: jax.Array   # int32 step counter
@@ -207,12 +211,12 @@ def _layouts(params, weight_dimension_numbers):
 
 
 def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 200,
-                  growth_limit: Optional[float] = 1.1, projector: str = "randomized",
+                  growth_limit: Optional[float] = 1.1, projector: Projector = "randomized",
                   power_iters: int = 1, oversample: int = 5, residual: bool = True,
                   shape_scale: Optional[float] = 0.2, transport_moment: bool = True,
                   rank_tol: float = 1e-6, key: Optional[jax.Array] = None,
                   weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None,
-                  orthogonalizer: str = "svd", ns_steps: int = 5) -> optax.GradientTransformation:
+                  orthogonalizer: Orthogonalizer = "svd", ns_steps: int = 5) -> optax.GradientTransformation:
   """The SUMO direction for every leaf (all must be matrices, or batches of them via dimension numbers).
 
   rank: r (capped at the smaller side). refresh_every: K. growth_limit: gamma (None = no limiter).
@@ -272,19 +276,29 @@ def scale_by_sumo(rank: int = 8, momentum: float = 0.95, refresh_every: int = 20
 
 
 def sumo(learning_rate: optax.ScalarOrSchedule, rank: int = 8, momentum: float = 0.95,
-         refresh_every: int = 200, growth_limit: Optional[float] = 1.1, projector: str = "randomized",
+         refresh_every: int = 200, growth_limit: Optional[float] = 1.1, projector: Projector = "randomized",
          weight_decay: float = 0.0, shape_scale: Optional[float] = 0.2, residual: bool = True,
          transport_moment: bool = True, key: Optional[jax.Array] = None,
          adam_learning_rate: Optional[optax.ScalarOrSchedule] = None, adam_b1: float = 0.9,
          adam_b2: float = 0.999, adam_eps: float = 1e-8, adam_weight_decay: float = 0.0,
          param_labels: Union[Any, Callable, None] = None,
          weight_dimension_numbers: Union[DimensionNumbers, Callable, None] = None,
-         orthogonalizer: str = "svd") -> optax.GradientTransformation:
+         orthogonalizer: Orthogonalizer = "svd") -> optax.GradientTransformation:
   """SUMO for matrices, AdamW for everything else, in the shape of `optax.contrib.muon`.
 
-  Routing: `param_labels` (a tree or a callable of params giving 'sumo' / 'adam' per leaf; use it to send
-  embeddings and output heads to AdamW), else every leaf of rank 2 goes to SUMO (every leaf of rank >= 2 when
-  `weight_dimension_numbers` is given: one DimensionNumbers for all SUMO leaves, or a function of a leaf). AdamW has its own learning rate (default: the SUMO one) and weight decay.
+  Args:
+    learning_rate: SUMO's learning rate (a float or an optax schedule).
+    rank, momentum, refresh_every, growth_limit, projector, shape_scale, residual, transport_moment,
+      weight_dimension_numbers, orthogonalizer: as `scale_by_sumo`.
+    weight_decay: decoupled weight decay on the SUMO leaves.
+    key: the randomized projector's PRNG key (needed by `init` when projector='randomized').
+    adam_learning_rate, adam_b1, adam_b2, adam_eps, adam_weight_decay: AdamW's, for the other leaves
+      (learning rate default: SUMO's).
+    param_labels: a tree or a callable of params giving 'sumo' / 'adam' per leaf (send embeddings and output
+      heads to AdamW); default: every leaf of rank 2 goes to SUMO (rank >= 2 when `weight_dimension_numbers`
+      is given).
+  Returns:
+    An `optax.GradientTransformation` (`optax.multi_transform` of the two).
   """
   if adam_learning_rate is None:
     adam_learning_rate = learning_rate

@@ -30,10 +30,9 @@ import jax.numpy as jnp
 import optax
 from optax.contrib import MuonDimensionNumbers as DimensionNumbers
 
-
-
 Projector = Literal["randomized", "exact"]
 Orthogonalizer = Literal["svd", "newton_schulz"]
+
 
 class ScaleBySumoState(NamedTuple):
   count: jax.Array   # int32 step counter

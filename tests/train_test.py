@@ -16,7 +16,7 @@ from jaxrecon import workdir as wd
 
 def tiny_config(**kw):
   base = dict(data=data.DataConfig(name="sphere", n=24, d=8, n_test=16), widths=(16,),
-              init_scales=(0.1,), optimizer="gd", lr=0.5, steps=120, log_every=20, relaxed=True)
+              init_scales=(0.1,), optimizer="gd", lr=0.5, steps=120, log_every=20, relaxed=False)
   base.update(kw)
   return train.TrainConfig(**base)
 
@@ -37,19 +37,20 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
 
   def test_run_writes_workdir(self):
     d = tempfile.mkdtemp()
-    summary = train_job.run(tiny_config(), d, log=quiet)
+    summary = train_job.run(tiny_config(relaxed=True), d, log=quiet)  # the relaxed residual in the summary
     for f in ("config.json", "data.npz", "metrics.jsonl", "summary.json"):
       self.assertTrue(os.path.exists(os.path.join(d, f)), f)
     for k in ("final_loss", "train_acc", "test_acc", "q_min", "normalized_margin", "eps_rel", "delta",
-              "steps", "wall_s"):
+              "steps", "wall_s", "eps_rel_relaxed", "freed_pairs", "relaxed_capped"):
       self.assertIn(k, summary)
+    self.assertLessEqual(summary["eps_rel_relaxed"], summary["eps_rel"] + 1e-9)  # freeing pairs only helps
     self.assertEqual(summary["steps"], 120)
     self.assertEqual(summary["train_acc"], 1.0)
     rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
     self.assertEqual([r["step"] for r in rows], [1, 2, 5, 10, 20, 40, 50, 60, 80, 100, 120])
     self.assertEqual([s for s, _ in wd.list_checkpoints(d)], [0, 1, 2, 5, 10, 20, 50, 100, 120])
     cfg, ds, ckpts = train_job.load_run(d)
-    self.assertEqual(cfg, tiny_config())
+    self.assertEqual(cfg, tiny_config(relaxed=True))
     self.assertEqual(ds.x_train.shape, (24, 8))
 
   @parameterized.parameters("gd", "normalized_gd", "sumo")

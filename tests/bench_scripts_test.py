@@ -1,4 +1,5 @@
-"""Every script under bench/ (the one-off measurement scripts behind docs' numbers) still matches the library:
+"""Every script under bench/ (the one-off measurement scripts behind docs' numbers) and every scripts/bench_*.py
+still matches the library:
 it compiles, its jaxrecon imports resolve, and every attribute it reads from a jaxrecon module exists (a rename
 in the library, like `quality._Judge` -> `quality.Judge`, fails here instead of when someone re-runs the
 script). Running them needs trained runs and minutes each: their numbers' commands are in docs/."""
@@ -14,7 +15,10 @@ import conftest
 
 
 def _scripts():
-  return sorted(glob.glob(os.path.join(conftest.ROOT, "bench", "**", "*.py"), recursive=True))
+  """bench/**/*.py and the benchmark commands scripts/bench_*.py (most of those also run at toy size in
+  scripts_test.py)."""
+  return sorted(glob.glob(os.path.join(conftest.ROOT, "bench", "**", "*.py"), recursive=True)
+                + glob.glob(os.path.join(conftest.ROOT, "scripts", "bench_*.py")))
 
 
 def unresolved(path: str) -> list:

@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from jaxrecon import nets
+from jaxrecon import readers
 from jaxrecon import torch_pickle
 
 
@@ -270,7 +271,7 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
   `max_bytes` before it is decompressed; object arrays are refused (never pickle)."""
   try:
     zf = zipfile.ZipFile(path)
-  except torch_pickle.ZIP_ERRORS as e:
+  except readers.ZIP_ERRORS as e:
     raise ArchitectureError(f"{path}: not an .npz (zip) file ({type(e).__name__}: {e})") from None
   with zf:
     infos = zf.infolist()
@@ -299,7 +300,7 @@ def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
           out[name] = np.lib.format.read_array(member, allow_pickle=False)
       except ArchitectureError:
         raise
-      except torch_pickle.ZIP_ERRORS as e:
+      except readers.ZIP_ERRORS as e:
         raise ArchitectureError(f"{path}: array {name!r} unreadable ({type(e).__name__}: {e})") from None
   return out
 
@@ -308,7 +309,7 @@ def _is_torch_zip(path: str) -> bool:
   try:
     with zipfile.ZipFile(path) as zf:
       return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in zf.namelist())
-  except torch_pickle.ZIP_ERRORS:
+  except readers.ZIP_ERRORS:
     return False
 
 

@@ -10,6 +10,8 @@ import glob
 import gzip
 import math
 import os
+import struct
+import zipfile
 import zlib
 from typing import Callable, Optional, Sequence
 
@@ -18,6 +20,13 @@ import numpy as np
 MNIST_IMAGE_MAGIC = 2051
 MNIST_LABEL_MAGIC = 2049
 CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+# What Python's zipfile / zlib raise on a damaged or hostile archive (a bad name encoding, an unknown
+# compression method, an encrypted member, a bad CRC, a truncated stream): every reader of a zip catches these
+# (models, torch_pickle, workdir).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+              RuntimeError, KeyError, IndexError, struct.error, zlib.error)
 
 
 class DataError(ValueError):

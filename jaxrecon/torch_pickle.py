@@ -16,11 +16,11 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-import struct
 import zipfile
-import zlib
 
 import numpy as np
+
+from jaxrecon.readers import ZIP_ERRORS
 
 # torch's legacy storage type names -> the numpy dtype of their bytes (little-endian in the archive)
 STORAGE_DTYPES = {
@@ -28,10 +28,6 @@ STORAGE_DTYPES = {
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
     "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
-# What Python's zipfile / zlib raise on a damaged or hostile archive (a bad name encoding, an unknown
-# compression method, an encrypted member, a bad CRC, a truncated stream): every reader of a zip catches these.
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
-              RuntimeError, KeyError, IndexError, struct.error, zlib.error)
 MAX_PICKLE_BYTES = 64 << 20  # a state_dict's pickle holds names and shapes only (kilobytes)
 EXPORT_HINT = ("export the weights alone: torch.save(model.state_dict(), path), or "
                "safetensors.torch.save_file(model.state_dict(), path)")

@@ -21,14 +21,13 @@ import json
 import os
 import re
 import stat
-import struct
 import tempfile
-import zipfile
-import zlib
 from typing import Any, Callable, Iterable, Optional
 
 import jax
 import numpy as np
+
+from jaxrecon import readers
 
 
 class RunDirError(Exception):
@@ -168,8 +167,7 @@ def read_npz(path: str) -> dict:
   try:
     with np.load(path, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, KeyError, IndexError,
-          NotImplementedError, RuntimeError, struct.error, zlib.error) as e:
+  except readers.ZIP_ERRORS as e:
     raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 

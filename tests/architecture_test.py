@@ -1,11 +1,11 @@
 """The package's layering, as it is, enforced: no module imports from a layer above its own, and modules stay
-under 450 lines (two named modules above it may only shrink).
+under 450 lines (one named module above it may only shrink).
 
 Layers, lowest first (a module may import from its own layer and the ones below):
   0 core: nets, losses, data, readers, nnls, stationarity, kkt, margin_norms, stats, credit, report, workdir, models,
     train, optim/
   1 the papers: attack/, noprior/, provable/
-  2 over the papers: plotting (draws the attack's evaluation), audit (the notebook API over the attack)
+  2 over the papers: plotting and plotting_studies (every figure), audit (the notebook API over the attack)
   3 jobs: experiments/
   4 commands: commands/
 The package's __init__ re-exports (audit, models) and is not a layer.
@@ -19,11 +19,12 @@ from absl.testing import absltest
 import conftest
 
 PACKAGE = os.path.join(conftest.ROOT, "jaxrecon")
-LAYERS = {"attack": 1, "noprior": 1, "provable": 1, "plotting": 2, "audit": 2, "experiments": 3, "commands": 4}
+LAYERS = {"attack": 1, "noprior": 1, "provable": 1, "plotting": 2, "plotting_studies": 2, "audit": 2, "experiments": 3,
+          "commands": 4}
 MAX_LINES = 450
-# Over the limit today; the ceiling is today's size so they can only shrink (issue 25: the segment loop is
+# Over the limit today; the ceiling is today's size so it can only shrink (issue 25: the segment loop is
 # written twice in sweep.py).
-CEILINGS = {"attack/sweep.py": 514, "plotting.py": 464}
+CEILINGS = {"attack/sweep.py": 514}
 
 
 def layer_of(module: str) -> int:

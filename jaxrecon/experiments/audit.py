@@ -156,17 +156,7 @@ def _membership(config, params, data, q_min, workdir) -> dict:
          "auc": stats.auc(np.concatenate([s_in, s_out]), np.arange(s_in.size + s_out.size) < s_in.size),
          "tpr_at_fpr": {f"{f:g}": stats.tpr_at_fpr_exact(s_in, s_out, f) for f in (0.01, 0.001)},
          "epsilon_lower_bound": stats.epsilon_lower_bound(s_in, s_out, config.delta)}
-  fig, ax = plotting.subplots(figsize=(4.2, 4.0))
-  ax.plot(fpr, tpr, label=f"|Phi| / q_min (AUC {out['auc']:.3f})")
-  ax.plot([1e-4, 1], [1e-4, 1], "k:", lw=1, label="chance")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  ax.set_xlim(1.0 / max(s_out.size, 1) / 2, 1)
-  ax.set_xlabel(f"false positive rate ({s_out.size} non-members)")
-  ax.set_ylabel(f"true positive rate ({s_in.size} members)")
-  ax.legend(fontsize=7, loc="lower right")
-  ax.grid(alpha=0.3)
-  plotting.save(fig, os.path.join(workdir, "roc.png"))
+  plotting.roc(fpr, tpr, out["auc"], s_in.size, s_out.size, "|Phi| / q_min", os.path.join(workdir, "roc.png"))
   return out
 
 

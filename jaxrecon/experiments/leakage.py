@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import margin_norms
-from jaxrecon import plotting
+from jaxrecon import plotting_studies
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
@@ -236,7 +236,7 @@ def run(config: LeakageConfig, workdir: str, log: Callable = print) -> dict:
              "baselines": nulls, "rows": rows}
   summary["verdict"] = verdict(rows, kind, [a for a, _ in _attacks(config, False, False)])
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  plotting.leakage_study(rows, kind, HEADLINE[kind][0], os.path.join(workdir, "leakage.png"))
+  plotting_studies.leakage_study(rows, kind, HEADLINE[kind][0], os.path.join(workdir, "leakage.png"))
   log(summary["verdict"])
   return summary
 

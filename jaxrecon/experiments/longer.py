@@ -27,7 +27,7 @@ import numpy as np
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
-from jaxrecon import plotting
+from jaxrecon import plotting_studies
 from jaxrecon import stats
 from jaxrecon import train
 from jaxrecon import workdir as wd
@@ -212,7 +212,7 @@ def run(config: LongerStudyConfig, out_dir: str, log: Callable = print) -> dict:
   summary = {"rows": rows, "headline": _headline(rows)}
   wd.write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
   wd.write_json(os.path.join(out_dir, "summary.json"), summary)
-  plotting.longer_study(rows, os.path.join(out_dir, "longer.png"))
+  plotting_studies.longer_study(rows, os.path.join(out_dir, "longer.png"))
   log(summary["headline"])
   return summary
 

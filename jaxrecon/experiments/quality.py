@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import nets
-from jaxrecon import plotting
+from jaxrecon import plotting_studies
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
@@ -283,7 +283,7 @@ def run(config: QualityConfig, workdir: str, log: Callable = print) -> dict:
                **{f"{p}_l2_curves": np.stack(c) for p, c in curves.items()},
                **{f"{p}_wall_s": np.asarray([r["wall_s"] for r in rows if r["path"] == p]) for p in curves})
   wd.write_json(os.path.join(workdir, "summary.json"), summary)
-  plotting.time_to_quality(rows, ["reference", *paths], nulls, [k for k, _ in LEVELS],
+  plotting_studies.time_to_quality(rows, ["reference", *paths], nulls, [k for k, _ in LEVELS],
                            os.path.join(workdir, "quality.png"))
   log(summary["headline"])
   return summary

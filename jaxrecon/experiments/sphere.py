@@ -34,7 +34,7 @@ from jaxrecon import credit as credit_lib
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import nets
-from jaxrecon import plotting
+from jaxrecon import plotting_studies
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack.loss import AttackConfig
@@ -202,7 +202,7 @@ def run(config: SphereStudyConfig, out_dir: str, log: Callable = print, train_lo
   wd.write_json(os.path.join(out_dir, "summary.json"), summary)
   kept = np.asarray([not r["diverged"] and "best5_ncc_train" in r for r in rows])
   if kept.any():
-    plotting.sphere_study([r for r, k in zip(rows, kept) if k], per[kept], null_per, rec_lib.Recovery._fields,
+    plotting_studies.sphere_study([r for r, k in zip(rows, kept) if k], per[kept], null_per, rec_lib.Recovery._fields,
                           os.path.join(out_dir, "sphere.png"))
   log(summary["headline"])
   return summary

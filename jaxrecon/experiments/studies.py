@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
-from jaxrecon import plotting
+from jaxrecon import plotting_studies
 from jaxrecon import train
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
@@ -154,7 +154,7 @@ def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log:
   summary = {"train_workdir": train_workdir, "data_radius": data_radius, "metric": key_metric}
   summary["headline"] = "radius -> (best final attack loss, {}): ".format(key_metric) + ", ".join(
       f"{r['radius']:g}: ({_g(r['best_final_loss'])}, {_g(r[key_metric])})" for r in rows)
-  return _finish(out_dir, rows, summary, lambda: plotting.radius_study(
+  return _finish(out_dir, rows, summary, lambda: plotting_studies.radius_study(
       rows, key_metric, data_radius, vec, os.path.join(out_dir, "radius.png")), log)
 
 
@@ -203,7 +203,7 @@ def run_training_length(config: LengthStudyConfig, train_workdir: str, out_dir: 
   summary = {"train_workdir": train_workdir, "metric": good}
   summary["headline"] = f"step -> ({good}, eps_rel): " + ", ".join(
       f"{r['step']}: ({_g(r[good], '')}, {r['eps_rel']:.3f})" for r in rows)
-  return _finish(out_dir, rows, summary, lambda: plotting.training_length_study(
+  return _finish(out_dir, rows, summary, lambda: plotting_studies.training_length_study(
       rows, vec, os.path.join(out_dir, "training_length.png")), log)
 
 
@@ -282,5 +282,5 @@ def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
       if r.get("credited") is not None)
   if summary["train_diverged"]:
     summary["headline"] += f"; training diverged at offsets {summary['train_diverged']} (no attack)"
-  return _finish(out_dir, rows, summary, lambda: plotting.offset_study(
+  return _finish(out_dir, rows, summary, lambda: plotting_studies.offset_study(
       rows, vec, os.path.join(out_dir, "offset.png")), log)

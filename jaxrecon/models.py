@@ -269,40 +269,15 @@ def read_safetensors(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
 def read_npz_bounded(path: str, max_bytes: int = MAX_MODEL_BYTES) -> dict:
   """{name: array} of an .npz, each member's declared size (zip entry and .npy header) checked against
   `max_bytes` before it is decompressed; object arrays are refused (never pickle)."""
-  try:
-    zf = zipfile.ZipFile(path)
-  except readers.ZIP_ERRORS as e:
-    raise ArchitectureError(f"{path}: not an .npz (zip) file ({type(e).__name__}: {e})") from None
-  with zf:
-    infos = zf.infolist()
-    if any(i.filename == "data.pkl" or i.filename.endswith("/data.pkl") for i in infos):
+  def refuse_torch(names):
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
       raise ArchitectureError(f"{path}: a torch.save archive, not an .npz: read it with load_torch (or name it "
                               ".pt)")
-    total = sum(i.file_size for i in infos)
-    if total > max_bytes:
-      raise ArchitectureError(f"{path}: {total} bytes once decompressed, over the {max_bytes}-byte limit "
-                              "(pass max_bytes / --max_model_mb to raise it)")
-    out = {}
-    for info in infos:
-      name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-      try:
-        with zf.open(info) as member:
-          version = np.lib.format.read_magic(member)
-          read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-          shape, _, dt = read(member)
-          if dt.hasobject:
-            raise ArchitectureError(f"{path}: array {name!r} holds Python objects (refused: never unpickled)")
-          nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-          if nbytes > max_bytes or nbytes > info.file_size:
-            raise ArchitectureError(f"{path}: array {name!r} declares {shape} {dt} ({nbytes} bytes) in a "
-                                    f"{info.file_size}-byte entry")
-        with zf.open(info) as member:
-          out[name] = np.lib.format.read_array(member, allow_pickle=False)
-      except ArchitectureError:
-        raise
-      except readers.ZIP_ERRORS as e:
-        raise ArchitectureError(f"{path}: array {name!r} unreadable ({type(e).__name__}: {e})") from None
-  return out
+  try:
+    return readers.read_npz_bounded(path, max_bytes, check_names=refuse_torch,
+                                    limit_hint="pass max_bytes / --max_model_mb to raise it")
+  except readers.DataError as e:
+    raise ArchitectureError(str(e)) from None
 
 
 def _is_torch_zip(path: str) -> bool:

@@ -51,6 +51,61 @@ def _read_bytes(path: str) -> bytes:
 MAX_DEFLATE_RATIO = 1032
 
 
+def read_npz_bounded(path: str, max_bytes: int, check_names: Optional[Callable] = None,
+                     limit_hint: str = "") -> dict:
+  """{name: array} of an .npz whose arrays, once decompressed, total at most `max_bytes`.
+
+  Each member's size is checked twice before it is decompressed: the zip entry's declared size against
+  `max_bytes` (summed over members), and the .npy header's shape x itemsize against that entry (a header
+  claiming more than its entry holds is a lie). Object arrays are refused: nothing is ever unpickled.
+
+  Args:
+    path: the .npz file.
+    max_bytes: the most bytes the arrays may take in memory.
+    check_names: called with the archive's member names before anything is read (a caller refusing a kind).
+    limit_hint: how the caller raises the limit, quoted in the error.
+
+  Returns:
+    {name: np.ndarray}, names without the `.npy` suffix.
+
+  Raises:
+    DataError: naming the file, for an unreadable, hostile or over-limit archive.
+  """
+  hint = f" ({limit_hint})" if limit_hint else ""
+  try:
+    zf = zipfile.ZipFile(path)
+  except ZIP_ERRORS as e:
+    raise DataError(f"{path}: not an .npz (zip) file ({type(e).__name__}: {e})") from None
+  with zf:
+    infos = zf.infolist()
+    if check_names is not None:
+      check_names([i.filename for i in infos])
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+      raise DataError(f"{path}: {total} bytes once decompressed, over the {max_bytes}-byte limit{hint}")
+    out = {}
+    for info in infos:
+      name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+      try:
+        with zf.open(info) as member:
+          version = np.lib.format.read_magic(member)
+          read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+          shape, _, dt = read(member)
+          if dt.hasobject:
+            raise DataError(f"{path}: array {name!r} holds Python objects (refused: never unpickled)")
+          nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+          if nbytes > max_bytes or nbytes > info.file_size:
+            raise DataError(f"{path}: array {name!r} declares {shape} {dt} ({nbytes} bytes) in a "
+                            f"{info.file_size}-byte entry")
+        with zf.open(info) as member:
+          out[name] = np.lib.format.read_array(member, allow_pickle=False)
+      except DataError:
+        raise
+      except ZIP_ERRORS as e:
+        raise DataError(f"{path}: array {name!r} unreadable ({type(e).__name__}: {e})") from None
+  return out
+
+
 def _read_exact(f, n: int, path: str, what: str) -> bytes:
   buf = f.read(n)
   if len(buf) < n:

@@ -5,6 +5,7 @@ import sys
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import pytest
 import chex
 import jax
 import jax.numpy as jnp
@@ -464,6 +465,7 @@ print("OK")
 
 class ShardingTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_sharded_sweep_on_fake_devices_equals_unsharded(self):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
                PYTHONPATH=conftest.ROOT)

@@ -44,3 +44,9 @@ def shared_data_dir():
   """The real-data directory: $JAXRECON_DATA_DIR, else ../shared/data beside the checkout (or None)."""
   path = os.environ.get("JAXRECON_DATA_DIR") or os.path.join(os.path.dirname(ROOT), "shared", "data")
   return path if os.path.isdir(path) else None
+
+
+def pytest_collection_modifyitems(items):
+  """The slow tier's tests first, the longest (the main job, ~50 s) at the head: xdist hands tests out in this
+  order, so the workers finish together instead of one running the longest test alone at the end."""
+  items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.name != "test_main_job"))

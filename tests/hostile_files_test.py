@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import tempfile
+import zipfile
 import zlib
 
 from absl.testing import absltest
@@ -107,6 +108,29 @@ class HostileBytesTest(absltest.TestCase):
     self._check("checkpoint", ckpt, wd.read_npz, wd.RunDirError)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     self.assertLess(grown_kb, MAX_GROWTH_KB)
+
+
+  def test_deflate_bomb_checkpoint_is_refused_before_decompressing(self):
+    """A 400 MB array of zeros deflated into a ~0.4 MB .npz, planted as a checkpoint: refused from its
+    declared size (over NPZ_MAX_EXPANSION x the file's size), the process's memory barely moves."""
+    path = os.path.join(self.d, "step_00000010.npz")
+    n = 50 << 20  # float64 zeros: 400 MB
+    header = {"descr": "<f8", "fortran_order": False, "shape": (n,)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+      with zf.open("params/0/w.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        chunk = bytes(8 << 20)
+        for _ in range(n * 8 // len(chunk)):
+          member.write(chunk)
+    self.assertLess(os.path.getsize(path), 1 << 20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with self.assertRaisesRegex(wd.RunDirError, r"step_00000010.npz: \d+ bytes once decompressed, over the"):
+      wd.read_npz(path)
+    self.assertLess(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, 50_000)
+    # The caller that knows what it asked for may allow it; a smaller honest file reads as before.
+    small = os.path.join(self.d, "ok.npz")
+    wd.write_npz(small, compressed=True, x=np.zeros((1000, 784)))
+    self.assertEqual(wd.read_npz(small)["x"].shape, (1000, 784))
 
 
 def _write_safetensors(path, sd):

@@ -6,6 +6,7 @@ import os
 import tempfile
 
 from absl.testing import absltest
+import pytest
 import numpy as np
 
 import data_test
@@ -42,6 +43,7 @@ class TableTest(absltest.TestCase):
 
 class BenchSmokeTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_tiny_run_writes_the_run_folder(self):
     d = tempfile.mkdtemp()
     data_test.write_mnist(d, n_train=40, n_test=30)

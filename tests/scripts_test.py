@@ -13,6 +13,7 @@ import tempfile
 from absl import app
 from absl import flags
 from absl.testing import absltest
+import pytest
 
 import jax
 import numpy as np
@@ -107,6 +108,7 @@ class ScriptsTest(absltest.TestCase):
                      "--relaxed=False", "--optimizer=normalized_gd", "--lr=0.1")  # same config as the first run
     self.assertIn("resuming", out.stdout)
 
+  @pytest.mark.slow
   def test_main_job(self):
     # README's first command at a toy size (10 bundled digits, 1,000 training steps, 4 x 1,500 attack steps):
     # its headline's sign holds here too: the attack's credited count is above every null's.
@@ -206,6 +208,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("--attack_steps:", section("attack flags:"))
     self.assertIn("--split_grid:", section("command flags:"))
 
+  @pytest.mark.slow
   def test_bench_train(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "bench.json")
@@ -220,6 +223,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertEqual(set(res["schedules"]), {"normalized_gd:lr=0.1/lr_cap=10"})
     self.assertTrue(os.path.exists(os.path.join(d, "bench_eps_vs_wall.png")))
 
+  @pytest.mark.slow
   def test_attack_on_images(self):
     d = tempfile.mkdtemp()
     data_test.write_mnist(d, n_train=40, n_test=20)
@@ -299,6 +303,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertLess(max(v for k, v in rates.items() if k.startswith(("convex", "signed"))), 0.05)
     self.assertGreaterEqual(rates["copies_0.5"], 0.98)
 
+  @pytest.mark.slow
   def test_bench_flagship_and_floor(self):
     # the flagship recipe at a toy size on the bundled digits, then the floor diagnosis on its training run
     d = tempfile.mkdtemp()
@@ -344,6 +349,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertEqual(res["paired"]["adam - gd"]["diffs"], [-3, -1])
     self.assertEqual(res["paired"]["adam - gd"]["sign_flip_p"], 0.5)
 
+  @pytest.mark.slow
   def test_bench_attack(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "bench.json")
@@ -356,6 +362,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertGreater(r["sequential"]["speedup"], 0)
     self.assertGreater(r["matmuls"]["matmul_s"], 0)
 
+  @pytest.mark.slow
   def test_provable_scripts(self):
     d = tempfile.mkdtemp()
     run_script("provable_univariate.py", f"--workdir={d}/u", "--sizes=4", "--patterns=blocks,random",
@@ -387,6 +394,7 @@ class ScriptsTest(absltest.TestCase):
       self.assertIn("smallest_d_auc_0.99_parity_sphere", json.load(f))
     self.assertTrue(os.path.exists(os.path.join(d, "m", "membership_vs_d.png")))
 
+  @pytest.mark.slow
   def test_bench_optim(self):
     d = tempfile.mkdtemp()
     out = os.path.join(d, "optim.json")
@@ -407,6 +415,7 @@ class ScriptsTest(absltest.TestCase):
       self.assertEqual(row["state_numbers"], row["m_plus_n_times_r"])
     self.assertTrue(os.path.exists(os.path.join(d, "optim.png")))
 
+  @pytest.mark.slow
   def test_study_split(self):
     d = tempfile.mkdtemp()
     run_script("train.py", f"--workdir={d}/t", "--n=20", "--d=12", "--n_test=10", "--width=4",
@@ -432,6 +441,7 @@ class ScriptsTest(absltest.TestCase):
     for r in approx:  # keeping delta and feasibility as well can only shorten the reach of the best point
       self.assertLessEqual(r["within_tol_delta_over_radius"], max(a["within_tol_over_radius"] for a in approx))
 
+  @pytest.mark.slow
   def test_attack_studies(self):
     d = tempfile.mkdtemp()
     tiny = ["--n=10", "--d=8", "--n_test=10", "--width=16", "--init_scales=0.3", "--log_every=100",
@@ -515,6 +525,7 @@ class ScriptsTest(absltest.TestCase):
 
 class SphereCommandTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_flags_reach_the_study(self):
     # Training flags (--n, --width, --sphere_shift) and attack flags (--attack_steps, --init_shift,
     # --sweep_lr_lambda, --prior_weight) of one command land in the right halves of the config.

@@ -9,6 +9,7 @@ import os
 import tempfile
 
 from absl.testing import absltest
+import pytest
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -151,6 +152,7 @@ class StudyTest(absltest.TestCase):
     self.assertEqual(full.reconstruct.attack.prior_weight, 0.0)
     self.assertEqual(full.reconstruct.sweep.hyper(jax.random.key(0)).size, 108)
 
+  @pytest.mark.slow
   def test_tiny_longer_study(self):
     cfg = longer.LongerStudyConfig(
         data=data_lib.DataConfig(name="shifted_sphere", n=8, d=12, n_test=20), widths=(16,), fast_steps=20,

@@ -134,7 +134,7 @@ class WritesTest(absltest.TestCase):
     path = os.path.join(d, "x.npz")
     with open(path, "wb") as f:
       f.write(b"PK\x03\x04 not a zip")
-    with self.assertRaisesRegex(wd.RunDirError, "x.npz: unreadable"):
+    with self.assertRaisesRegex(wd.RunDirError, "x.npz: not an .npz"):
       wd.read_npz(path)
 
 

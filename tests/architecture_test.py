@@ -3,6 +3,7 @@ under 450 lines (one named module above it may only shrink).
 
 Layers, lowest first (a module may import from its own layer and the ones below):
   0 core: nets, losses, data, readers, nnls, stationarity, kkt, margin_norms, stats, credit, report, workdir, models,
+    metric_writers,
     train, optim/
   1 the papers: attack/, noprior/, provable/
   2 over the papers: plotting and plotting_studies (every figure), audit (the notebook API over the attack)

@@ -1,7 +1,6 @@
 """The notebook API on a model jaxrecon did not train, and against the attack job on the same weights."""
 
 import os
-import tempfile
 
 from absl.testing import absltest
 import flax.linen as nn
@@ -9,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+import metric_writers_test
 
 from jaxrecon import audit
 from jaxrecon import data as data_lib
@@ -59,12 +60,21 @@ class AuditTest(absltest.TestCase):
       audit.reconstruct(jax.random.key(0), params)
 
   def test_the_same_numbers_as_the_attack_job(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     cfg = train.TrainConfig(data=data_lib.DataConfig(n=10, d=8, n_test=10), widths=(16,), init_scales=(0.3,),
                             steps=100, log_every=0, relaxed=False)
-    train_job.run(cfg, os.path.join(d, "t"), log=lambda _: None)
+    train_writer, attack_writer = metric_writers_test.Recorder(), metric_writers_test.Recorder()
+    train_job.run(cfg, os.path.join(d, "t"), log=lambda _: None, writer=train_writer)
     rc = attack_job.ReconstructConfig(attack=SMALL_ATTACK, sweep=SMALL_SWEEP, figure_pairs=0)
-    out = attack_job.run(rc, os.path.join(d, "t"), os.path.join(d, "a"), log=lambda _: None)
+    out = attack_job.run(rc, os.path.join(d, "t"), os.path.join(d, "a"), log=lambda _: None, writer=attack_writer)
+    # a metric writer passed to the jobs gets every metrics.jsonl row's numbers, at the row's step
+    rows = wd.read_jsonl(os.path.join(d, "t", "metrics.jsonl"))
+    self.assertEqual([(r["step"], r["loss"], r["q_min"]) for r in rows],
+                     [(s, v["train/loss"], v["train/q_min"]) for s, v in train_writer.calls])
+    rows = wd.read_jsonl(os.path.join(d, "a", "metrics.jsonl"))
+    self.assertLen(attack_writer.calls, len(rows))
+    for r, (s, v) in zip(rows, attack_writer.calls):
+      self.assertEqual((r["step"], r["loss"]), (s, v[f"attack/config_{r['config']}/loss"]))
     _, ds, ckpts = train_job.load_run(os.path.join(d, "t"))
     rec = audit.reconstruct(jax.random.key(SMALL_SWEEP.seed), ckpts[-1][1], n_train=10, attack=SMALL_ATTACK,
                             sweep=SMALL_SWEEP, theta_norm=0.0)

@@ -1,8 +1,14 @@
 """jaxrecon/commands/config_flags.py: flags generated from a config dataclass, and the config built back from them."""
 
+import contextlib
+import io
+from unittest import mock
+
 from absl import flags
+from absl import logging as absl_logging
 from absl.testing import absltest
 
+from jaxrecon.commands import cli
 from jaxrecon.commands import config_flags
 from jaxrecon.experiments import provable as provable_study
 from jaxrecon import train
@@ -63,6 +69,25 @@ class BinderTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "--seed .* already defined"):
       self._bind(train.TrainConfig())  # data.seed and seed
 
+
+
+class ProgressTest(absltest.TestCase):
+  """Progress lines follow absl's --verbosity: plain on stdout by default, through absl.logging at INFO,
+  silent at ERROR and below."""
+
+  def _run(self, verbosity):
+    before = absl_logging.get_verbosity()
+    self.addCleanup(absl_logging.set_verbosity, before)
+    absl_logging.set_verbosity(verbosity)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), mock.patch.object(absl_logging, "info") as info:
+      cli.progress("step 10  loss 0.5")
+    return out.getvalue(), [c.args for c in info.call_args_list]
+
+  def test_verbosity(self):
+    self.assertEqual(self._run(absl_logging.WARNING), ("step 10  loss 0.5\n", []))  # absl's default, -1
+    self.assertEqual(self._run(absl_logging.INFO), ("", [("%s", "step 10  loss 0.5")]))
+    self.assertEqual(self._run(absl_logging.ERROR), ("", []))
 
 if __name__ == "__main__":
   absltest.main()

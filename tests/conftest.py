@@ -28,7 +28,18 @@ if not os.environ.get("JAXRECON_TEST_XLA_OPT"):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _fast_compile).strip()
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+# Test folders (absltest's create_tempdir) under one folder for the session, removed at exit; absltest reads
+# TEST_TMPDIR when it is imported, and reads its --test_tmpdir flag, so the flags are marked parsed (pytest
+# does not run absl's app; the commands' tests parse their own flags again).
+if "TEST_TMPDIR" not in os.environ:
+  os.environ["TEST_TMPDIR"] = tempfile.mkdtemp(prefix="jaxrecon-tests-")
+  atexit.register(shutil.rmtree, os.environ["TEST_TMPDIR"], ignore_errors=True)
+
+from absl import flags  # noqa: E402
+from absl.testing import absltest  # noqa: E402, F401 (defines --test_tmpdir from TEST_TMPDIR)
 import jax  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -1,6 +1,5 @@
 import gzip
 import os
-import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -90,7 +89,7 @@ class ReadersTest(parameterized.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.dir = tempfile.mkdtemp()
+    self.dir = self.create_tempdir().full_path
 
   @parameterized.parameters(False, True)
   def test_mnist_roundtrip(self, gz):
@@ -291,7 +290,7 @@ class StreamingSelectionTest(absltest.TestCase):
     # issue 27: a small .gz whose header HONESTLY declares 100,000 images (78 MB of zeros) was decompressed
     # whole before the selection; now the labels choose and the image payload streams in 4 MiB pieces
     import tracemalloc  # noqa: PLC0415
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     n = 100_000
     labels = np.arange(n) % 10
     imgs = np.zeros((n, 28, 28), np.uint8)
@@ -317,7 +316,6 @@ class RegistryTest(absltest.TestCase):
   """Issue 25: a new data set is one registry entry; loading and training take it by name."""
 
   def test_a_new_synthetic_set_by_one_entry(self):
-    import shutil  # noqa: PLC0415
     from unittest import mock  # noqa: PLC0415
     from jaxrecon import train  # noqa: PLC0415
     from jaxrecon.experiments import train as train_job  # noqa: PLC0415
@@ -333,8 +331,7 @@ class RegistryTest(absltest.TestCase):
       ds = data.load(jax.random.key(0), data.DataConfig(name="ring", n=12, d=3, n_test=6))
       np.testing.assert_allclose(np.linalg.norm(ds.x_train, axis=1), 1.0)  # what the entry made, unchanged
       self.assertEqual(set(np.unique(ds.y_train)), {-1, 1})
-      d = tempfile.mkdtemp()
-      self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+      d = self.create_tempdir().full_path
       cfg = train.TrainConfig(data=data.DataConfig(name="ring", n=12, d=3, n_test=6), widths=(8,),
                               init_scales=(0.3,), optimizer="gd", lr=0.5, steps=20, log_every=10, relaxed=False)
       self.assertEqual(train_job.run(cfg, d, log=lambda *_: None)["steps"], 20)

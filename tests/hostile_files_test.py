@@ -12,7 +12,6 @@ file here is under 64 KB).
 import os
 import resource
 import shutil
-import tempfile
 import zipfile
 import zlib
 
@@ -51,7 +50,7 @@ class HostileBytesTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.d = tempfile.mkdtemp()
+    self.d = self.create_tempdir().full_path
     self.addCleanup(shutil.rmtree, self.d, ignore_errors=True)
 
   def _check(self, name: str, valid_path: str, read, errors):

@@ -70,8 +70,6 @@ class RegistryTest(absltest.TestCase):
 
   def test_a_new_loss_by_one_entry(self):
     import os  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
     from unittest import mock  # noqa: PLC0415
     from jaxrecon import audit, data, kkt, train  # noqa: PLC0415
     from jaxrecon.attack import AttackConfig, SweepConfig  # noqa: PLC0415
@@ -84,8 +82,7 @@ class RegistryTest(absltest.TestCase):
       np.testing.assert_allclose(losses.loss_derivative("sharp_logistic", q), jax.nn.sigmoid(-2.0 * q), rtol=1e-12)
       np.testing.assert_allclose(losses.log_loss_derivative("sharp_logistic", q),
                                  np.log(jax.nn.sigmoid(-2.0 * q)), rtol=1e-9, atol=1e-14)
-      d = tempfile.mkdtemp()
-      self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+      d = self.create_tempdir().full_path
       cfg = train.TrainConfig(data=data.DataConfig(name="sphere", n=12, d=8, n_test=8), widths=(16,),
                               init_scales=(0.3,), optimizer="gd", lr=0.5, steps=100, log_every=50,
                               relaxed=False, loss="sharp_logistic")

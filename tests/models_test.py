@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 import zipfile
 
 from absl.testing import absltest
@@ -53,14 +52,14 @@ class TorchImportTest(absltest.TestCase):
     self.x = rng.normal(size=(7, 6))
 
   def test_npz_round_trip_gives_the_same_outputs(self):
-    path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    path = os.path.join(self.create_tempdir().full_path, "model.npz")
     np.savez(path, **self.sd)
     params = models.load_torch(path)
     np.testing.assert_allclose(np.asarray(nets.apply(params, jnp.asarray(self.x))),
                                _numpy_forward(self.layers, self.x), rtol=1e-12, atol=1e-12)
 
   def test_safetensors_round_trip_to_float32_precision(self):
-    path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    path = os.path.join(self.create_tempdir().full_path, "model.safetensors")
     _write_safetensors(path, self.sd)
     params = models.load_torch(path)
     np.testing.assert_allclose(np.asarray(nets.apply(params, jnp.asarray(self.x))),
@@ -90,7 +89,7 @@ class TorchImportTest(absltest.TestCase):
     models.from_torch_state_dict(zero_bias)
 
   def test_xy_reader(self):
-    path = os.path.join(tempfile.mkdtemp(), "data.npz")
+    path = os.path.join(self.create_tempdir().full_path, "data.npz")
     np.savez(path, x=np.ones((4, 2, 3)), y=np.array([1, -1, 1, -1]))
     x, y = models.read_xy_npz(path)
     self.assertEqual(x.shape, (4, 6))
@@ -169,7 +168,7 @@ class HostileFileTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.d = tempfile.mkdtemp()
+    self.d = self.create_tempdir().full_path
     self.addCleanup(shutil.rmtree, self.d, ignore_errors=True)
 
   def refused(self, path, pattern):
@@ -252,7 +251,7 @@ class TorchSaveTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.d = tempfile.mkdtemp()
+    self.d = self.create_tempdir().full_path
     self.addCleanup(shutil.rmtree, self.d, ignore_errors=True)
 
   def test_a_real_torch_export_gives_torchs_outputs(self):

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 
@@ -24,7 +23,7 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 class PlottingTest(absltest.TestCase):
 
   def test_library_figures_touch_no_global_state(self):
-    path = os.path.join(tempfile.mkdtemp(), "kkt.png")
+    path = os.path.join(self.create_tempdir().full_path, "kkt.png")
     env = dict(os.environ, PYTHONPATH=conftest.ROOT, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", PROBE, path], capture_output=True, text=True, env=env,
                           timeout=300, check=True)

@@ -3,7 +3,6 @@
 
 import json
 import os
-import tempfile
 
 from absl.testing import absltest
 import pytest
@@ -45,7 +44,7 @@ class BenchSmokeTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_tiny_run_writes_the_run_folder(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     data_test.write_mnist(d, n_train=40, n_test=30)
     out = os.path.join(d, "q.json")
     run_script("bench_quality.py", "--tiny", f"--data_dir={d}", f"--workdir={d}/run", f"--out={out}",

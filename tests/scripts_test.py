@@ -22,6 +22,7 @@ from scipy import stats as sp_stats
 
 import conftest
 import data_test
+import metric_writers_test
 
 SCRIPTS = os.path.join(conftest.ROOT, "scripts")
 # Tiny runs skip the relaxed KKT QP (its compile is a third of a tiny run's time); the tests of the relaxed
@@ -72,6 +73,7 @@ def _run_in_process(name, args):
     fv.unparse_flags()
     for flag in set(fv) - before:
       delattr(fv, flag)
+    fv.mark_as_parsed()  # as conftest left them (absltest's create_tempdir reads --test_tmpdir)
   return subprocess.CompletedProcess(name, code, out.getvalue(), err.getvalue())
 
 
@@ -83,9 +85,16 @@ def read_jsonl(path):
 class ScriptsTest(absltest.TestCase):
 
   def test_train_then_kkt(self):
-    d = tempfile.mkdtemp()
-    out = run_script("train.py", f"--workdir={d}", *TINY, "--optimizer=normalized_gd", "--lr=0.1")
+    d = self.create_tempdir().full_path
+    tb = os.path.join(d, "tb") if metric_writers_test.has_tensorboardx() else ""
+    out = run_script("train.py", f"--workdir={d}", *TINY, "--optimizer=normalized_gd", "--lr=0.1",
+                     f"--tensorboard_dir={tb}")
     self.assertIn("step       30", out.stdout)
+    if tb:  # --tensorboard_dir: the metrics.jsonl rows as TensorBoard scalars (float32 in the event file)
+      rows = read_jsonl(os.path.join(d, "metrics.jsonl"))
+      got = metric_writers_test.read_events(tb)["train/loss"]
+      self.assertEqual([s for s, _ in got], [r["step"] for r in rows])
+      np.testing.assert_allclose([v for _, v in got], [r["loss"] for r in rows], rtol=1e-6)
     with open(os.path.join(d, "summary.json")) as f:
       summary = json.load(f)
     for k in ("final_loss", "train_acc", "test_acc", "q_min", "normalized_margin", "eps_rel", "delta",
@@ -112,7 +121,7 @@ class ScriptsTest(absltest.TestCase):
   def test_main_job(self):
     # README's first command at a toy size (10 bundled digits, 1,000 training steps, 4 x 1,500 attack steps):
     # its headline's sign holds here too: the attack's credited count is above every null's.
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     out = run_script("main.py", f"--workdir={d}", "--n=10", "--n_test=200", "--steps=1000", "--log_every=500",
                      "--checkpoint_mantissas=1", "--relaxed=False", "--configs=4", "--attack_steps=1500",
                      "--split_grid=-4,4,9", "--figure_pairs=10")
@@ -144,7 +153,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(d, "split", "split_approx.png")))
 
   def test_bad_input_is_a_clear_error(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     proc = run_script("train.py", f"--workdir={d}", "--dataset=mnist", check=False)
     self.assertEqual(proc.returncode, 1)
     self.assertIn("needs data_dir", proc.stderr)
@@ -163,7 +172,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertFalse(os.path.exists(fresh))
 
   def test_a_read_only_folder_is_one_line(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     ro = os.path.join(d, "ro")
     os.makedirs(ro)
     os.chmod(ro, 0o555)
@@ -210,7 +219,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_bench_train(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     out = os.path.join(d, "bench.json")
     run_script("bench_train.py", f"--out={out}", "--what=step_time,nnls,schedules", "--repeats=1",
                "--n=20", "--d=6", "--hidden=8,8", "--width=8", "--budget_s=1",
@@ -225,7 +234,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_attack_on_images(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     data_test.write_mnist(d, n_train=40, n_test=20)
     tr = os.path.join(d, "train")
     run_script("train.py", f"--workdir={tr}", "--dataset=mnist", f"--data_dir={d}", "--n=10", "--n_test=0", "--width=8",
@@ -293,7 +302,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("not a training workdir", proc.stderr)
 
   def test_bench_credit(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     out = os.path.join(d, "credit.json")
     run_script("bench_credit.py", f"--out={out}", "--n=50", "--size=200")
     with open(out) as f:
@@ -306,7 +315,7 @@ class ScriptsTest(absltest.TestCase):
   @pytest.mark.slow
   def test_bench_flagship_and_floor(self):
     # the flagship recipe at a toy size on the bundled digits, then the floor diagnosis on its training run
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     run_script("bench_flagship.py", f"--workdir={d}/run", f"--out={d}/out", "--n=10", "--width=8,8",
                "--steps=30", "--configs=2", "--attack_steps=5")
     with open(os.path.join(d, "out", "summary.json")) as f:
@@ -328,7 +337,7 @@ class ScriptsTest(absltest.TestCase):
     # two seeds' study_leakage folders (written by hand: the aggregation is what is tested), a paired test by
     # hand: diffs [3, 1] -> sign patterns (+-3 +-1) / 2 reach |2| only with equal signs: p = 2 / 4
     from jaxrecon import workdir as wd  # noqa: PLC0415
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     for seed, (gd, adam) in enumerate(((5, 2), (4, 3))):
       w = os.path.join(d, f"s{seed}")
       rows = []
@@ -351,7 +360,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_bench_attack(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     out = os.path.join(d, "bench.json")
     run_script("bench_attack.py", f"--out={out}", "--sizes=small", "--dtypes=float32", "--sweeps=1,2",
                "--steps=2", "--repeats=1")
@@ -364,7 +373,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_provable_scripts(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     run_script("provable_univariate.py", f"--workdir={d}/u", "--sizes=4", "--patterns=blocks,random",
                "--seeds=2", "--steps=300", "--width=20", "--init_scale=0.3", "--lr=0.1", "--optimizer=gd")
     rows = read_jsonl(os.path.join(d, "u", "metrics.jsonl"))
@@ -396,7 +405,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_bench_optim(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     out = os.path.join(d, "optim.json")
     run_script("bench_optim.py", f"--out={out}", "--steps=4", "--eval_every=2", "--seeds=2", "--lrs=3e-3",
                "--d_model=16", "--layers=1", "--heads=2", "--seq=16", "--hidden=32", "--rank=2", "--refresh=2",
@@ -417,7 +426,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_study_split(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     run_script("train.py", f"--workdir={d}/t", "--n=20", "--d=12", "--n_test=10", "--width=4",
                "--init_scales=0.3", "--steps=200", "--log_every=100", "--relaxed=False")
     run_script("study_split.py", f"--train_workdir={d}/t", f"--workdir={d}/s", "--n_split=3",
@@ -443,7 +452,7 @@ class ScriptsTest(absltest.TestCase):
 
   @pytest.mark.slow
   def test_attack_studies(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     tiny = ["--n=10", "--d=8", "--n_test=10", "--width=16", "--init_scales=0.3", "--log_every=100",
             "--relaxed=False"]
     run_script("train.py", f"--workdir={d}/t", *tiny, "--steps=200")
@@ -489,7 +498,7 @@ class ScriptsTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(d, "o", "offset.png")))
 
   def test_study_leakage(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     run_script("study_leakage.py", f"--workdir={d}/s", "--tiny", "--recipes=gd_wd", "--targets=theta")
     rows = read_jsonl(os.path.join(d, "s", "metrics.jsonl"))
     self.assertEqual([r["recipe"] for r in rows], ["gd_wd"])
@@ -515,7 +524,7 @@ class ScriptsTest(absltest.TestCase):
     root = conftest.shared_data_dir()
     if root is None:
       self.skipTest("real data not found: set JAXRECON_DATA_DIR or place shared/data beside the checkout")
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     run_script("train.py", f"--workdir={d}", "--dataset=mnist", f"--data_dir={root}/mnist", "--n=20",
                "--n_test=20", "--width=16,16", "--steps=20", "--log_every=10", "--relaxed=False",
                "--optimizer=normalized_gd", "--lr=0.1")
@@ -565,7 +574,7 @@ class AuditCommandTest(absltest.TestCase):
   def test_audit_a_torch_export(self):
     # README's PyTorch path: the .pt that docs/examples/torch_audit.py wrote with torch 2.14.1 (tests/data),
     # the data.npz it writes, README's jaxrecon-audit line (fewer steps)
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     from jaxrecon import data as data_lib  # noqa: PLC0415
     ds = data_lib.load(jax.random.key(0), data_lib.DataConfig(name="mnist", n=20, n_test=1000,
                                                               data_dir=data_lib.BUNDLED))

@@ -1,5 +1,4 @@
 import os
-import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -36,7 +35,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     self.assertEqual(train.checkpoint_steps(1000), [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])
 
   def test_run_writes_workdir(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     summary = train_job.run(tiny_config(relaxed=True), d, log=quiet)  # the relaxed residual in the summary
     for f in ("config.json", "data.npz", "metrics.jsonl", "summary.json"):
       self.assertTrue(os.path.exists(os.path.join(d, f)), f)
@@ -58,7 +57,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     # sumo: its state holds the randomized projector's key, checkpointed as raw key data (issue 11.7)
     cfg = tiny_config(optimizer=optimizer, lr={"normalized_gd": 0.05, "sumo": 0.01}.get(optimizer, 0.5),
                       momentum=0.9)
-    ref_dir, dir_ = tempfile.mkdtemp(), tempfile.mkdtemp()
+    ref_dir, dir_ = self.create_tempdir().full_path, self.create_tempdir().full_path
     train_job.run(cfg, ref_dir, log=quiet)
 
     def killer(msg):
@@ -75,7 +74,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     self.assertEqual(steps, sorted(set(steps)))  # no duplicated rows after the resume
 
   def test_resume_refuses_a_different_config(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=20), d, log=quiet)
     with self.assertRaisesRegex(ValueError, "different config.*lr"):
       train_job.run(tiny_config(steps=40, lr=0.1), d, log=quiet)
@@ -83,7 +82,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     self.assertEqual(wd.latest_checkpoint(d)[0], 40)
 
   def test_normalized_margin_does_not_decrease_late(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=2000, log_every=100, lr=0.5), d, log=quiet)
     rows = wd.read_jsonl(os.path.join(d, "metrics.jsonl"))
     late = np.array([r["normalized_margin"] for r in rows if r["step"] >= 500])
@@ -91,7 +90,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
     self.assertTrue(np.all(np.diff(late) >= -1e-9 * np.abs(late[:-1])), late)
 
   def test_normalized_steps_go_below_underflow(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     s = train_job.run(tiny_config(optimizer="normalized_gd", lr=0.3, steps=400), d, log=quiet)
     self.assertLess(s["final_log10_loss"], -330)  # below float64's smallest number
     self.assertTrue(np.isfinite(s["eps_rel"]))
@@ -152,7 +151,7 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
 
   def test_target_loss_far_from_kkt_is_said(self):
     msgs = []
-    s = train_job.run(tiny_config(target_loss=0.68, steps=200, log_every=1), tempfile.mkdtemp(), log=msgs.append)
+    s = train_job.run(tiny_config(target_loss=0.68, steps=200, log_every=1), self.create_tempdir().full_path, log=msgs.append)
     self.assertEqual(s["stop_reason"], "target_loss")
     self.assertGreater(s["stop_cert_eps_rel"], train.CERT_FAR)
     self.assertTrue(any("not a KKT point" in m for m in msgs), msgs[-3:])
@@ -160,17 +159,17 @@ class TrainTest(chex.TestCase, parameterized.TestCase):
   @parameterized.parameters("adam", "sgd")
   def test_optax_optimizers(self, name):
     s = train_job.run(tiny_config(optimizer=name, lr=0.01 if name == "adam" else 0.5, steps=60),
-                  tempfile.mkdtemp(), log=quiet)
+                  self.create_tempdir().full_path, log=quiet)
     self.assertLess(s["final_loss"], 0.69)
 
   def test_bad_optimizer_and_dtype(self):
     with self.assertRaisesRegex(ValueError, "unknown optimizer"):
       train.make_optimizer(tiny_config(optimizer="nope"))
     with self.assertRaisesRegex(ValueError, "dtype"):
-      train_job.run(tiny_config(dtype="float16"), tempfile.mkdtemp(), log=quiet)
+      train_job.run(tiny_config(dtype="float16"), self.create_tempdir().full_path, log=quiet)
 
   def test_float32_run(self):
-    s = train_job.run(tiny_config(dtype="float32", steps=40), tempfile.mkdtemp(), log=quiet)
+    s = train_job.run(tiny_config(dtype="float32", steps=40), self.create_tempdir().full_path, log=quiet)
     self.assertTrue(np.isfinite(s["eps_rel"]))
 
 
@@ -245,5 +244,5 @@ class WeightDecayAndMuonTest(absltest.TestCase):
     u_ref, _ = ref.update(g, ref.init(net), net)
     for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(u_ref)):
       np.testing.assert_allclose(a, b, rtol=1e-10)
-    s = train_job.run(tiny_config(optimizer="muon", lr=0.01, steps=60), tempfile.mkdtemp(), log=quiet)
+    s = train_job.run(tiny_config(optimizer="muon", lr=0.01, steps=60), self.create_tempdir().full_path, log=quiet)
     self.assertLess(s["final_loss"], 0.69)

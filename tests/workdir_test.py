@@ -1,6 +1,7 @@
 """Run-folder reliability: each test reproduces one defect of issue 12 (it failed before the fix)."""
 
 import os
+import shutil
 import tempfile
 
 from unittest import mock
@@ -34,7 +35,7 @@ def _snapshot(folder):
 class WritesTest(absltest.TestCase):
 
   def test_results_honour_the_umask(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     old = os.umask(0o022)
     try:
       wd.write_json(os.path.join(d, "a.json"), {"x": 1})
@@ -46,7 +47,7 @@ class WritesTest(absltest.TestCase):
     self.assertEqual(os.stat(os.path.join(d, "b.npz")).st_mode & 0o777, 0o600)
 
   def test_claim_removes_temp_files_of_killed_writes(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     os.makedirs(os.path.join(d, "checkpoints"))
     stale = [os.path.join(d, ".summary.json.jaxrecon-x1y2ab.tmp"),
              os.path.join(d, "checkpoints", ".step_000000010.npz.jaxrecon-abc.tmp")]
@@ -65,8 +66,8 @@ class WritesTest(absltest.TestCase):
     self.assertTrue(any(wd._OWN_TMP.match(n) for n in seen), seen)
 
   def test_a_planted_link_is_never_followed(self):
-    d = tempfile.mkdtemp()
-    precious = os.path.join(tempfile.mkdtemp(), "precious.txt")
+    d = self.create_tempdir().full_path
+    precious = os.path.join(self.create_tempdir().full_path, "precious.txt")
     with open(precious, "w") as f:
       f.write("precious data")
     for name in (wd.LOCK_FILE, wd.KIND_FILE):
@@ -80,7 +81,7 @@ class WritesTest(absltest.TestCase):
       self.assertEqual(f.read(), "precious data")
 
   def test_a_folder_inside_another_run_is_refused(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     with wd.claim(d, "train"):
       pass
     for sub in ("checkpoints", "x"):  # a training run holds no other run, except its KKT report
@@ -90,7 +91,7 @@ class WritesTest(absltest.TestCase):
       self.assertFalse(os.path.exists(os.path.join(d, sub)))
     with wd.claim(os.path.join(d, "kkt"), "kkt"):
       pass
-    study = tempfile.mkdtemp()
+    study = self.create_tempdir().full_path
     with wd.claim(study, "study_offset"):  # a study places its own sub-runs in its folder
       with wd.claim(os.path.join(study, "offset_0", "train"), "train"):
         pass
@@ -99,7 +100,7 @@ class WritesTest(absltest.TestCase):
         pass
 
   def test_a_folder_is_locked_while_a_job_holds_it(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     with wd.claim(d, "train"):
       with self.assertRaisesRegex(wd.RunDirError, f"{d} is in use by another process"):
         with wd.claim(d, "train"):
@@ -115,7 +116,7 @@ class WritesTest(absltest.TestCase):
     self.assertEqual(wd.config_diffs(saved, {"a": 1, "b": {"x": 1, "y": 2}}, ignore=("a",)), ["c"])
 
   def test_hostile_json_files_are_one_clear_error(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     cases = {"list.json": "[]", "torn.json": '{"a": 1, "b": [1, 2', "deep.json": "[" * 100_000 + "]" * 100_000,
              "nested.json": '{"a": ' * 100 + "1" + "}" * 100, "binary.json": "\udcff"}
     for name, text in cases.items():
@@ -130,7 +131,7 @@ class WritesTest(absltest.TestCase):
     self.assertEqual(wd.read_json(os.path.join(d, "ok.json")), {"a": [1, {"b": 2}]})
 
   def test_unreadable_npz_names_the_file(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     path = os.path.join(d, "x.npz")
     with open(path, "wb") as f:
       f.write(b"PK\x03\x04 not a zip")
@@ -141,14 +142,14 @@ class WritesTest(absltest.TestCase):
 class TrainRunDirTest(absltest.TestCase):
 
   def test_bad_config_writes_nothing(self):
-    d = os.path.join(tempfile.mkdtemp(), "run")
+    d = os.path.join(self.create_tempdir().full_path, "run")
     with self.assertRaisesRegex(ValueError, r"loss must be one of logistic, exponential \(the registry losses.LOSSES\); got 'foo'"):
       train_job.run(tiny_config(loss="foo"), d, log=quiet)
     self.assertFalse(os.path.exists(d))
     train_job.run(tiny_config(steps=5, relaxed=False), d, log=quiet)  # the corrected run is accepted
 
   def test_divergence_is_an_error_and_leaves_a_finite_latest_checkpoint(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     with self.assertRaisesRegex(train_job.TrainingDiverged, "diverged"):
       train_job.run(tiny_config(optimizer="gd", lr=1e30, relaxed=False), d, log=quiet)
     step, _, arrays = wd.latest_readable_checkpoint(d, quiet)
@@ -156,7 +157,7 @@ class TrainRunDirTest(absltest.TestCase):
     self.assertEqual(wd.read_json(os.path.join(d, "summary.json"))["stop_reason"], "diverged")
 
   def test_fewer_steps_on_a_finished_run_is_refused_and_changes_nothing(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=40, relaxed=False), d, log=quiet)
     before = _snapshot(d)
     with self.assertRaisesRegex(wd.RunDirError, "already at step 40, beyond steps=20"):
@@ -166,7 +167,7 @@ class TrainRunDirTest(absltest.TestCase):
     self.assertEqual(before["config.json"], after["config.json"])
 
   def test_truncated_checkpoint_falls_back_with_its_name(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     cfg = tiny_config(steps=40, relaxed=False)
     train_job.run(cfg, d, log=quiet)
     step, path = wd.latest_checkpoint(d)
@@ -182,14 +183,14 @@ class TrainRunDirTest(absltest.TestCase):
     self.assertTrue(os.path.exists(path + ".corrupt"))
 
   def test_checkpoints_are_never_deleted_by_a_fresh_start(self):
-    d = tempfile.mkdtemp()
+    d = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=20, relaxed=False), d, log=quiet)
     ckpts = sorted(os.listdir(os.path.join(d, "checkpoints")))
     os.remove(os.path.join(d, "config.json"))  # a run that lost its config, re-run with other flags
     with self.assertRaisesRegex(wd.RunDirError, "lost config.json.*move .*checkpoints away"):
       train_job.run(tiny_config(steps=30, lr=0.05, relaxed=False), d, log=quiet)
     self.assertEqual(sorted(os.listdir(os.path.join(d, "checkpoints"))), ckpts)
-    e = tempfile.mkdtemp()  # every checkpoint corrupt: set aside, then kept (never deleted)
+    e = self.create_tempdir().full_path  # every checkpoint corrupt: set aside, then kept (never deleted)
     train_job.run(tiny_config(steps=20, relaxed=False), e, log=quiet)
     for _, path in wd.list_checkpoints(e):
       with open(path, "wb") as f:
@@ -213,6 +214,7 @@ class _TrainedRunTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.train_dir = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, cls.train_dir, True)
     train_job.run(tiny_config(steps=cls.TRAIN_STEPS, relaxed=False), cls.train_dir, log=quiet)
 
 
@@ -225,7 +227,7 @@ class CrossJobTest(_TrainedRunTest):
     self.assertEqual(before, _snapshot(self.train_dir))
 
   def test_attack_into_another_training_workdir_is_refused(self):
-    other = tempfile.mkdtemp()
+    other = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
     before = _snapshot(other)
     with self.assertRaisesRegex(wd.RunDirError, "holds a train run; choose another folder for this attack run"):
@@ -239,7 +241,7 @@ class CrossJobTest(_TrainedRunTest):
     self.assertEqual(before, _snapshot(self.train_dir))
 
   def test_legacy_training_folder_without_marker_is_recognized(self):
-    other = tempfile.mkdtemp()
+    other = self.create_tempdir().full_path
     train_job.run(tiny_config(steps=5, relaxed=False), other, log=quiet)
     os.remove(os.path.join(other, wd.KIND_FILE))  # as written before markers existed
     with self.assertRaisesRegex(wd.RunDirError, "holds a training run"):
@@ -249,7 +251,7 @@ class CrossJobTest(_TrainedRunTest):
 class StudyTest(absltest.TestCase):
 
   def test_a_fully_diverged_sweep_is_reported_not_a_crash(self):
-    train_dir, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+    train_dir, out = self.create_tempdir().full_path, self.create_tempdir().full_path
     train_job.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
     cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
         attack=attack.AttackConfig(steps=20, log_every=10, m=8),
@@ -265,7 +267,7 @@ class StudyTest(absltest.TestCase):
 
 
   def test_a_killed_study_resumes_to_the_same_result(self):
-    train_dir, ref, out = tempfile.mkdtemp(), tempfile.mkdtemp(), tempfile.mkdtemp()
+    train_dir, ref, out = self.create_tempdir().full_path, self.create_tempdir().full_path, self.create_tempdir().full_path
     train_job.run(tiny_config(steps=50, relaxed=False), train_dir, log=quiet)
     cfg = studies.RadiusStudyConfig(radii=(1.0, 2.0), reconstruct=reconstruct.ReconstructConfig(
         attack=attack.AttackConfig(steps=20, log_every=10, m=8, chunk=2),  # a chunk per radius
@@ -305,7 +307,7 @@ class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
   @parameterized.parameters(("sgd", 2), ("sgd", 4), ("adam", 3))
   def test_kill_and_resume_is_bit_identical(self, optimizer, kill_after):
     cfg = self._config(optimizer)
-    ref_dir, dir_ = tempfile.mkdtemp(), tempfile.mkdtemp()
+    ref_dir, dir_ = self.create_tempdir().full_path, self.create_tempdir().full_path
     reconstruct.run(cfg, self.train_dir, ref_dir, log=quiet)
     real, calls = reconstruct._write_progress, []
 
@@ -331,7 +333,7 @@ class AttackResumeTest(_TrainedRunTest, parameterized.TestCase):
 
   def test_another_config_in_an_unfinished_attack_is_refused(self):
     cfg = self._config("sgd")
-    dir_ = tempfile.mkdtemp()
+    dir_ = self.create_tempdir().full_path
     with mock.patch.object(reconstruct, "_write_progress", mock.Mock(side_effect=Interrupt)):
       with self.assertRaises(Interrupt):
         reconstruct.run(cfg, self.train_dir, dir_, log=quiet)

@@ -22,6 +22,7 @@ from absl import flags
 
 from jaxrecon.commands import attack_flags
 from jaxrecon.commands import cli
+from jaxrecon.commands import writer_flags
 from jaxrecon.experiments import attack as attack_job
 
 flags.DEFINE_string("train_workdir", None, "Training workdir to attack (scripts/train.py output).")
@@ -35,12 +36,14 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  attack_job.run(BINDER.build(attack_job.PROTOCOLS[FLAGS.protocol]), FLAGS.train_workdir, FLAGS.workdir)
+  config = BINDER.build(attack_job.PROTOCOLS[FLAGS.protocol])
+  with writer_flags.writer() as writer:
+    attack_job.run(config, FLAGS.train_workdir, FLAGS.workdir, log=cli.progress, writer=writer)
 
 
 def console():
   """The console entry point (jaxrecon-attack)."""
-  cli.run(main, sys.modules[__name__])
+  cli.run(main, sys.modules[__name__], writer_flags)
 
 
 if __name__ == "__main__":

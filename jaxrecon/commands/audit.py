@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  audit_job.run(CONFIG.build(audit_job.preset(FLAGS.protocol)), FLAGS.workdir)
+  audit_job.run(CONFIG.build(audit_job.preset(FLAGS.protocol)), FLAGS.workdir, log=cli.progress)
 
 
 def console():

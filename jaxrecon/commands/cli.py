@@ -15,6 +15,7 @@ import textwrap
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 import jax
 
 from jaxrecon.experiments import train as train_job
@@ -28,6 +29,18 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, wd.RunDirError
 USER_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EISDIR,
                          errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOENT})
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
+
+
+def progress(msg: str) -> None:
+  """A job's progress line, as absl's --verbosity asks: the default (-1) prints it plainly on stdout;
+  --verbosity=0 (INFO) sends it through absl.logging instead (timestamped, on stderr or in --log_dir's files);
+  --verbosity=-2 or lower silences it (the run folder is written the same)."""
+  fv = flags.FLAGS
+  verbosity = fv["verbosity"].value if fv.is_parsed() else absl_logging.WARNING  # the flag, not the logger's
+  if verbosity >= absl_logging.INFO:
+    absl_logging.info("%s", msg)
+  elif verbosity > absl_logging.ERROR:
+    print(msg, flush=True)
 
 
 def _list_own_flags(modules) -> None:

@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  kkt_job.run(FLAGS.train_workdir, CONFIG.build(), out_dir=FLAGS.out_dir)
+  kkt_job.run(FLAGS.train_workdir, CONFIG.build(), out_dir=FLAGS.out_dir, log=cli.progress)
 
 
 def console():

@@ -49,7 +49,7 @@ def main(argv):
     raise ValueError(f"--split_grid needs lo < hi and at least 2 points; got {FLAGS.split_grid}")
   scfg = (dataclasses.replace(main_job.MainConfig().split, grid=(lo, hi, int(points))) if FLAGS.split
           else None)
-  main_job.run(main_job.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir)
+  main_job.run(main_job.MainConfig(train=tcfg, kkt=kcfg, attack=acfg, split=scfg), FLAGS.workdir, log=cli.progress)
 
 
 def console():

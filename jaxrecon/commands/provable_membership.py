@@ -35,7 +35,7 @@ def main(argv):
   config = CONFIG.build()
   if FLAGS.protocol == "ours":
     config = provable_study.ours_variant(config)
-  provable_study.run_membership(config, FLAGS.workdir, jax.random.key(FLAGS.seed))
+  provable_study.run_membership(config, FLAGS.workdir, jax.random.key(FLAGS.seed), log=cli.progress)
 
 
 def console():

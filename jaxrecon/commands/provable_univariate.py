@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  provable_study.run_univariate(CONFIG.build(), FLAGS.workdir, jax.random.key(FLAGS.seed))
+  provable_study.run_univariate(CONFIG.build(), FLAGS.workdir, jax.random.key(FLAGS.seed), log=cli.progress)
 
 
 def console():

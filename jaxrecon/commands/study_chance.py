@@ -22,7 +22,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  chance_study.run(FLAGS.attack_workdir, FLAGS.workdir)
+  chance_study.run(FLAGS.attack_workdir, FLAGS.workdir, log=cli.progress)
 
 
 def console():

@@ -42,7 +42,7 @@ def main(argv):
   config = CONFIG.build(base, **{"train.data.seed": FLAGS.seed})
   if FLAGS.tiny:
     config = leakage.tiny(config)
-  leakage.run(config, FLAGS.workdir)
+  leakage.run(config, FLAGS.workdir, log=cli.progress)
 
 
 def console():

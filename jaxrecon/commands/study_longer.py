@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  longer.run(CONFIG.build(), FLAGS.workdir)
+  longer.run(CONFIG.build(), FLAGS.workdir, log=cli.progress)
 
 
 def console():

@@ -36,7 +36,7 @@ def main(argv):
   config = studies.OffsetStudyConfig(train=tcfg, offsets=tuple(float(o) for o in FLAGS.offsets),
                                      reconstruct=ATTACK.build(), seed=FLAGS.attack_seed,
                                      prior_weights=tuple(float(w) for w in FLAGS.prior_weights))
-  studies.run_offset(config, FLAGS.workdir)
+  studies.run_offset(config, FLAGS.workdir, log=cli.progress)
 
 
 def console():

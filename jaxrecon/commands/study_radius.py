@@ -30,7 +30,7 @@ def main(argv):
   del argv
   config = CONFIG.build()
   studies.run_radius(config.__class__(**{**config.__dict__, "seed": config.reconstruct.sweep.seed}),
-                     FLAGS.train_workdir, FLAGS.workdir)
+                     FLAGS.train_workdir, FLAGS.workdir, log=cli.progress)
 
 
 def console():

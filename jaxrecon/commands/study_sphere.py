@@ -41,7 +41,7 @@ def main(argv):
   config = dataclasses.replace(config, seed=config.reconstruct.sweep.seed)
   if FLAGS.full:
     config = sphere.authors_protocol(config)
-  sphere.run(config, FLAGS.workdir)
+  sphere.run(config, FLAGS.workdir, log=cli.progress)
 
 
 def console():

@@ -35,7 +35,7 @@ def _direction(name: str) -> str:
 
 def main(argv):
   del argv
-  split_job.run(FLAGS.train_workdir, CONFIG.build(), FLAGS.workdir)
+  split_job.run(FLAGS.train_workdir, CONFIG.build(), FLAGS.workdir, log=cli.progress)
 
 
 def console():

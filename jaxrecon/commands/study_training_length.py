@@ -31,7 +31,7 @@ def main(argv):
   rc = BINDER.build()
   config = studies.LengthStudyConfig(reconstruct=rc, max_loss=FLAGS.max_loss,
                                      steps=tuple(int(s) for s in FLAGS.at_steps), seed=rc.sweep.seed)
-  studies.run_training_length(config, FLAGS.train_workdir, FLAGS.workdir)
+  studies.run_training_length(config, FLAGS.train_workdir, FLAGS.workdir, log=cli.progress)
 
 
 def console():

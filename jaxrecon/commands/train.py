@@ -15,6 +15,7 @@ from absl import flags
 
 from jaxrecon.commands import cli
 from jaxrecon.commands import train_flags
+from jaxrecon.commands import writer_flags
 from jaxrecon.experiments import train as train_job
 
 TRAIN = train_flags.binder()
@@ -24,12 +25,14 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
   del argv
-  train_job.run(train_flags.config_from_flags(TRAIN), flags.FLAGS.workdir)
+  config = train_flags.config_from_flags(TRAIN)
+  with writer_flags.writer() as writer:
+    train_job.run(config, flags.FLAGS.workdir, log=cli.progress, writer=writer)
 
 
 def console():
   """The console entry point (jaxrecon-train)."""
-  cli.run(main, sys.modules[__name__])
+  cli.run(main, sys.modules[__name__], writer_flags)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from jaxrecon import data as data_lib
+from jaxrecon import metric_writers
 from jaxrecon import nets
 from jaxrecon import workdir as wd
 from jaxrecon.attack import loss as attack_loss
@@ -144,8 +145,12 @@ def _target(config: ReconstructConfig, ds, ckpts, train_workdir: str) -> _Target
 
 
 def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Optional[jax.Array] = None,
-        log: Callable = print, mesh=None) -> AttackOutcome:
-  """Attacks a checkpoint of `train_workdir`; writes `workdir` (resuming an interrupted attack there)."""
+        log: Callable = print, mesh=None, writer: Optional[metric_writers.MetricWriter] = None) -> AttackOutcome:
+  """Attacks a checkpoint of `train_workdir`; writes `workdir` (resuming an interrupted attack there).
+
+  writer: also gets each metrics row's numbers as `attack/config_<c>/<key>` scalars (a CLU metric writer or
+  metric_writers.TensorBoardWriter); None: metrics.jsonl only.
+  """
   _, ds, ckpts = train_job.load_run(train_workdir)
   tgt = _target(config, ds, ckpts, train_workdir)
   mesh = attack_sweep.config_mesh() if mesh is None else mesh  # every visible device, when there are several
@@ -171,11 +176,11 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
     if config.prune_at:
       res = attack_sweep.run_halving(key_attack, tgt.params, hyper, d, tgt.acfg, prune_at=config.prune_at,
                                      keep=config.prune_keep, params_init=tgt.params_init, n_train=n, mesh=mesh,
-                                     log=log, on_segment=_halving_rows(workdir))
+                                     log=log, on_segment=_halving_rows(workdir, writer))
     else:
       res = attack_sweep.run_sweep(key_attack, tgt.params, hyper, d, tgt.acfg, params_init=tgt.params_init,
                                    n_train=n, mesh=mesh, log=log, resume=resume,
-                                   **_savers(workdir, config.checkpoint_every_s))
+                                   **_savers(workdir, config.checkpoint_every_s, writer))
     summary, raw = _raw_results(res, hyper, tgt, n, m)
     wd.write_npz(os.path.join(workdir, "candidates.npz"), **raw)  # kept even if the evaluation fails
     wd.write_json(os.path.join(workdir, "summary.json"), summary)
@@ -200,7 +205,13 @@ def _open(workdir: str, run_config: dict, resume, log: Callable) -> None:
     log(f"resuming the attack in {workdir}: configurations {resume.c0 + 1}.. at step {resume.step}")
 
 
-def _savers(workdir: str, every_s: float) -> dict:
+def _emit(metrics_path: str, flat: dict, writer) -> None:
+  wd.append_jsonl(metrics_path, flat)
+  metric_writers.write_row(writer, flat["step"], {k: v for k, v in flat.items() if k != "config"},
+                           f"attack/config_{flat['config']}")
+
+
+def _savers(workdir: str, every_s: float, writer=None) -> dict:
   """run_sweep's hooks: rows appended to metrics.jsonl, progress.npz at most every `every_s` seconds."""
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   last_save = [time.time()]
@@ -208,7 +219,7 @@ def _savers(workdir: str, every_s: float) -> dict:
   def on_rows(rows):  # one row per (step, configuration)
     for r in rows:
       for flat in attack_sweep.flat_rows(r):
-        wd.append_jsonl(metrics_path, flat)
+        _emit(metrics_path, flat, writer)
 
   def on_progress(make_progress):
     if time.time() - last_save[0] >= every_s:
@@ -217,14 +228,14 @@ def _savers(workdir: str, every_s: float) -> dict:
   return {"on_rows": on_rows, "on_progress": on_progress}
 
 
-def _halving_rows(workdir: str) -> Callable:
+def _halving_rows(workdir: str, writer=None) -> Callable:
   """run_halving's hook: each segment's rows (its live configurations) appended to metrics.jsonl."""
   metrics_path = os.path.join(workdir, "metrics.jsonl")
 
   def on_segment(step, snapshot, row):
     del step, snapshot
     for flat in attack_sweep.flat_rows(row):
-      wd.append_jsonl(metrics_path, flat)
+      _emit(metrics_path, flat, writer)
   return on_segment
 
 

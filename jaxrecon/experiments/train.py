@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxrecon import data as data_lib
 from jaxrecon import kkt
+from jaxrecon import metric_writers
 from jaxrecon import nets
 from jaxrecon import report
 from jaxrecon import train
@@ -39,21 +40,24 @@ def _check_resumable(saved: dict, config: TrainConfig, workdir: str):
                      "use a new --workdir or the same settings")
 
 
-def run(config: TrainConfig, workdir: str, log: Callable = print) -> dict:
+def run(config: TrainConfig, workdir: str, log: Callable = print,
+        writer: Optional[metric_writers.MetricWriter] = None) -> dict:
   """Trains as configured, writing (or resuming) a workdir; returns the summary dict.
 
   workdir: config.json, data.npz, metrics.jsonl (one row per log step), checkpoints/step_*.npz (params and
   optimizer state at {1,2,5} x 10^k steps and the last step), summary.json (final metrics and KKT residuals).
+  writer: also gets each metrics row's numbers as `train/<key>` scalars (a CLU metric writer or
+  metric_writers.TensorBoardWriter); None: metrics.jsonl only.
   """
   train.validate(config)
   dtype = train.dtype_of(config)
   key = jax.random.key(config.seed)
   key_data, key_init = jax.random.split(key)
   with wd.claim(workdir, "train"):
-    return _run_in(config, workdir, dtype, key_data, key_init, log)
+    return _run_in(config, workdir, dtype, key_data, key_init, log, writer)
 
 
-def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
+def _run_in(config, workdir, dtype, key_data, key_init, log, writer) -> dict:
   ds, latest = _open_run(config, workdir, key_data, log)
   x, y = jnp.asarray(ds.x_train, dtype), jnp.asarray(ds.y_train)
   xt, yt = jnp.asarray(ds.x_test, dtype), jnp.asarray(ds.y_test)
@@ -75,7 +79,7 @@ def _run_in(config, workdir, dtype, key_data, key_init, log) -> dict:
   log(f"training {nets.num_params(state.params):,} parameters on {x.shape[0]} points, "
       f"{config.optimizer} lr={config.lr}, {config.steps} steps, {config.dtype}")
   state, m, step, stop_reason = _train_loop(config, workdir, state, start, (x, y, xt, yt),
-                                            train.make_train_step(config, optimizer, normalized), log)
+                                            train.make_train_step(config, optimizer, normalized), log, writer)
   return _summarize(config, workdir, state, m, step, stop_reason, x, y, log)
 
 
@@ -109,7 +113,7 @@ def _open_run(config, workdir, key_data, log):
   return ds, None
 
 
-def _train_loop(config, workdir, state, start, arrays, train_step, log):
+def _train_loop(config, workdir, state, start, arrays, train_step, log, writer=None):
   """Runs the chunks from `start`; returns (state, last metrics row, step, stop reason)."""
   x, y, xt, yt = arrays
   runner = train.make_chunk_runner(train_step)
@@ -133,6 +137,7 @@ def _train_loop(config, workdir, state, start, arrays, train_step, log):
     t_last, step_last = now, step
     m.update(step=step, steps_per_s=rate, wall_s=prior_wall + now - t0)
     wd.append_jsonl(metrics_path, m)
+    metric_writers.write_row(writer, step, m, "train")
     done = config.target_loss > 0 and m["loss"] <= config.target_loss
     out_of_time = config.max_wall_s > 0 and now - t0 >= config.max_wall_s
     diverged = not (np.isfinite(m["log10_loss"]) and np.isfinite(m["theta_norm"]))

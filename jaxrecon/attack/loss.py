@@ -73,10 +73,10 @@ class AttackConfig:
     steps: Attack steps per configuration.
     optimizer: sgd (momentum, the reference) | adam | sumo.
     momentum: Momentum of sgd (and of the multipliers under sumo).
-    lr_lambda: Learning rate of the multipliers (a sweep may list several: `sweep.SweepConfig.lr_lambda`).
+    lr_lambda: Learning rate of the multipliers (a sweep may list several: `hyper.SweepConfig.lr_lambda`).
     lambda_weight: Weight of the penalty relu(lambda_min - lambda)^2.
     prior: box (penalty outside [shift - box, shift + box]) | none | sphere (candidates start on the sphere of
-      the configuration's radius about its shift, both swept values: see `sweep.Hyper`; no penalty).
+      the configuration's radius about its shift, both swept values: see `hyper.Hyper`; no penalty).
     box: Half-width of the box prior, in the mean-subtracted space.
     prior_weight: Weight of the box penalty (0 = no prior, as in the "No Prior, No Leakage" grid).
     variant: binary | multiclass (switched on by itself for a multiclass net) | signed (multipliers of
@@ -254,7 +254,7 @@ def init_state(key: jax.Array, m: int, d: int, hyper_one, config: AttackConfig,
                dtype, x_start: Optional[jax.Array] = None) -> AttackState:
   """Candidates x_start + shift + N(0, 1) * init_scale (or uniform on the sphere of radius hyper_one.radius
   about the shift with the sphere prior; or config.init's start), multipliers U[0, 1), for one configuration (`hyper_one`: one row of
-  a `sweep.Hyper`). x_start (m, d): given start points (e.g. the training set, for a basin test)."""
+  a `hyper.Hyper`). x_start (m, d): given start points (e.g. the training set, for a basin test)."""
   key = jax.random.fold_in(key, hyper_one.seed)
   key_x, key_lam = jax.random.split(key)
   x = jax.random.normal(key_x, (m, d), dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Literal, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -177,6 +177,7 @@ IMAGE_SETS: dict = {
     "mnist": ImageSet(read_mnist, lambda c: np.where(c % 2 == 1, 1, -1), 10, SAMPLE_MNIST_DIR),
     "cifar10": ImageSet(_selected(read_cifar10), lambda c: np.where(np.isin(c, CIFAR_VEHICLES), -1, 1), 10),
 }
+DatasetName = Literal["sphere", "shifted_sphere", "parity_sphere", "two_gaussians", "mnist", "cifar10"]
 SYNTHETIC: dict = {
     "sphere": Synthetic(lambda c, k, n: sphere(k, n, c.d, dtype=jnp.float64)),
     "shifted_sphere": Synthetic(lambda c, k, n: shifted_sphere(k, n, c.d, c.radius, c.shift, jnp.float64,

@@ -29,7 +29,7 @@ positive for the logistic and exponential losses.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +73,7 @@ NORMS: dict = {
                      lambda leaves: sum(jnp.sum(jnp.linalg.svd(v, compute_uv=False)) if v.ndim == 2 else
                                         jnp.sum(jnp.abs(v)) for v in leaves), _spectral_polar, "spectral"),
 }
+NormName = Literal["l2", "linf", "spectral"]
 
 
 def _get(norm: str) -> Norm:

@@ -116,8 +116,10 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
 
 
-_GD_RULES = {"gd": None, "normalized_gd": "normalized", "log_normalized_gd": "log_normalized",
-             "relative_gd": "relative"}
+def gd_rules() -> dict:
+  """Gradient-descent optimizer names -> their step rule: 'gd' (none) and '<rule>_gd' for every entry of the
+  registry `schedules.STEP_RULES` (read when called, so an added rule is an optimizer at once)."""
+  return {"gd": None, **{f"{rule}_gd": rule for rule in schedules.STEP_RULES}}
 
 
 def make_optimizer(config: TrainConfig) -> tuple:
@@ -129,11 +131,13 @@ def make_optimizer(config: TrainConfig) -> tuple:
   if config.lr_step_every > 0:  # StepLR: lr gamma^floor(t / every) at step t (counted from 0), in the default
     every, gamma = config.lr_step_every, config.lr_step_gamma  # float dtype (optax's decay would be float32)
     lr = lambda count: config.lr * gamma ** (count // every)  # noqa: E731
-  if name in _GD_RULES:
-    # relative_gd sets the step length itself (lr is the relative step), so the optimizer's lr is 1
-    base = optax.sgd(1.0 if name == "relative_gd" else lr, momentum=config.momentum or None)
+  rules = gd_rules()
+  if name in rules:
+    # a rule that sets the step length itself (relative_gd: lr is the relative step) runs the optimizer at lr 1
+    sets_length = rules[name] is not None and schedules.STEP_RULES[rules[name]].sets_length
+    base = optax.sgd(1.0 if sets_length else lr, momentum=config.momentum or None)
     normalized = name != "gd" or config.normalize
-    rule = _GD_RULES[name] or "normalized"
+    rule = rules[name] or "normalized"
   elif name == "sumo":  # SUMO on the weight matrices, AdamW (same lr) on biases
     # the randomized projector's key comes from the run's seed (a stream of its own)
     base = sumo.sumo(config.lr, key=jax.random.fold_in(jax.random.key(config.seed), 0x5D30))
@@ -264,8 +268,7 @@ def validate(config: TrainConfig) -> None:
   if config.lr_step_every < 0 or not config.lr_step_gamma > 0:
     raise ValueError(f"lr_step_every must be >= 0 and lr_step_gamma > 0; got {config.lr_step_every}, "
                      f"{config.lr_step_gamma}")
-  if config.lr_step_every and (config.optimizer in ("relative_gd", "normalized_gd", "log_normalized_gd", "sumo")
-                               or config.normalize):
+  if config.lr_step_every and (gd_rules().get(config.optimizer) or config.optimizer == "sumo" or config.normalize):
     raise ValueError(f"lr_step_every (StepLR) applies to plain gd and optax optimizers, not {config.optimizer!r}"
                      + (" with normalize" if config.normalize else ""))
   make_optimizer(config)  # unknown optimizer names fail here

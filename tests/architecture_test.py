@@ -98,5 +98,22 @@ class ArchitectureTest(absltest.TestCase):
     self.assertEqual(over, [])
 
 
+
+class RegistryNamesTest(absltest.TestCase):
+
+  def test_each_registrys_literal_type_names_its_entries(self):
+    import typing  # noqa: PLC0415
+    from jaxrecon import data, losses, margin_norms  # noqa: PLC0415
+    from jaxrecon.attack import protocols  # noqa: PLC0415
+    from jaxrecon.noprior import split  # noqa: PLC0415
+    from jaxrecon.optim import schedules  # noqa: PLC0415
+    pairs = {"LossName": (losses.LossName, losses.LOSSES), "NormName": (margin_norms.NormName, margin_norms.NORMS),
+             "DatasetName": (data.DatasetName, {**data.SYNTHETIC, **data.IMAGE_SETS}),
+             "ProtocolName": (protocols.ProtocolName, protocols.PROTOCOLS),
+             "StepRuleName": (schedules.StepRuleName, schedules.STEP_RULES),
+             "DirectionKind": (split.DirectionKind, split.DIRECTION_KINDS)}
+    for name, (lit, registry) in pairs.items():
+      self.assertEqual(set(typing.get_args(lit)), set(registry), name)
+
 if __name__ == "__main__":
   absltest.main()

@@ -1,5 +1,8 @@
 """The loss-normalized step rules as optax transformations, against their defining formulas."""
 
+import dataclasses
+from unittest import mock
+
 from absl.testing import absltest
 import jax
 import jax.numpy as jnp
@@ -81,6 +84,33 @@ class ScheduleTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "unknown loss-normalized rule 'cosine'"):
       schedules.scale_by_loss("cosine", 0.1)
 
+
+
+class RegistryTest(absltest.TestCase):
+
+  def test_a_new_step_rule_by_one_entry(self):
+    # A rule whose factor is Loss itself turns the step along grad log Loss into plain GD on the loss: added as
+    # one STEP_RULES entry, it is the optimizer 'loss_gd' at once, and trains exactly as optimizer 'gd' does.
+    plain = schedules.StepRule(lambda updates, state, params, log_loss, lr: (jnp.exp(log_loss), state))
+    cfg = train.TrainConfig(data=data_lib.DataConfig(n=12, d=6), widths=(8,), optimizer="gd", lr=0.5, steps=30,
+                            relaxed=False)
+    ds = data_lib.load(jax.random.key(0), cfg.data)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = nets.init(jax.random.key(1), cfg.mlp(6, 1), jnp.float64)
+    ends = {}
+    with mock.patch.dict(schedules.STEP_RULES, {"loss": plain}):
+      self.assertIn("loss_gd", train.gd_rules())
+      for name in ("gd", "loss_gd"):
+        c = dataclasses.replace(cfg, optimizer=name)
+        train.validate(c)
+        opt, normalized = train.make_optimizer(c)
+        self.assertEqual(normalized, name == "loss_gd")
+        run = train.make_chunk_runner(train.make_train_step(c, opt, normalized))
+        ends[name] = run(train.TrainState(params, opt.init(params)), x, y, 30).params
+    self.assertNotIn("loss_gd", train.gd_rules())
+    for a, b in zip(jax.tree_util.tree_leaves(ends["gd"]), jax.tree_util.tree_leaves(ends["loss_gd"])):
+      np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    self.assertGreater(float(jnp.abs(ends["gd"][0]["w"] - params[0]["w"]).max()), 1e-3)  # it did train
 
 if __name__ == "__main__":
   absltest.main()

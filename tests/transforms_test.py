@@ -1,3 +1,5 @@
+from unittest import mock
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -130,7 +132,8 @@ class DeltaCurveTest(absltest.TestCase):
 
   def test_split_delta_and_margin_curves_by_hand(self):
     # The delta of the split set, recomputed in numpy from the split points and the transported multipliers
-    # (lam_i / 2 each for a symmetric split), and the new points' smaller margin.
+    # (lam_i / 2 each for a symmetric split), and the new points' smaller margin. Along the Theorem 5 direction
+    # and along a direction kind added by one registry entry (the first axis), which must reach the curves.
     from jaxrecon.noprior import split as split_lib  # noqa: PLC0415
     cfg = nets.MLPConfig(d_in=10, widths=(12,), init_scales=None)
     params = nets.init(jax.random.key(11), cfg, jnp.float64)
@@ -139,17 +142,24 @@ class DeltaCurveTest(absltest.TestCase):
     params_n, _ = kkt.normalize(params, x, y)
     lam = jnp.linspace(0.1, 1.0, 6)
     ts = jnp.asarray([0.0, 0.3, 3.0])
-    c = split_lib.approx_curves(jax.random.key(0), params_n, x, y, lam, jnp.asarray([2, 4]), ts, ("svd",))
+    axis = lambda key, p, x, point: jnp.zeros_like(point).at[0].set(1.0)  # noqa: E731
+    with mock.patch.dict(split_lib.DIRECTION_KINDS, {"first_axis": axis}):
+      c = split_lib.approx_curves(jax.random.key(0), params_n, x, y, lam, jnp.asarray([2, 4]), ts,
+                                  ("svd", "first_axis"))
+    np.testing.assert_array_equal(np.asarray(c.nus[:, 1]), np.eye(10)[[0, 0]])
+    with self.assertRaisesRegex(ValueError, "unknown direction kind 'first_axis'"):  # the entry is gone again
+      split_lib.directions(jax.random.key(0), params_n, x, x[0], ("first_axis",))
     q = np.asarray(kkt.margins_of(params_n, x, y))
     phi = lambda z: np.asarray(nets.apply(params_n, jnp.asarray(z)))  # noqa: E731
     for p, i in enumerate((2, 4)):
-      nu = np.asarray(c.nus[p, 0])
-      for k, t in enumerate(np.asarray(ts)):
-        qz = float(y[i]) * phi(np.stack([x[i] + t * nu, x[i] - t * nu]))
-        others = [float(lam[j]) * (q[j] - 1) for j in range(6) if j != i]
-        want = max(others + [0.5 * float(lam[i]) * (v - 1) for v in qz])
-        self.assertAlmostEqual(float(c.delta[p, 0, k]), want, places=10)
-        self.assertAlmostEqual(float(c.q_min[p, 0, k]), float(qz.min()), places=10)
+      for kind in range(2):
+        nu = np.asarray(c.nus[p, kind])
+        for k, t in enumerate(np.asarray(ts)):
+          qz = float(y[i]) * phi(np.stack([x[i] + t * nu, x[i] - t * nu]))
+          others = [float(lam[j]) * (q[j] - 1) for j in range(6) if j != i]
+          want = max(others + [0.5 * float(lam[i]) * (v - 1) for v in qz])
+          self.assertAlmostEqual(float(c.delta[p, kind, k]), want, places=10)
+          self.assertAlmostEqual(float(c.q_min[p, kind, k]), float(qz.min()), places=10)
     self.assertAlmostEqual(float(c.delta0), float(np.max(np.asarray(lam) * (q - 1))), places=10)
 
 

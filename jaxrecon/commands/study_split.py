@@ -17,7 +17,7 @@ from absl import flags
 from jaxrecon.commands import cli
 from jaxrecon.commands import config_flags
 from jaxrecon.experiments import split as split_job
-from jaxrecon.noprior.split import DIRECTIONS
+from jaxrecon.noprior.split import DIRECTION_KINDS
 
 flags.DEFINE_string("train_workdir", None, "Training workdir (first layer narrower than d).")
 flags.DEFINE_string("workdir", "runs/study_split", "Output directory.")
@@ -28,8 +28,8 @@ FLAGS = flags.FLAGS
 
 
 def _direction(name: str) -> str:
-  if name not in DIRECTIONS:
-    raise ValueError(f"--directions: {name!r} is not one of {', '.join(DIRECTIONS)}")
+  if name not in DIRECTION_KINDS:
+    raise ValueError(f"--directions: {name!r} is not one of {', '.join(DIRECTION_KINDS)}")
   return name
 
 

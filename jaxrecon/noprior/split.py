@@ -19,7 +19,7 @@ The multipliers live at the normalized scale (`kkt.normalize`); `report` is a ji
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,19 @@ from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import stationarity_gap
 from jaxrecon.noprior import transforms
 
-DIRECTIONS = ("orthogonal", "importance", "flip", "svd")
+# The registry of split direction kinds: name -> (key, params_n, x (N, D), point (D,)) -> a unit direction (D,).
+# One entry adds a kind to `directions`, the split study's `--directions` and its figure.
+DIRECTION_KINDS = {
+    # orthogonal to the data span and to g_A(point) (Theorem 4's construction)
+    "orthogonal": lambda key, p, x, point: transforms.orthogonal_direction(
+        key, x, transforms.linear_gradient(p, point)[:, None]),
+    "importance": lambda key, p, x, point: transforms.weighted_direction(p, x, point, "importance"),
+    "flip": lambda key, p, x, point: transforms.weighted_direction(p, x, point, "flip"),
+    # Theorem 5: the data's smallest singular direction, off g_A(point)
+    "svd": lambda key, p, x, point: transforms.svd_direction(p, x, point)[0],
+}
+DIRECTIONS = tuple(DIRECTION_KINDS)  # the split study's default: every kind registered here
+DirectionKind = Literal["orthogonal", "importance", "flip", "svd"]
 
 
 def split_many(key, params, x, y, lam, idx, factor_radius):
@@ -91,16 +103,11 @@ def exact_rows(key, params_n, x, y, lam, radius, report, *, factors, n_split: in
 
 
 def directions(key, params_n, x, point, kinds):
-  out = []
-  for kind in kinds:
-    if kind == "orthogonal":
-      g = transforms.linear_gradient(params_n, point)
-      out.append(transforms.orthogonal_direction(key, x, g[:, None]))
-    elif kind == "svd":  # Theorem 5: the data's smallest singular direction, off g_A(point)
-      out.append(transforms.svd_direction(params_n, x, point)[0])
-    else:
-      out.append(transforms.weighted_direction(params_n, x, point, kind))
-  return jnp.stack(out)
+  """(len(kinds), D): one direction per kind of `DIRECTION_KINDS`, each with the same key."""
+  unknown = [k for k in kinds if k not in DIRECTION_KINDS]
+  if unknown:
+    raise ValueError(f"unknown direction kind {unknown[0]!r}; expected one of {', '.join(DIRECTION_KINDS)}")
+  return jnp.stack([DIRECTION_KINDS[kind](key, params_n, x, point) for kind in kinds])
 
 
 class Curves(NamedTuple):

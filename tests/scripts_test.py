@@ -216,6 +216,12 @@ class ScriptsTest(absltest.TestCase):
     self.assertIn("--relaxed:", section("KKT flags:"))
     self.assertIn("--attack_steps:", section("attack flags:"))
     self.assertIn("--split_grid:", section("command flags:"))
+    # --tensorboard_dir on the jobs that take a writer; a bench script's --help lists the flags it defines
+    self.assertIn("--tensorboard_dir", run_script("train.py", "--help", check=False).stdout)
+    proc = run_script("bench_quality.py", "--help", check=False)
+    self.assertEqual(proc.returncode, 0)
+    for flag in ("--ref_configs", "--levers", "--tiny"):
+      self.assertIn(flag, proc.stdout)
 
   @pytest.mark.slow
   def test_bench_train(self):

@@ -79,7 +79,10 @@ def grouped_help(modules) -> str:
 
 
 def run(main, *modules) -> None:
-  """Runs `main` under absl with the command's `modules` (its own module first) for --help."""
+  """Runs `main` under absl with the command's `modules` (its own module first) for --help; without modules
+  (a script that defines its flags itself, scripts/bench_*.py), the script's own module."""
+  if not modules and "__main__" in sys.modules:
+    modules = (sys.modules["__main__"],)
   _list_own_flags(modules)
   if any(a in ("--help", "-h", "-?") for a in sys.argv[1:]):  # grouped by stage; absl's --help exits 1
     print(grouped_help(modules))

@@ -35,6 +35,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import losses
 from jaxrecon import nets
+from jaxrecon import workdir as wd
 from jaxrecon.optim import schedules
 from jaxrecon.optim import sumo
 
@@ -95,12 +96,7 @@ class TrainConfig:
 
   @staticmethod
   def from_dict(d: dict) -> "TrainConfig":
-    d = dict(d)
-    d["data"] = data_lib.DataConfig(**d.get("data", {}))
-    for k in ("widths", "init_scales", "checkpoint_mantissas"):
-      if d.get(k) is not None:
-        d[k] = tuple(d[k])
-    return TrainConfig(**d)
+    return wd.config_from_dict(TrainConfig, d)
 
   def mlp(self, d_in: int, n_out: int) -> nets.MLPConfig:
     return nets.MLPConfig(d_in=d_in, widths=tuple(self.widths), n_out=n_out,

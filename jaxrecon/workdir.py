@@ -64,6 +64,34 @@ def atomic_write(path: str, write_fn, mode: str = "w") -> None:
     raise
 
 
+def config_from_dict(cls, d: dict):
+  """The config dataclass `cls` from its JSON form (what `to_jsonable` wrote): the inverse every config's
+  `from_dict` is. A field whose default is a dataclass is read as that dataclass (recursively), JSON lists
+  become tuples, absent fields keep their defaults.
+
+  Raises:
+    ValueError: naming a key that is not a field of `cls` (or a value that is not an object where a config
+      belongs).
+  """
+  if not isinstance(d, dict):
+    raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(d).__name__}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - set(fields))
+  if unknown:
+    raise ValueError(f"{cls.__name__} has no field {unknown[0]!r} (fields: {', '.join(fields)})")
+  kwargs = {}
+  for name, value in d.items():
+    f = fields[name]
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+      value = config_from_dict(type(default), value)
+    elif isinstance(value, list):
+      value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    kwargs[name] = value
+  return cls(**kwargs)
+
+
 def to_jsonable(obj: Any) -> Any:
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
     return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}

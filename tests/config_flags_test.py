@@ -71,6 +71,27 @@ class BinderTest(absltest.TestCase):
 
 
 
+
+class FromDictTest(absltest.TestCase):
+  """Every config reads back what it wrote (through JSON text, as config.json holds it), with one reader."""
+
+  def test_round_trip_through_json_text(self):
+    import dataclasses  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    from jaxrecon.attack import SweepConfig  # noqa: PLC0415
+    from jaxrecon.experiments import attack, leakage, quality  # noqa: PLC0415
+    t = train.TrainConfig(widths=(64, 32), init_scales=(0.1, 0.2), steps=77, optimizer="muon")
+    r = attack.ReconstructConfig(prune_at=(100, 200), sweep=SweepConfig(configs=3, lr_x=(0.01, 0.2), radii=(1.0, 2.0)))
+    r = dataclasses.replace(r, attack=dataclasses.replace(r.attack, layer_weights=(1.0, 0.0, 1.0)))
+    for c in (t, r, r.sweep, leakage.LeakageConfig(train=t, attack=r, recipes=("gd",)),
+              quality.QualityConfig(fast_train=t, levers=("float64",))):
+      back = type(c).from_dict(json.loads(json.dumps(wd.to_jsonable(c))))
+      self.assertEqual(back, c)
+    with self.assertRaisesRegex(ValueError, "TrainConfig has no field 'stepz'"):
+      train.TrainConfig.from_dict({"stepz": 3})
+    with self.assertRaisesRegex(ValueError, "DataConfig: expected a JSON object, got list"):
+      train.TrainConfig.from_dict({"data": []})
+
 class ProgressTest(absltest.TestCase):
   """Progress lines follow absl's --verbosity: plain on stdout by default, through absl.logging at INFO,
   silent at ERROR and below."""

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrecon import workdir as wd
+
 
 class Hyper(NamedTuple):
   """Swept values, one entry per configuration (arrays of shape (C,)).
@@ -131,7 +133,7 @@ class SweepConfig:
 
   @staticmethod
   def from_dict(d: dict) -> "SweepConfig":
-    return SweepConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return wd.config_from_dict(SweepConfig, d)
 
   def validate(self) -> None:
     """Raises ValueError naming the field of a sweep that cannot run."""

@@ -75,14 +75,7 @@ class ReconstructConfig:
 
   @staticmethod
   def from_dict(d: dict) -> "ReconstructConfig":
-    d = dict(d)
-    a = dict(d.get("attack", {}))
-    if "layer_weights" in a:
-      a["layer_weights"] = tuple(a["layer_weights"])
-    d["attack"] = attack_loss.AttackConfig(**a)
-    d["sweep"] = attack_sweep.SweepConfig.from_dict(d.get("sweep", {}))
-    d["prune_at"] = tuple(d.get("prune_at", ()))
-    return ReconstructConfig(**d)
+    return wd.config_from_dict(ReconstructConfig, d)
 
 
 

@@ -96,15 +96,7 @@ class LeakageConfig:
 
   @staticmethod
   def from_dict(d: dict) -> "LeakageConfig":
-    d = dict(d)
-    if "train" in d:
-      d["train"] = train.TrainConfig.from_dict(d["train"])
-    if "attack" in d:
-      d["attack"] = attack_job.ReconstructConfig.from_dict(d["attack"])
-    for k in ("recipes", "targets"):
-      if k in d:
-        d[k] = tuple(d[k])
-    return LeakageConfig(**d)
+    return wd.config_from_dict(LeakageConfig, d)
 
   def __post_init__(self):
     unknown = [r for r in self.recipes if r not in RECIPES]

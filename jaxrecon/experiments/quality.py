@@ -107,15 +107,7 @@ class QualityConfig:
 
   @staticmethod
   def from_dict(d: dict) -> "QualityConfig":
-    d = dict(d)
-    for k in ("reference_train", "fast_train"):
-      if k in d:
-        d[k] = train.TrainConfig.from_dict(d[k])
-    for k in ("reference_attack", "fast_attack"):
-      if k in d:
-        d[k] = attack_job.ReconstructConfig.from_dict(d[k])
-    d["levers"] = tuple(d.get("levers", ()))
-    return QualityConfig(**d)
+    return wd.config_from_dict(QualityConfig, d)
 
 
 class Judge:

@@ -93,22 +93,26 @@ class FromDictTest(absltest.TestCase):
       train.TrainConfig.from_dict({"data": []})
 
 class ProgressTest(absltest.TestCase):
-  """Progress lines follow absl's --verbosity: plain on stdout by default, through absl.logging at INFO,
-  silent at ERROR and below."""
+  """Progress lines follow absl's flags: plain on stdout at the default verbosity (0, what absl's app sets),
+  silent at --verbosity=-1, through absl.logging with --logtostderr."""
 
-  def _run(self, verbosity):
-    before = absl_logging.get_verbosity()
-    self.addCleanup(absl_logging.set_verbosity, before)
-    absl_logging.set_verbosity(verbosity)
+  def _run(self, verbosity, logtostderr=False):
+    fv = flags.FLAGS
+    before = (fv.verbosity, fv["verbosity"].present, fv.logtostderr)
+    self.addCleanup(lambda: (setattr(fv, "verbosity", before[0]), setattr(fv["verbosity"], "present", before[1]),
+                             setattr(fv, "logtostderr", before[2])))
+    fv.verbosity, fv.logtostderr = verbosity, logtostderr
+    fv["verbosity"].present = 1  # as if given on the command line
     out = io.StringIO()
     with contextlib.redirect_stdout(out), mock.patch.object(absl_logging, "info") as info:
       cli.progress("step 10  loss 0.5")
     return out.getvalue(), [c.args for c in info.call_args_list]
 
   def test_verbosity(self):
-    self.assertEqual(self._run(absl_logging.WARNING), ("step 10  loss 0.5\n", []))  # absl's default, -1
-    self.assertEqual(self._run(absl_logging.INFO), ("", [("%s", "step 10  loss 0.5")]))
-    self.assertEqual(self._run(absl_logging.ERROR), ("", []))
+    self.assertEqual(self._run(0), ("step 10  loss 0.5\n", []))
+    self.assertEqual(self._run(1), ("step 10  loss 0.5\n", []))
+    self.assertEqual(self._run(-1), ("", []))
+    self.assertEqual(self._run(0, logtostderr=True), ("", [("%s", "step 10  loss 0.5")]))
 
 if __name__ == "__main__":
   absltest.main()

@@ -116,6 +116,11 @@ class ScriptsTest(absltest.TestCase):
     out = run_script("train.py", f"--workdir={d}", *TINY[:-3], "--steps=40", "--log_every=10",
                      "--relaxed=False", "--optimizer=normalized_gd", "--lr=0.1")  # same config as the first run
     self.assertIn("resuming", out.stdout)
+    # --verbosity=-1 silences the progress lines (absl's flag); the run still happens
+    out = run_script("train.py", f"--workdir={d}", *TINY[:-3], "--steps=50", "--log_every=10",
+                     "--relaxed=False", "--optimizer=normalized_gd", "--lr=0.1", "--verbosity=-1")
+    self.assertEqual((out.stdout, out.stderr), ("", ""))
+    self.assertEqual(read_jsonl(os.path.join(d, "metrics.jsonl"))[-1]["step"], 50)
 
   @pytest.mark.slow
   def test_main_job(self):

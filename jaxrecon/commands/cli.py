@@ -32,14 +32,17 @@ HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def progress(msg: str) -> None:
-  """A job's progress line, as absl's --verbosity asks: the default (-1) prints it plainly on stdout;
-  --verbosity=0 (INFO) sends it through absl.logging instead (timestamped, on stderr or in --log_dir's files);
-  --verbosity=-2 or lower silences it (the run folder is written the same)."""
+  """A job's progress line, as absl's flags ask: plainly on stdout at absl's default --verbosity (0);
+  --verbosity=-1 or lower silences it (the run folder is written the same); --logtostderr sends it through
+  absl.logging instead (timestamped lines on stderr)."""
   fv = flags.FLAGS
-  verbosity = fv["verbosity"].value if fv.is_parsed() else absl_logging.WARNING  # the flag, not the logger's
-  if verbosity >= absl_logging.INFO:
+  if not fv.is_parsed():  # called outside a command: print
+    print(msg, flush=True)
+  elif fv["verbosity"].present and fv["verbosity"].value < 0:  # given on the command line (absl's app sets 0
+    return                                                       # by itself, and only once per process)
+  elif fv["logtostderr"].value:
     absl_logging.info("%s", msg)
-  elif verbosity > absl_logging.ERROR:
+  else:
     print(msg, flush=True)
 
 

@@ -51,6 +51,20 @@ def _read_bytes(path: str) -> bytes:
 MAX_DEFLATE_RATIO = 1032
 
 
+# What a zip archive (.npz, torch .pt) may hold once decompressed: MAX_EXPANSION x its file size, and never less
+# than MIN_EXPANDED_BYTES, whatever larger limit the caller allows. Honest files fit (stored entries expand 1x,
+# deflated float arrays ~1-2x, a data.npz of images ~5x); a 10 MB deflate bomb asks at most 200 MB instead of
+# its ~10 GB.
+MAX_EXPANSION = 20
+MIN_EXPANDED_BYTES = 64 << 20
+
+
+def expansion_limit(path: str, max_bytes: int) -> int:
+  """The most bytes a zip archive at `path` may decompress to: max_bytes, capped by its size x MAX_EXPANSION
+  (MIN_EXPANDED_BYTES at least)."""
+  return min(max_bytes, max(MIN_EXPANDED_BYTES, MAX_EXPANSION * os.path.getsize(path)))
+
+
 def read_npz_bounded(path: str, max_bytes: int, check_names: Optional[Callable] = None,
                      limit_hint: str = "") -> dict:
   """{name: array} of an .npz whose arrays, once decompressed, total at most `max_bytes`.
@@ -83,6 +97,10 @@ def read_npz_bounded(path: str, max_bytes: int, check_names: Optional[Callable] 
     total = sum(i.file_size for i in infos)
     if total > max_bytes:
       raise DataError(f"{path}: {total} bytes once decompressed, over the {max_bytes}-byte limit{hint}")
+    limit = expansion_limit(path, max_bytes)
+    if total > limit:
+      raise DataError(f"{path}: {total} bytes once decompressed from a {os.path.getsize(path)}-byte file, more than "
+                      f"{MAX_EXPANSION}x its size (a deflate bomb?); refused before decompressing")
     out = {}
     for info in infos:
       name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename

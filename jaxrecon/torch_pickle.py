@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 
+from jaxrecon import readers
 from jaxrecon.readers import ZIP_ERRORS
 
 # torch's legacy storage type names -> the numpy dtype of their bytes (little-endian in the archive)
@@ -131,7 +132,7 @@ def read(path: str, max_bytes: int) -> dict:
       raise TorchFileError(f"{path}: storages in {byteorder.decode(errors='replace')}-endian order (unsupported)")
     if infos[pkl[0]].file_size > MAX_PICKLE_BYTES:
       raise TorchFileError(f"{path}: a {infos[pkl[0]].file_size}-byte pickle: not a state_dict of tensors")
-    budget = [max_bytes]
+    budget = [readers.expansion_limit(path, max_bytes)]  # a deflated storage may not expand without bound
 
     def read_storage(storage: _Storage) -> np.ndarray:
       info = infos.get(f"{prefix}data/{storage.key}")
@@ -141,8 +142,9 @@ def read(path: str, max_bytes: int) -> dict:
                              f"{'none' if info is None else info.file_size}")
       budget[0] -= nbytes
       if budget[0] < 0:
-        raise TorchFileError(f"{path}: tensors of more than {max_bytes} bytes (the limit; pass max_bytes / "
-                             "--max_model_mb to raise it)")
+        raise TorchFileError(f"{path}: tensors of more than {min(max_bytes, readers.expansion_limit(path, max_bytes))} "
+                             f"bytes (the limit: max_bytes / --max_model_mb, and at most {readers.MAX_EXPANSION}x "
+                             "the file's size)")
       return np.frombuffer(zf.read(info), np.dtype(storage.dtype).newbyteorder("<"))
 
     try:

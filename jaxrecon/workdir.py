@@ -190,20 +190,13 @@ def write_npz(path: str, compressed: bool = False, **arrays) -> None:
   atomic_write(path, lambda f: save(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
 
 
-# What an .npz in a run folder may take once decompressed: its file size times NPZ_MAX_EXPANSION, and never
-# less than NPZ_MIN_BYTES. The project's own files fit (checkpoints are stored, 1x; a compressed data.npz of
-# MNIST images expands ~5-10x); a 10 MB deflate bomb asks at most 400 MB instead of its ~10 GB.
-NPZ_MAX_EXPANSION = 40
-NPZ_MIN_BYTES = 64 << 20
-
-
-def read_npz(path: str, max_bytes: Optional[int] = None) -> dict:
+def read_npz(path: str, max_bytes: int = 1 << 40) -> dict:
   """The arrays of an .npz file in a run folder, bounded before decompressing (never pickle).
 
   Args:
     path: the file.
-    max_bytes: the most bytes its arrays may take; by default max(NPZ_MIN_BYTES, NPZ_MAX_EXPANSION x the
-      file's size).
+    max_bytes: the most bytes its arrays may take; whatever it is, an archive may expand at most
+      `readers.MAX_EXPANSION` x its file size (64 MB at least).
 
   Returns:
     {name: np.ndarray}.
@@ -212,8 +205,6 @@ def read_npz(path: str, max_bytes: Optional[int] = None) -> dict:
     RunDirError: naming the file, when it is unreadable, hostile or over the limit.
   """
   try:
-    if max_bytes is None:
-      max_bytes = max(NPZ_MIN_BYTES, NPZ_MAX_EXPANSION * os.path.getsize(path))
     return readers.read_npz_bounded(path, max_bytes)
   except readers.DataError as e:
     raise RunDirError(str(e)) from None

@@ -111,7 +111,8 @@ class HostileBytesTest(absltest.TestCase):
 
   def test_deflate_bomb_checkpoint_is_refused_before_decompressing(self):
     """A 400 MB array of zeros deflated into a ~0.4 MB .npz, planted as a checkpoint: refused from its
-    declared size (over NPZ_MAX_EXPANSION x the file's size), the process's memory barely moves."""
+    declared size (over readers.MAX_EXPANSION x the file's size), the process's memory barely moves; the same
+    file named as a model is refused too (the models' 1 GiB limit does not let it expand 1000x)."""
     path = os.path.join(self.d, "step_00000010.npz")
     n = 50 << 20  # float64 zeros: 400 MB
     header = {"descr": "<f8", "fortran_order": False, "shape": (n,)}
@@ -123,8 +124,11 @@ class HostileBytesTest(absltest.TestCase):
           member.write(chunk)
     self.assertLess(os.path.getsize(path), 1 << 20)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with self.assertRaisesRegex(wd.RunDirError, r"step_00000010.npz: \d+ bytes once decompressed, over the"):
+    with self.assertRaisesRegex(wd.RunDirError, r"step_00000010.npz: \d+ bytes once decompressed from a \d+-byte "
+                                                r"file, more than 20x its size"):
       wd.read_npz(path)
+    with self.assertRaisesRegex(models.ArchitectureError, "more than 20x its size"):
+      models.load_torch(path)
     self.assertLess(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, 50_000)
     # The caller that knows what it asked for may allow it; a smaller honest file reads as before.
     small = os.path.join(self.d, "ok.npz")

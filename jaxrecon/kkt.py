@@ -16,7 +16,8 @@ different quantity: every first-layer pair within `kink_tol` x max|z_1| of its k
 kink) gets its own derivative in [0, 1], solved jointly with lambda (a convex QP, certified by a duality gap).
 It is a Goldstein-type residual over a neighbourhood of theta, not epsilon at theta: it depends on the
 tolerance, and `relax_radius` says how far that neighbourhood reaches in the data's units (the largest distance
-of a freed point to its neuron's hyperplane, relative to the data radius). Deeper layers are not freed.
+of a freed point to its neuron's hyperplane, relative to the largest data norm max_i ||x_i||, not the RMS data
+radius `data.rms_radius` the studies use). Deeper layers are not freed.
 
 All functions are pure and act on one training set; vmap them over sets or checkpoints at the boundary.
 """
@@ -291,7 +292,8 @@ def relaxed_multipliers(params, x, y, lam0, pairs: FreedPairs) -> RelaxedFit:
 
 
 def relax_radius(params, x, pairs: FreedPairs) -> jax.Array:
-  """Largest distance |w_j . x_i + b_j| / ||w_j|| of a freed pair, relative to the data radius max ||x_i||."""
+  """Largest distance |w_j . x_i + b_j| / ||w_j|| of a freed pair, relative to the largest data norm max_i ||x_i||
+  (the largest, not the RMS `data.rms_radius`: a bound on how far the freed neighbourhood reaches)."""
   z = nets.preactivations(params, x)[0][pairs.point, pairs.neuron]
   dist = jnp.abs(z) / jnp.maximum(jnp.linalg.norm(params[0]["w"], axis=0)[pairs.neuron], 1e-300)
   r = jnp.max(jnp.linalg.norm(x, axis=1))

@@ -239,3 +239,31 @@ def leakage_study(rows: list, kind: str, key: str, path: str) -> None:
   b.set_title("training points reconstructed", fontsize=9)
   b.legend(fontsize=7)
   save(fig, path)
+
+
+def optim_bench(runs: list, table: dict, path: str) -> None:
+  """The optimizer benchmark: each method's best-lr validation curve against steps and wall time, per task,
+  and SUMO's moment condition numbers when they were logged."""
+  tasks = sorted(table)
+  conds = any(r.get("log10_moment_cond_median") for r in runs)
+  ncols = 3 if conds else 2
+  fig, axes = subplots(len(tasks), ncols, figsize=(5 * ncols, 3.5 * len(tasks)), squeeze=False)
+  for i, task in enumerate(tasks):
+    for m, row in table[task].items():
+      r = next(r for r in runs if r["task"] == task and r["method"] == m and r["lr"] == row["best_lr"])
+      v = [float(np.mean(c["val"])) for c in r["curve"]]
+      axes[i, 0].plot([c["step"] for c in r["curve"]], v, label=f"{m} lr={row['best_lr']:g}")
+      axes[i, 1].plot([c["wall_s"] for c in r["curve"]], v, label=m)
+      if conds and r.get("log10_moment_cond_median"):
+        axes[i, 2].plot([c["step"] for c in r["curve"][1:]], r["log10_moment_cond_median"], label=m)
+    axes[i, 0].set_xlabel("step")
+    axes[i, 1].set_xlabel("wall time (s, all seeds)")
+    for ax in axes[i, :2]:
+      ax.set_ylabel(f"{task} validation loss")
+    if conds:
+      axes[i, 2].set_xlabel("step")
+      axes[i, 2].set_ylabel("log10 condition number of the moment\n(median over matrices, mean over seeds)")
+    for ax in axes[i]:
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=8)
+  save(fig, path, dpi=100)

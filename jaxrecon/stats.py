@@ -99,6 +99,21 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple:
   return (lo, hi)
 
 
+def t_quantile(df: int, level: float = 0.95) -> float:
+  """The two-sided Student t quantile: P(|T| <= t) = level for T with df degrees of freedom (exact, from the
+  regularized incomplete beta: P(|T| > t) = I_{df / (df + t^2)}(df / 2, 1 / 2))."""
+  x = _beta_quantile(1.0 - level, df / 2.0, 0.5)
+  return math.sqrt(df * (1.0 - x) / x)
+
+
+def t_interval(values, level: float = 0.95) -> tuple:
+  """(mean, half-width of the Student t interval) of a few values (seeds); half-width nan for one value."""
+  v = np.asarray(values, np.float64)
+  if v.size < 2:
+    return float(v.mean()), float("nan")
+  return float(v.mean()), float(t_quantile(v.size - 1, level) * v.std(ddof=1) / math.sqrt(v.size))
+
+
 def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000, seed: int = 0) -> float:
   """Two-sided p-value for a difference of means between two groups of units (exact when the number of
   relabellings is at most n_perm, Monte Carlo with the +1 correction otherwise)."""

@@ -147,6 +147,16 @@ class StatsTest(absltest.TestCase):
       self.assertAlmostEqual(lo, ref_lo, places=9)
       self.assertAlmostEqual(hi, ref_hi, places=9)
 
+  def test_t_interval_equals_scipy(self):
+    for df in (1, 2, 4, 9, 30):
+      self.assertAlmostEqual(stats.t_quantile(df), sp_stats.t.ppf(0.975, df), places=9)
+    v = [0.31, 0.27, 0.35, 0.30]
+    mean, half = stats.t_interval(v)
+    lo, hi = sp_stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=sp_stats.sem(v))
+    self.assertAlmostEqual(mean - half, lo, places=9)
+    self.assertAlmostEqual(mean + half, hi, places=9)
+    self.assertTrue(math.isnan(stats.t_interval([1.0])[1]))
+
   def test_wilson_and_bootstrap(self):
     lo, hi = stats.wilson(50, 100)
     self.assertAlmostEqual(lo, 0.40383, places=4)  # the textbook value

@@ -175,8 +175,27 @@ def run_sweep(key: jax.Array, params: nets.Params, hyper: Hyper, d: int, config:
   the SweepProgress there (it copies every state to the host, so a caller calls it only when it saves);
   passing one back as `resume` continues the sweep from there with exactly the same computation (segments
   are fixed by log_every and steps, not by when the run stopped). The history of a resumed sweep holds the
-  rows made after `resume`. x_start (m, d): every configuration's candidates start at x_start + their random
-  start (a basin test starts them at the training points).
+  rows made after `resume`.
+
+  Args:
+    key: the candidates' random starts (one key; each configuration folds in its seed).
+    params: the attacked net (cast to config.dtype).
+    hyper: the swept values, one entry per configuration (`hyper.random_sweep`, `grid_sweep`,
+      `SweepConfig.hyper`).
+    d: the candidates' dimension.
+    config: the attack (loss, optimizer, prior, steps, log_every, chunk, dtype).
+    params_init: the net at initialization (config.match_init attacks theta - theta_init).
+    n_train: the training set's size when config.m is 0 (m = 2 n_train candidates).
+    mesh: a 1-D mesh named 'configs' to shard the configurations over (`config_mesh()`), or None.
+    log: progress lines (None: silent).
+    on_rows, on_progress, resume: the hooks above.
+    x_start: (m, d) every configuration's candidates start at x_start + their random start (a basin test
+      starts them at the training points).
+
+  Returns:
+    SweepResult: every configuration's final candidates x (C, m, d) and multipliers (C, m), the candidates'
+    labels, the final attack loss and stationarity term (NaN where a configuration diverged), the diverged
+    flags, the history rows, the wall time and the first call's (compile) time.
   """
   prob = _problem(params, config, params_init, n_train)
   m, dtype = prob.m, prob.dtype

@@ -40,7 +40,14 @@ def sign_flip_p(diffs) -> float:
 def read_seed(workdir: str, target: str) -> dict:
   """{recipe: {credited, nulls_max, beats, eps_rel, clip_beating_heldout}} of one study_leakage run."""
   out = {}
-  for row in wd.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+  rows = {r["recipe"]: r for r in wd.read_jsonl(os.path.join(workdir, "metrics.jsonl"))}
+  suffix = f"_{target}"
+  for name in sorted(os.listdir(workdir)):  # attack folders run beside the study (jaxrecon-attack) count too
+    recipe = name[len("attack_"):-len(suffix)] if name.startswith("attack_") and name.endswith(suffix) else None
+    if recipe and recipe not in rows and os.path.exists(os.path.join(workdir, "train_" + recipe)):
+      rows[recipe] = {"recipe": recipe, "eps_rel": wd.read_json(
+          os.path.join(workdir, "train_" + recipe, "summary.json")).get("eps_rel")}
+  for row in rows.values():
     att = os.path.join(workdir, f"attack_{row['recipe']}_{target}", "summary.json")
     if not os.path.exists(att):
       continue

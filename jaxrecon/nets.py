@@ -36,7 +36,11 @@ class MLPConfig:
   init_scales: Optional[tuple] = (1e-4,)
   first_bias: bool = False
 
-  def __post_init__(self):
+  def __post_init__(self):  # a config that cannot run is refused when it is made
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot be right."""
     if self.d_in < 1 or self.n_out < 1 or not self.widths or min(self.widths) < 1:
       raise ValueError(f"bad MLPConfig sizes: {self}")
     if self.init_scales is not None and len(self.init_scales) > self.n_layers:

@@ -98,6 +98,27 @@ class TrainConfig:
   def from_dict(d: dict) -> "TrainConfig":
     return wd.config_from_dict(TrainConfig, d)
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field for a config that cannot run (before anything is written)."""
+    dtype_of(self)
+    if self.loss not in LOSSES:
+      raise ValueError(f"loss must be one of {', '.join(LOSSES)} (the registry losses.LOSSES); "
+                       f"got {self.loss!r}")
+    for name in ("steps", "log_every"):
+      if getattr(self, name) < (1 if name == "steps" else 0):
+        raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+    if not self.widths or min(self.widths) < 1:
+      raise ValueError(f"widths must be positive integers; got {self.widths}")
+    if not (self.lr > 0 and math.isfinite(self.lr)):
+      raise ValueError(f"lr must be a positive number; got {self.lr}")
+    if self.lr_step_every < 0 or not self.lr_step_gamma > 0:
+      raise ValueError(f"lr_step_every must be >= 0 and lr_step_gamma > 0; got {self.lr_step_every}, "
+                       f"{self.lr_step_gamma}")
+    if self.lr_step_every and (gd_rules().get(self.optimizer) or self.optimizer == "sumo" or self.normalize):
+      raise ValueError(f"lr_step_every (StepLR) applies to plain gd and optax optimizers, not {self.optimizer!r}"
+                       + (" with normalize" if self.normalize else ""))
+    make_optimizer(self)  # unknown optimizer names fail here
+
   def mlp(self, d_in: int, n_out: int) -> nets.MLPConfig:
     return nets.MLPConfig(d_in=d_in, widths=tuple(self.widths), n_out=n_out,
                           init_scales=self.init_scales, first_bias=self.first_bias)
@@ -250,23 +271,7 @@ LOSSES = losses.LOSSES  # the loss registry (jaxrecon.losses): a new loss is one
 
 
 def validate(config: TrainConfig) -> None:
-  """Raises ValueError naming the field for a config that cannot run (before anything is written)."""
-  dtype_of(config)
-  if config.loss not in LOSSES:
-    raise ValueError(f"loss must be one of {', '.join(LOSSES)} (the registry losses.LOSSES); got {config.loss!r}")
-  for name in ("steps", "log_every"):
-    if getattr(config, name) < (1 if name == "steps" else 0):
-      raise ValueError(f"{name} must be positive; got {getattr(config, name)}")
-  if not config.widths or min(config.widths) < 1:
-    raise ValueError(f"widths must be positive integers; got {config.widths}")
-  if not (config.lr > 0 and math.isfinite(config.lr)):
-    raise ValueError(f"lr must be a positive number; got {config.lr}")
-  if config.lr_step_every < 0 or not config.lr_step_gamma > 0:
-    raise ValueError(f"lr_step_every must be >= 0 and lr_step_gamma > 0; got {config.lr_step_every}, "
-                     f"{config.lr_step_gamma}")
-  if config.lr_step_every and (gd_rules().get(config.optimizer) or config.optimizer == "sumo" or config.normalize):
-    raise ValueError(f"lr_step_every (StepLR) applies to plain gd and optax optimizers, not {config.optimizer!r}"
-                     + (" with normalize" if config.normalize else ""))
-  make_optimizer(config)  # unknown optimizer names fail here
+  """`config.validate()` (kept for callers of the function)."""
+  config.validate()
 
 

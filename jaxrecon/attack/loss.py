@@ -119,7 +119,11 @@ class AttackConfig:
   chunk: int = 0
   log_every: int = 100
 
-  def __post_init__(self):
+  def __post_init__(self):  # a config that cannot run is refused when it is made
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot be right."""
     if self.prior not in PRIORS:
       raise ValueError(f"unknown prior {self.prior!r}; expected one of {PRIORS}")
     if self.variant not in VARIANTS:

@@ -98,7 +98,11 @@ class LeakageConfig:
   def from_dict(d: dict) -> "LeakageConfig":
     return wd.config_from_dict(LeakageConfig, d)
 
-  def __post_init__(self):
+  def __post_init__(self):  # a config that cannot run is refused when it is made
+    self.validate()
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot be right."""
     unknown = [r for r in self.recipes if r not in RECIPES]
     if unknown:
       raise ValueError(f"unknown recipes {unknown}; expected names in {list(RECIPES)}")

@@ -78,6 +78,16 @@ class SphereStudyConfig:
   best: int = rec_lib.BEST
   seed: int = 0
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that the sphere study cannot run with."""
+    if self.train.data.name != "shifted_sphere":
+      raise ValueError(f"the sphere study trains on shifted_sphere data; got {self.train.data.name!r}")
+    if self.train.first_bias:
+      raise ValueError("the sphere study's net has no biases (first_bias must be False)")
+    if self.train.data.n_test < 2 * self.train.data.n:
+      raise ValueError(f"n_test must be >= 2 n (a held-out set as large as the training set and null candidates); "
+                       f"got n_test {self.train.data.n_test} for n {self.train.data.n}")
+
 
 def authors_protocol(config: SphereStudyConfig = SphereStudyConfig()) -> SphereStudyConfig:
   """The authors' sizes: 250 points per class, 784-1000-1000-1, 1,000 candidates, 50,001 attack steps (a GPU
@@ -87,16 +97,6 @@ def authors_protocol(config: SphereStudyConfig = SphereStudyConfig()) -> SphereS
   rc = config.reconstruct
   rc = dataclasses.replace(rc, attack=dataclasses.replace(rc.attack, steps=50001, m=0, log_every=1000))
   return dataclasses.replace(config, train=tcfg, reconstruct=rc)
-
-
-def _validate(config: SphereStudyConfig) -> None:
-  if config.train.data.name != "shifted_sphere":
-    raise ValueError(f"the sphere study trains on shifted_sphere data; got {config.train.data.name!r}")
-  if config.train.first_bias:
-    raise ValueError("the sphere study's net has no biases (first_bias must be False)")
-  if config.train.data.n_test < 2 * config.train.data.n:
-    raise ValueError(f"n_test must be >= 2 n (a held-out set as large as the training set and null candidates); "
-                     f"got n_test {config.train.data.n_test} for n {config.train.data.n}")
 
 
 def _rows(params, ds, arrays, best: int, data_radius: float):
@@ -162,7 +162,7 @@ _exact_report = functools.partial(kkt.report, relaxed=False)
 @wd.job("study_sphere", "out_dir")
 def run(config: SphereStudyConfig, out_dir: str, log: Callable = print, train_log: Callable = None) -> dict:
   """Trains the net, attacks it with the grid, measures recovery per configuration, runs the chance study."""
-  _validate(config)
+  config.validate()
   os.makedirs(out_dir, exist_ok=True)
   wd.write_json(os.path.join(out_dir, "config.json"), {"study": config})
   train_dir = os.path.join(out_dir, "train")

@@ -49,7 +49,7 @@ def run(config: TrainConfig, workdir: str, log: Callable = print,
   writer: also gets each metrics row's numbers as `train/<key>` scalars (a CLU metric writer or
   metric_writers.TensorBoardWriter); None: metrics.jsonl only.
   """
-  train.validate(config)
+  config.validate()
   dtype = train.dtype_of(config)
   key = jax.random.key(config.seed)
   key_data, key_init = jax.random.split(key)

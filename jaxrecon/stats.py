@@ -9,6 +9,7 @@ independent trials; `wilson` the score interval; `permutation_test` compares two
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional, Sequence
 
@@ -137,6 +138,15 @@ def permutation_test(a: Sequence[float], b: Sequence[float], n_perm: int = 10000
     p = rng.permutation(pooled)
     hits += abs(p[:na].mean() - p[na:].mean()) >= observed - tol
   return (hits + 1) / (n_perm + 1)
+
+
+def sign_flip_p(diffs) -> float:
+  """Exact two-sided p of the paired sign-flip test of mean(diffs) = 0: the share of the 2^k sign patterns whose
+  |mean| is at least the observed one (k paired differences, e.g. one per seed; 2 / 2^k is the smallest p)."""
+  d = np.asarray(diffs, np.float64)
+  observed = abs(d.mean())
+  patterns = np.array(list(itertools.product((-1.0, 1.0), repeat=d.size)))
+  return float(np.mean(np.abs((patterns * d).mean(axis=1)) >= observed - 1e-12))
 
 
 def empirical_p(observed: float, null_values: Sequence[float]) -> float:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jaxrecon.commands import cli
 from jaxrecon import attack
 from jaxrecon import nets
+from jaxrecon import timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "bench/attack.json", "JSON output path.")
@@ -60,28 +61,13 @@ def matmul_shapes(sizes, m):
   return shapes
 
 
-def _times(fn, arg, repeats):
-  """Wall times of `repeats` calls of a jitted fn after one warm-up call."""
-  jax.block_until_ready(fn(arg))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(arg))
-    times.append(time.perf_counter() - t)
-  return times
-
-
 def time_matmuls(shapes, dtype, repeats):
   keys = jax.random.split(jax.random.key(0), 2 * len(shapes))
   ops = [(jax.random.normal(keys[2 * i], (a, k), dtype), jax.random.normal(keys[2 * i + 1], (k, b), dtype))
          for i, (a, k, b) in enumerate(shapes)]
-  times = _times(jax.jit(lambda ops: [x @ y for x, y in ops]), ops, repeats)
+  mm = jax.jit(lambda ops: [x @ y for x, y in ops])
+  times = timing.call_times(lambda: mm(ops), repeats)
   return statistics.median(times), sum(2.0 * a * k * b for a, k, b in shapes)
-
-
-def matmul_peak(dtype, n=4096 if jax.default_backend() != "cpu" else 2048, repeats=5):
-  x = jax.random.normal(jax.random.key(1), (n, n), dtype)
-  return 2.0 * n ** 3 / min(_times(jax.jit(lambda a: a @ a), x, repeats))
 
 
 def one_sweep(params, hyper, d, cfg):
@@ -135,7 +121,7 @@ def bench_size(size, dtype, sweeps, steps, repeats, sequential):
   out["matmuls"] = {"count": len(matmul_shapes(sizes, m)), "gflop_per_step": flops / 1e9,
                     "matmul_s": mm_s, "step_s": step_s, "step_over_matmul": step_s / mm_s,
                     "achieved_gflops_step": flops / step_s / 1e9, "achieved_gflops_matmul": flops / mm_s / 1e9}
-  peak = matmul_peak(jnp.dtype(dtype))
+  peak = timing.matmul_peak(jnp.dtype(dtype), size=4096 if jax.default_backend() != "cpu" else 2048)
   out["matmuls"].update(peak_gflops=peak / 1e9, step_fraction_of_peak=flops / step_s / peak)
   # Compiled memory of the largest sweep.
   runner = attack.make_sweep_runner(cfg)

@@ -29,14 +29,6 @@ flags.DEFINE_string("out", "bench/leakage/seeds.json", "Where the JSON goes.")
 flags.DEFINE_string("target", "theta", "The attack target whose runs are read.")
 
 
-def sign_flip_p(diffs) -> float:
-  """Exact two-sided p of the paired sign-flip test of mean(diffs) = 0 (all 2^k sign patterns)."""
-  d = np.asarray(diffs, np.float64)
-  observed = abs(d.mean())
-  patterns = np.array(list(itertools.product((-1.0, 1.0), repeat=d.size)))
-  return float(np.mean(np.abs((patterns * d).mean(axis=1)) >= observed - 1e-12))
-
-
 def read_seed(workdir: str, target: str) -> dict:
   """{recipe: {credited, nulls_max, beats, eps_rel, clip_beating_heldout}} of one study_leakage run."""
   out = {}
@@ -81,7 +73,7 @@ def main(_):
     diffs = [s[a]["credited"] - s[b]["credited"] for s in both]
     if diffs:
       pairs[f"{a} - {b}"] = {"diffs": diffs, "mean": float(np.mean(diffs)),
-                             "ci95_over_seeds": stats.bootstrap_ci(diffs), "sign_flip_p": sign_flip_p(diffs)}
+                             "ci95_over_seeds": stats.bootstrap_ci(diffs), "sign_flip_p": stats.sign_flip_p(diffs)}
   res = {"workdirs": [os.path.abspath(w) for w in FLAGS.workdirs], "target": FLAGS.target, "recipes": table,
          "paired": pairs, "per_seed": seeds}
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)

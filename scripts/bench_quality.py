@@ -17,12 +17,11 @@ import dataclasses
 import os
 import shutil
 import sys
-import time
 
 from absl import flags
 import jax
-import jax.numpy as jnp
 
+from jaxrecon import timing
 from jaxrecon import workdir as wd
 from jaxrecon.commands import cli
 from jaxrecon.experiments import quality
@@ -42,19 +41,6 @@ flags.DEFINE_list("levers", list(quality.LEVERS), f"Levers to measure: {', '.joi
 flags.DEFINE_bool("tiny", False, "A smoke run (few steps; numbers mean nothing).")
 
 
-def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
-  """GFLOP/s of a large square matmul on the default device (the best of `repeats`)."""
-  a = jnp.ones((size, size), dtype)
-  f = jax.jit(lambda u: u @ u)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * size ** 3 / best / 1e9
-
-
 def main(argv):
   del argv
   widths = tuple(int(w) for w in FLAGS.width)
@@ -68,7 +54,7 @@ def main(argv):
                                  ref_configs=FLAGS.ref_configs, fast_train=fast_train, levers=tuple(FLAGS.levers))
   if FLAGS.tiny:
     config = quality.tiny(config)
-  peaks = {d: matmul_peak(d, 256 if FLAGS.tiny else 2048) for d in ("float32", "float64")}
+  peaks = {d: timing.matmul_peak(d, 256 if FLAGS.tiny else 2048) / 1e9 for d in ("float32", "float64")}
   print(f"device {jax.devices()[0].device_kind}: matmul peak {peaks['float32']:.0f} GFLOP/s (float32), "
         f"{peaks['float64']:.0f} (float64)")
   summary = quality.run(config, FLAGS.workdir)

@@ -18,7 +18,6 @@ the training wall time.
 import os
 import shutil
 import statistics
-import time
 
 from absl import flags
 import jax
@@ -27,6 +26,7 @@ import numpy as np
 
 from jaxrecon.commands import cli
 from jaxrecon.experiments import train as train_job
+from jaxrecon import timing
 from jaxrecon import data as data_lib
 from jaxrecon.experiments import kkt as diagnostics
 from jaxrecon import kkt
@@ -56,12 +56,7 @@ flags.DEFINE_string("data_dir", None, "MNIST/CIFAR-10 root (default: $JAXRECON_D
 
 
 def _median_time(fn, repeats):
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t)
+  times = timing.call_times(fn, repeats)
   return statistics.median(times), times
 
 

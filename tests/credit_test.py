@@ -157,6 +157,13 @@ class StatsTest(absltest.TestCase):
     self.assertAlmostEqual(mean + half, hi, places=9)
     self.assertTrue(math.isnan(stats.t_interval([1.0])[1]))
 
+  def test_sign_flip_p_by_hand(self):
+    self.assertEqual(stats.sign_flip_p([3, 5, 2, 4, 6]), 2 / 32)  # all one sign: only +-all reach the mean
+    self.assertEqual(stats.sign_flip_p([0, 0, 0]), 1.0)
+    # [1, -1, 2]: the signed sums are +-2 +- 1 +- 1, i.e. |sum| in {0, 2, 2, 4} for each sign of the 2, so 6
+    # of the 8 patterns reach the observed |sum| 2 (by hand), p = 6/8
+    self.assertEqual(stats.sign_flip_p([1.0, -1.0, 2.0]), 6 / 8)
+
   def test_wilson_and_bootstrap(self):
     lo, hi = stats.wilson(50, 100)
     self.assertAlmostEqual(lo, 0.40383, places=4)  # the textbook value

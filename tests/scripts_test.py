@@ -359,6 +359,13 @@ class ScriptsTest(absltest.TestCase):
             "nulls": {"heldout": {"n_credited_max": 3}, "mean": {"n_credited_max": 0}}}})
         rows.append({"recipe": recipe, "eps_rel": 0.3, "attack_theta": {"clip_beating_heldout": 0}})
       wd.write_jsonl(os.path.join(w, "metrics.jsonl"), rows)
+      # an attack run beside the study (jaxrecon-attack on its train_signum folder): counted, eps_rel from training
+      os.makedirs(os.path.join(w, "attack_signum_theta"))
+      os.makedirs(os.path.join(w, "train_signum"))
+      wd.write_json(os.path.join(w, "train_signum", "summary.json"), {"eps_rel": 0.99})
+      wd.write_json(os.path.join(w, "attack_signum_theta", "summary.json"), {"credit": {
+          "attack": {"n_credited": 0}, "n_train": 100, "pool_size": 1600, "beats_every_null": False,
+          "nulls": {"heldout": {"n_credited_max": 3}, "mean": {"n_credited_max": 0}}}})
     out = os.path.join(d, "seeds.json")
     run_script("bench_leakage_seeds.py", f"--workdirs={d}/s0,{d}/s1", f"--out={out}")
     with open(out) as f:
@@ -368,6 +375,8 @@ class ScriptsTest(absltest.TestCase):
     self.assertEqual(res["recipes"]["adam"]["seeds_beating_every_null"], 0)
     self.assertEqual(res["paired"]["adam - gd"]["diffs"], [-3, -1])
     self.assertEqual(res["paired"]["adam - gd"]["sign_flip_p"], 0.5)
+    self.assertEqual(res["recipes"]["signum"]["credited"], [0, 0])
+    self.assertEqual(res["recipes"]["signum"]["eps_rel"], [0.99, 0.99])
 
   @pytest.mark.slow
   def test_bench_attack(self):

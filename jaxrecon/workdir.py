@@ -21,6 +21,7 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from typing import Any, Callable, Iterable, Optional
 
@@ -190,13 +191,13 @@ def write_npz(path: str, compressed: bool = False, **arrays) -> None:
   atomic_write(path, lambda f: save(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb")
 
 
-def read_npz(path: str, max_bytes: int = 1 << 40) -> dict:
+def read_npz(path: str, max_bytes: Optional[int] = None) -> dict:
   """The arrays of an .npz file in a run folder, bounded before decompressing (never pickle).
 
   Args:
     path: the file.
-    max_bytes: the most bytes its arrays may take; whatever it is, an archive may expand at most
-      `readers.MAX_EXPANSION` x its file size (64 MB at least).
+    max_bytes: the most bytes its arrays may take (None: no limit of the caller's); whatever it is, an archive
+      may expand at most `readers.MAX_EXPANSION` x its file size (64 MB at least).
 
   Returns:
     {name: np.ndarray}.
@@ -205,7 +206,7 @@ def read_npz(path: str, max_bytes: int = 1 << 40) -> dict:
     RunDirError: naming the file, when it is unreadable, hostile or over the limit.
   """
   try:
-    return readers.read_npz_bounded(path, max_bytes)
+    return readers.read_npz_bounded(path, sys.maxsize if max_bytes is None else max_bytes)
   except readers.DataError as e:
     raise RunDirError(str(e)) from None
   except OSError as e:

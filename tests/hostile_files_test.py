@@ -110,11 +110,11 @@ class HostileBytesTest(absltest.TestCase):
 
 
   def test_deflate_bomb_checkpoint_is_refused_before_decompressing(self):
-    """A 400 MB array of zeros deflated into a ~0.4 MB .npz, planted as a checkpoint: refused from its
+    """A 128 MB array of zeros deflated into a ~0.1 MB .npz, planted as a checkpoint: refused from its
     declared size (over readers.MAX_EXPANSION x the file's size), the process's memory barely moves; the same
     file named as a model is refused too (the models' 1 GiB limit does not let it expand 1000x)."""
     path = os.path.join(self.d, "step_00000010.npz")
-    n = 50 << 20  # float64 zeros: 400 MB
+    n = 16 << 20  # float64 zeros: 128 MB (over the 64 MB floor: refused by the 20x rule alone)
     header = {"descr": "<f8", "fortran_order": False, "shape": (n,)}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
       with zf.open("params/0/w.npy", "w", force_zip64=True) as member:

@@ -85,6 +85,38 @@ class DataConfig:
   sphere_labels: str = "centre"
   seed: int = 0
 
+  def validate(self) -> None:
+    """Raises DataError (a ValueError) naming the field a load cannot honour; reads no file."""
+    if self.name not in datasets():
+      raise DataError(f"unknown dataset {self.name!r}; expected one of {list(datasets())} (the registries "
+                      "data.SYNTHETIC and data.IMAGE_SETS)")
+    if self.task not in ("binary", "multiclass"):
+      raise DataError(f"task must be 'binary' or 'multiclass', got {self.task!r}")
+    if self.selection not in ("first", "random"):
+      raise DataError(f"selection must be 'first' or 'random', got {self.selection!r}")
+    if self.n_test < 0:
+      raise DataError(f"n_test must be >= 0, got {self.n_test}")
+    if not is_image(self.name):
+      if self.n < 2 or self.d < 1:
+        raise DataError(f"dataset {self.name!r} needs n >= 2 and d >= 1, got n={self.n}, d={self.d}")
+      if self.sphere_labels not in SPHERE_LABELS:
+        raise DataError(f"sphere_labels must be one of {SPHERE_LABELS}, got {self.sphere_labels!r}")
+      if self.name == "parity_sphere" and not 1 <= self.parity_k <= self.d:
+        raise DataError(f"parity_k must be in [1, d={self.d}], got {self.parity_k}")
+      if self.name == "shifted_sphere" and not self.radius > 0:
+        raise DataError(f"radius must be positive, got {self.radius}")
+      return
+    if self.data_dir is None:
+      raise DataError(f"dataset {self.name!r} needs data_dir (a directory with the publisher's files)")
+    if self.data_dir == BUNDLED and IMAGE_SETS[self.name].bundled_dir is None:
+      raise DataError(f"data_dir={BUNDLED!r} is the bundled MNIST sample; {self.name!r} needs a directory "
+                      "with the publisher's files")
+    classes = 2 if self.task == "binary" else IMAGE_SETS[self.name].n_classes
+    if self.n < classes or self.n % classes:
+      raise DataError(f"n={self.n} is not a positive multiple of the {classes} classes of the {self.task} task")
+    if self.n_test % classes:
+      raise DataError(f"n_test={self.n_test} is not divisible by {classes} classes")
+
 
 def rms_radius(x_ND) -> float:
   """The data radius every study measures distances in: the root mean square norm of the rows."""
@@ -214,27 +246,16 @@ def select_balanced(groups: np.ndarray, per_group: int, values: Sequence[int], h
 
 
 def _image_task(config: DataConfig) -> Dataset:
-  if config.data_dir is None:
-    raise DataError(f"dataset {config.name!r} needs data_dir (a directory with the publisher's files)")
   data_dir, spec = config.data_dir, IMAGE_SETS[config.name]
   if data_dir == BUNDLED:
-    if spec.bundled_dir is None:
-      raise DataError(f"data_dir={BUNDLED!r} is the bundled MNIST sample; {config.name!r} needs a directory "
-                      "with the publisher's files")
     data_dir = spec.bundled_dir
   rng = np.random.default_rng(config.seed)
   source = (f"the bundled MNIST sample ({SAMPLE_MNIST_DIR}: 1,000 training / 1,200 test images; point data_dir "
             "at a full download for more)" if config.data_dir == BUNDLED else f"{config.name} in {data_dir}")
   if config.task == "binary":
     group, values = (lambda cls: binary_label(config.name, cls)), (-1, 1)
-  elif config.task == "multiclass":
-    group, values = (lambda cls: np.asarray(cls).astype(np.int32)), tuple(range(spec.n_classes))
   else:
-    raise ValueError(f"task must be 'binary' or 'multiclass', got {config.task!r}")
-  if config.n % len(values):
-    raise DataError(f"n={config.n} is not divisible by the {len(values)} classes of the {config.task} task")
-  if config.n_test % len(values):
-    raise DataError(f"n_test={config.n_test} is not divisible by {len(values)} classes")
+    group, values = (lambda cls: np.asarray(cls).astype(np.int32)), tuple(range(spec.n_classes))
   pick_train = lambda cls: select_balanced(group(cls), config.n // len(values), values, config.selection, rng,
                                            source)
   pick_test = lambda cls: (select_balanced(group(cls), config.n_test // len(values), values, config.selection,
@@ -261,14 +282,10 @@ def _finish(config, x_tr, y_tr, x_te, y_te, image_shape, c_tr, c_te) -> Dataset:
 
 def load(key: jax.Array, config: DataConfig) -> Dataset:
   """Builds the dataset a config names (float64 numpy arrays; the caller casts)."""
+  config.validate()
   if config.name in IMAGE_SETS:
     return _image_task(config)
-  if config.name not in SYNTHETIC:
-    raise DataError(f"unknown dataset {config.name!r}; expected one of {list(datasets())} (the registries "
-                    "data.SYNTHETIC and data.IMAGE_SETS)")
   make = SYNTHETIC[config.name].make
-  if config.n < 2 or config.d < 1:
-    raise DataError(f"dataset {config.name!r} needs n >= 2 and d >= 1, got n={config.n}, d={config.d}")
   key_train, key_test = jax.random.split(key)
   with jax.enable_x64(True):
     x_tr, y_tr = make(config, key_train, config.n)

@@ -100,6 +100,7 @@ class TrainConfig:
 
   def validate(self) -> None:
     """Raises ValueError naming the field for a config that cannot run (before anything is written)."""
+    self.data.validate()
     dtype_of(self)
     if self.loss not in LOSSES:
       raise ValueError(f"loss must be one of {', '.join(LOSSES)} (the registry losses.LOSSES); "

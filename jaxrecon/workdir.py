@@ -429,13 +429,21 @@ def claim(path: str, kind: str):
 
 
 def job(kind: str, folder: str):
-  """Decorates a job function so that it runs with its run folder (the argument named `folder`) claimed."""
+  """Decorates a job function so that it runs with its run folder (the argument named `folder`) claimed.
+
+  The job's config (the argument named `config`) is validated first (`config.validate()`, every config's one
+  validation method), so a config that cannot run is refused before its folder is created.
+  """
   def wrap(fn):
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-      path = sig.bind(*args, **kwargs).arguments[folder]
+      bound = sig.bind(*args, **kwargs)
+      bound.apply_defaults()
+      if bound.arguments.get("config") is not None:
+        bound.arguments["config"].validate()
+      path = bound.arguments[folder]
       with claim(path, kind):
         return fn(*args, **kwargs)
     return run

@@ -92,6 +92,70 @@ class FromDictTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "DataConfig: expected a JSON object, got list"):
       train.TrainConfig.from_dict({"data": []})
 
+class ValidateTest(absltest.TestCase):
+  """One validation style: every config dataclass has validate(), which names the bad field, and a job refuses
+  a bad config before its run folder exists (workdir.job calls config.validate() first)."""
+
+  def test_every_config_has_validate(self):
+    import dataclasses  # noqa: PLC0415
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+    import jaxrecon  # noqa: PLC0415
+    found = []
+    for m in pkgutil.walk_packages(jaxrecon.__path__, "jaxrecon."):
+      if ".commands" in m.name:
+        continue
+      mod = importlib.import_module(m.name)
+      for name, obj in vars(mod).items():
+        if name.endswith("Config") and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__:
+          found.append(obj)
+          self.assertTrue(callable(getattr(obj, "validate", None)), f"{obj.__module__}.{name} has no validate()")
+    self.assertGreaterEqual(len(found), 20)
+
+  def test_bad_fields_are_named(self):
+    import dataclasses  # noqa: PLC0415
+    from jaxrecon import data as data_lib  # noqa: PLC0415
+    from jaxrecon.experiments import attack, audit, kkt, longer, main, quality, split, studies  # noqa: PLC0415
+    r = attack.PROTOCOLS["fast"]
+    cases = [
+        (data_lib.DataConfig(name="mnistt"), "unknown dataset 'mnistt'"),
+        (data_lib.DataConfig(name="mnist", data_dir="bundled", n=21), "n=21 is not a positive multiple of the 2"),
+        (data_lib.DataConfig(selection="last"), "selection must be 'first' or 'random'"),
+        (train.TrainConfig(data=data_lib.DataConfig(task="ten")), "task must be 'binary' or 'multiclass'"),
+        (dataclasses.replace(r, prune_keep=0.0), "prune_keep must be in"),
+        (dataclasses.replace(r, ssim_window=4), "ssim_window must be an odd"),
+        (kkt.KKTConfig(batch_size=0), "KKTConfig.batch_size must be >= 1"),
+        (split.SplitStudyConfig(directions=("sideways",)), "SplitStudyConfig.directions must hold one or more of"),
+        (split.SplitStudyConfig(grid=(4.0, -4.0, 3)), "SplitStudyConfig.grid"),
+        (studies.RadiusStudyConfig(radii=(1.0, -2.0)), "RadiusStudyConfig.radii must hold one or more positive"),
+        (studies.OffsetStudyConfig(prior_weights=()), "OffsetStudyConfig.prior_weights"),
+        (studies.LengthStudyConfig(max_loss=0.0), "LengthStudyConfig.max_loss must be a positive"),
+        (longer.LongerStudyConfig(data=data_lib.DataConfig(name="sphere")), "needs shifted_sphere data"),
+        (provable_study.UnivariateConfig(patterns=("zigzag",)), "UnivariateConfig.patterns"),
+        (provable_study.UnivariateConfig(optimizer="sgdd"), "sgdd"),
+        (provable_study.MembershipConfig(criterion="sideways"), "MembershipConfig.criterion must be one of"),
+        (provable_study.MembershipConfig(datasets=("mnist",)), "MembershipConfig.datasets"),
+        (quality.QualityConfig(levers=("warp",)), "QualityConfig.levers"),
+        (audit.AuditConfig(), "--model is required"),
+        (audit.AuditConfig(model="m.npz", image_shape=(28, 28)), "--image_shape must be height,width,channels"),
+        (main.MainConfig(kkt=kkt.KKTConfig(kink_tol=-1.0)), "KKTConfig.kink_tol must be a positive"),
+    ]
+    for config, message in cases:
+      with self.subTest(type(config).__name__ + ": " + message):
+        with self.assertRaisesRegex(ValueError, message.replace("(", r"\(")):
+          config.validate()
+
+  def test_a_job_refuses_before_its_folder_exists(self):
+    import os  # noqa: PLC0415
+    from jaxrecon.experiments import studies  # noqa: PLC0415
+    out = os.path.join(self.create_tempdir().full_path, "study")
+    with self.assertRaisesRegex(ValueError, "radii"):
+      studies.run_radius(studies.RadiusStudyConfig(radii=(0.0,)), "no/such/training/run", out)
+    self.assertFalse(os.path.exists(out))
+    with self.assertRaisesRegex(ValueError, "unknown dataset"):
+      train.TrainConfig(data=train.data_lib.DataConfig(name="imagenet")).validate()
+
+
 class ProgressTest(absltest.TestCase):
   """Progress lines follow absl's flags: plain on stdout at the default verbosity (0, what absl's app sets),
   silent at --verbosity=-1, through absl.logging with --logtostderr."""

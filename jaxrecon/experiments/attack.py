@@ -22,6 +22,7 @@ import numpy as np
 from jaxrecon import data as data_lib
 from jaxrecon import metric_writers
 from jaxrecon import nets
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack import protocols as attack_protocols
@@ -77,6 +78,20 @@ class ReconstructConfig:
   def from_dict(d: dict) -> "ReconstructConfig":
     return wd.config_from_dict(ReconstructConfig, d)
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run (what needs the network is checked by `run`)."""
+    self.attack.validate()
+    self.sweep.validate()
+    validation.check(len(self.sweep.radii) == 1 or self.attack.prior == "sphere",
+                     f"several start radii ({self.sweep.radii}) need prior 'sphere' (prior is {self.attack.prior!r})")
+    validation.positive(self, "theta_scale", "ssim_sigma", "close_tol")
+    validation.at_least(self, 0, "theta_norm", "pool_top", "figure_pairs", "checkpoint_every_s")
+    validation.check(self.step is None or self.step >= 0, f"step must be >= 0 (None = the last); got {self.step}")
+    validation.check(isinstance(self.ssim_window, int) and self.ssim_window >= 1 and self.ssim_window % 2,
+                     f"ssim_window must be an odd positive integer; got {self.ssim_window!r}")
+    validation.each_at_least(self, 1, "prune_at", nonempty=False)
+    validation.check(0 < self.prune_keep <= 1, f"prune_keep must be in (0, 1]; got {self.prune_keep}")
+
 
 
 # The attack command's protocols (`jaxrecon-attack --protocol=...`, default "fast"): attack/protocols.py says
@@ -128,8 +143,6 @@ def _target(config: ReconstructConfig, ds, ckpts, train_workdir: str) -> _Target
   if acfg.dtype == "float64" and not jax.config.jax_enable_x64:
     raise ValueError("attack dtype float64 needs jax_enable_x64 (the scripts enable it at start; in a notebook "
                      "call jax.config.update('jax_enable_x64', True) first, or use dtype float32)")
-  if len(config.sweep.radii) > 1 and acfg.prior != "sphere":
-    raise ValueError(f"several start radii ({config.sweep.radii}) need prior 'sphere' (prior is {acfg.prior!r})")
   scale = theta_scale(config, params)
   if scale != 1.0:
     params = nets.scale_params(params, scale)
@@ -144,6 +157,7 @@ def run(config: ReconstructConfig, train_workdir: str, workdir: str, key: Option
   writer: also gets each metrics row's numbers as `attack/config_<c>/<key>` scalars (a CLU metric writer or
   metric_writers.TensorBoardWriter); None: metrics.jsonl only.
   """
+  config.validate()
   _, ds, ckpts = train_job.load_run(train_workdir)
   tgt = _target(config, ds, ckpts, train_workdir)
   mesh = attack_sweep.config_mesh() if mesh is None else mesh  # every visible device, when there are several

@@ -23,6 +23,7 @@ from jaxrecon import credit as credit_lib
 from jaxrecon import models
 from jaxrecon import plotting
 from jaxrecon import stats
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack import protocols
@@ -65,6 +66,18 @@ class AuditConfig:
   sweep: SweepConfig = protocols.PROTOCOLS[protocols.DEFAULT].sweep
 
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run (the files are checked when read, by `run`)."""
+    validation.check(bool(self.model), "--model is required (a .npz or .safetensors PyTorch export)")
+    validation.one_of(self, "protocol", protocols.PROTOCOLS)
+    validation.at_least(self, 0, "theta_norm", "n_train", "pool_top", "figure_pairs")
+    validation.positive(self, "close_tol", "delta", "max_model_mb")
+    validation.check(not self.image_shape or (len(self.image_shape) == 3 and min(self.image_shape) >= 1),
+                     f"--image_shape must be height,width,channels (e.g. 28,28,1); got {self.image_shape}")
+    self.attack.validate()
+    self.sweep.validate()
+
+
 def preset(name: str) -> AuditConfig:
   """The audit config of protocol `name` (what `jaxrecon-audit --protocol=name` starts from)."""
   p = protocols.get(name)
@@ -72,8 +85,6 @@ def preset(name: str) -> AuditConfig:
 
 
 def _load(config: AuditConfig, log=print):
-  if not config.model:
-    raise ValueError("--model is required (a .npz or .safetensors PyTorch export)")
   params = models.load_torch(config.model, max_bytes=config.max_model_mb << 20)
   data = None
   if config.data:
@@ -86,8 +97,6 @@ def _load(config: AuditConfig, log=print):
   n = config.n_train or (0 if data is None else data["x"].shape[0])
   if not n and not config.attack.m:
     raise ValueError("give --n_train (or --data, or --m)")
-  if config.image_shape and len(config.image_shape) != 3:
-    raise ValueError(f"--image_shape must be height,width,channels (e.g. 28,28,1); got {config.image_shape}")
   if config.image_shape and int(np.prod(config.image_shape)) != params[0]["w"].shape[0]:
     raise ValueError(f"--image_shape {config.image_shape} does not hold {params[0]['w'].shape[0]} inputs")
   return params, data, n

@@ -21,6 +21,7 @@ from jaxrecon import kkt
 from jaxrecon import losses
 from jaxrecon import plotting
 from jaxrecon import report
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.experiments import train as train_job
 
@@ -42,6 +43,14 @@ class KKTConfig:
   min_step: int = 1            # skip the initial checkpoints (step 0 is not a fitted network)
   steps: Optional[tuple] = None  # only these steps
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.positive(self, "kink_tol")
+    validation.at_least(self, 1, "batch_size")
+    validation.at_least(self, 0, "min_step")
+    if self.steps is not None:
+      validation.each_at_least(self, 0, "steps")
+
 
 def reports_over(params_stack, x, y, *, kink_tol: float, relaxed: bool, loss: str,
                  batch_size: int) -> kkt.KKTReport:
@@ -53,6 +62,7 @@ def reports_over(params_stack, x, y, *, kink_tol: float, relaxed: bool, loss: st
 def run(train_workdir: str, config: KKTConfig = KKTConfig(), out_dir: Optional[str] = None,
         log: Callable = print) -> dict:
   """Writes kkt.jsonl (one row per checkpoint), summary.json and kkt.png to out_dir (default <run>/kkt)."""
+  config.validate()
   out_dir = out_dir or os.path.join(train_workdir, "kkt")
   if os.path.realpath(out_dir) == os.path.realpath(train_workdir):
     raise wd.RunDirError(f"the KKT output folder {out_dir} is the training workdir itself (its summary.json "

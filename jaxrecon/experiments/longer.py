@@ -30,6 +30,7 @@ from jaxrecon import nets
 from jaxrecon import plotting_studies
 from jaxrecon import stats
 from jaxrecon import train
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import AttackConfig, candidate_labels
@@ -73,6 +74,19 @@ class LongerStudyConfig:
   stat_threshold: float = 1e-2
   split: bool = True
   seed: int = 0
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    self.data.validate()
+    validation.check(self.data.name == "shifted_sphere" and self.data.n_test >= 2 * self.data.n,
+                     "the study needs shifted_sphere data with n_test >= 2 n (held-out set and null); got "
+                     f"{self.data.name!r} with n {self.data.n}, n_test {self.data.n_test}")
+    validation.each_at_least(self, 1, "widths")
+    validation.at_least(self, 1, "fast_steps", "gd_steps")
+    validation.positive(self, "gd_lr", "stat_threshold")
+    validation.at_least(self, 0, "weak_prior", "basin_noise")
+    self.attack.validate()
+    self.sweep.validate()
 
 
 def _train_config(config: LongerStudyConfig, schedule: str) -> train.TrainConfig:
@@ -181,8 +195,6 @@ _exact_report = functools.partial(kkt.report, relaxed=False)
 @wd.job("study_longer", "out_dir")
 def run(config: LongerStudyConfig, out_dir: str, log: Callable = print) -> dict:
   """Trains both schedules, attacks every separated checkpoint three ways, runs the split study."""
-  if config.data.name != "shifted_sphere" or config.data.n_test < 2 * config.data.n:
-    raise ValueError("the study needs shifted_sphere data with n_test >= 2 n (held-out set and null)")
   os.makedirs(out_dir, exist_ok=True)
   wd.write_json(os.path.join(out_dir, "config.json"), {"study": config})
   keys = jax.random.split(jax.random.key(config.seed), 3)

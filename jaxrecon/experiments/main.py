@@ -46,6 +46,13 @@ class MainConfig:
                                                                            grid=(-4.0, 4.0, 41))
 
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run (each stage's config checks its own)."""
+    for part in (self.train, self.kkt, self.attack, self.split):
+      if part is not None:
+        part.validate()
+
+
 def _kkt_headline(config, tsum, rows) -> str:
   sep = [r for r in rows if r["q_min"] > 0]  # KKT statements only where the data are separated
   first = next((r for r in sep if r["step"] >= 100), sep[0] if sep else rows[0])

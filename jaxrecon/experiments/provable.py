@@ -22,6 +22,7 @@ from jaxrecon import plotting
 from jaxrecon import provable
 from jaxrecon import stats
 from jaxrecon import train
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 
 
@@ -63,6 +64,16 @@ class UnivariateConfig:
   max_log10_loss: float = -3.0
   tol: float = 1e-3
   neuron_tol: float = 1e-3
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.each_at_least(self, 2, "sizes")
+    validation.each_one_of(self, "patterns", provable.PATTERNS)
+    validation.at_least(self, 1, "seeds", "width", "steps")
+    validation.at_least(self, 0, "warmup_steps", "neuron_tol")
+    validation.positive(self, "init_scale", "warmup_lr", "lr", "tol")
+    for opt in ((self.warmup_optimizer,) if self.warmup_steps else ()) + (self.optimizer,):
+      train.TrainConfig(optimizer=opt).validate()  # an unknown optimizer is refused here
 
 
 def _report_many(params, x, y):
@@ -198,6 +209,18 @@ class MembershipConfig:
   gaussian_sep: float = 1.0
   gaussian_sep_power: float = 0.33
   n_boot: int = 1000
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.each_at_least(self, 1, "dims")
+    validation.each_one_of(self, "datasets", provable.MEMBERSHIP_DATASETS)
+    validation.at_least(self, 2, "n")
+    validation.at_least(self, 1, "n_fresh", "seeds", "width", "steps", "n_boot")
+    validation.at_least(self, 0, "lr_step_every")
+    validation.positive(self, "init_factor", "lr", "lr_step_gamma", "threshold", "bound_factor")
+    validation.one_of(self, "criterion", ("signed", "absolute"))
+    train.TrainConfig(optimizer=self.optimizer, lr_step_every=self.lr_step_every,
+                      lr_step_gamma=self.lr_step_gamma).validate()
 
 
 def ours_variant(config: MembershipConfig = MembershipConfig()) -> MembershipConfig:

@@ -37,6 +37,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import nets
 from jaxrecon import plotting_studies
 from jaxrecon import train
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack import sweep as attack_sweep
@@ -108,6 +109,14 @@ class QualityConfig:
   @staticmethod
   def from_dict(d: dict) -> "QualityConfig":
     return wd.config_from_dict(QualityConfig, d)
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.at_least(self, 1, "ref_configs", "eval_every", "n_heldout")
+    validation.check(all(lever in LEVERS for lever in self.levers),
+                     f"QualityConfig.levers must be among {', '.join(LEVERS)}; got {self.levers!r}")
+    for part in (self.reference_train, self.reference_attack, self.fast_train, self.fast_attack):
+      part.validate()
 
 
 class Judge:

@@ -21,6 +21,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import plotting
 from jaxrecon import train
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.experiments import train as train_job
 from jaxrecon.noprior import split as split_lib
@@ -55,6 +56,19 @@ class SplitStudyConfig:
   grid: tuple = (-4.0, 4.0, 81)
   tol: float = 0.01
   seed: int = 0
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run (what needs the network is checked by `run`)."""
+    validation.each_positive(self, "factors")
+    validation.at_least(self, 1, "n_split", "n_points")
+    validation.positive(self, "alpha")
+    validation.at_least(self, 0, "tol")
+    validation.one_of(self, "exact", ("auto", "yes", "no"))
+    if self.approx:
+      validation.each_one_of(self, "directions", split_lib.DIRECTION_KINDS)
+    validation.check(len(self.grid) == 3 and self.grid[0] <= self.grid[1] and int(self.grid[2]) >= 1,
+                     f"SplitStudyConfig.grid must be (log10 lo, log10 hi, count) with lo <= hi, count >= 1; "
+                     f"got {self.grid!r}")
 
 
 def _chosen(ckpts: list, steps: tuple) -> list:

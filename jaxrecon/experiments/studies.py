@@ -29,6 +29,7 @@ from jaxrecon import data as data_lib
 from jaxrecon import kkt
 from jaxrecon import plotting_studies
 from jaxrecon import train
+from jaxrecon import validation
 from jaxrecon import workdir as wd
 from jaxrecon.attack import evaluate
 from jaxrecon.attack.loss import AttackConfig
@@ -118,6 +119,11 @@ class RadiusStudyConfig:
   reconstruct: attack_job.ReconstructConfig = STUDY_ATTACK
   seed: int = 0
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.each_positive(self, "radii")
+    self.reconstruct.validate()
+
 
 def _by_radius(ds, workdir: str, config: attack_job.ReconstructConfig, radius: float, wall_s: float) -> dict:
   """One radius's configurations of the joint sweep, pooled and evaluated on their own."""
@@ -137,8 +143,6 @@ def _by_radius(ds, workdir: str, config: attack_job.ReconstructConfig, radius: f
 @wd.job("study_radius", "out_dir")
 def run_radius(config: RadiusStudyConfig, train_workdir: str, out_dir: str, log: Callable = print) -> dict:
   """The paper's synthetic experiment: candidates on spheres of growing radius, no box prior, one sweep."""
-  if not config.radii or min(config.radii) <= 0:
-    raise ValueError(f"radii must be positive, got {config.radii}")
   _, ds, _ = train_job.load_run(train_workdir)
   data_radius = data_lib.rms_radius(ds.x_train)
   _start(out_dir, {"study": config, "train_workdir": train_workdir})
@@ -168,6 +172,12 @@ class LengthStudyConfig:
   max_loss: float = 1e-2
   steps: tuple = ()
   seed: int = 0
+
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    validation.positive(self, "max_loss")
+    validation.each_at_least(self, 1, "steps", nonempty=False)
+    self.reconstruct.validate()
 
 
 def _chosen_checkpoints(config: LengthStudyConfig, tcfg, ds, ckpts, train_workdir) -> list:
@@ -223,6 +233,13 @@ class OffsetStudyConfig:
   prior_weights: tuple = (1.0,)
   seed: int = 0
 
+  def validate(self) -> None:
+    """Raises ValueError naming the field that cannot run."""
+    self.train.validate()
+    validation.each_at_least(self, float("-inf"), "offsets")
+    validation.each_at_least(self, 0, "prior_weights")
+    self.reconstruct.validate()
+
 
 def truth_in_the_box(x_train, attack: AttackConfig) -> dict:
   """How the attacker's box [-box, box] fits the true training set: points with a coordinate outside it,
@@ -238,8 +255,6 @@ def truth_in_the_box(x_train, attack: AttackConfig) -> dict:
 def run_offset(config: OffsetStudyConfig, out_dir: str, log: Callable = print,
                train_log: Optional[Callable] = None) -> dict:
   images = data_lib.is_image(config.train.data.name)
-  if not config.prior_weights or min(config.prior_weights) < 0:
-    raise ValueError(f"prior_weights must be >= 0; got {config.prior_weights}")
   _start(out_dir, {"study": config})
   rows = []
   for i, off in enumerate(config.offsets):

@@ -41,11 +41,14 @@ def membership_report(score_members, score_nonmembers, threshold: float = 0.9) -
           "fresh_reaching_margin": float(np.mean(sn >= 0.9))}
 
 
+MEMBERSHIP_DATASETS = ("parity_sphere", "two_gaussians")  # membership_data's distributions
+
+
 def membership_data(key, name: str, n: int, d: int, sep: float):
   if name == "parity_sphere":
     return data_lib.parity_sphere(key, n, d, dtype=jnp.float64)
   if name == "two_gaussians":
     return data_lib.two_gaussians(key, n, d, sep=sep, dtype=jnp.float64)
-  raise ValueError(f"unknown dataset {name!r}; expected parity_sphere or two_gaussians")
+  raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(MEMBERSHIP_DATASETS)}")
 
 

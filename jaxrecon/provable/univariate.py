@@ -92,6 +92,9 @@ def fraction_training(candidates, x_train, tol: float) -> tuple:
   return float(np.mean(d.min(axis=1) <= tol)), float(np.mean(d.min(axis=0) <= tol))
 
 
+PATTERNS = ("random", "alternating", "blocks")  # univariate_data's label patterns
+
+
 def univariate_data(key: jax.Array, n: int, pattern: str, seeds: int, jitter: float = 0.3):
   """(x (S, n, 1) sorted in [-1, 1], y (S, n)) with both labels present.
 

@@ -80,13 +80,9 @@ class ArchitectureTest(absltest.TestCase):
 
   def test_the_check_sees_an_upward_import(self):
     # the parser on a file that imports a job from the core: it must be reported
-    import tempfile  # noqa: PLC0415
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-      f.write("import numpy\nfrom jaxrecon.experiments import train\ndef f():\n  from jaxrecon import plotting\n")
-    try:
-      got = list(imported(f.name, "kkt"))
-    finally:
-      os.remove(f.name)
+    f = self.create_tempfile("core_module.py",
+                             "import numpy\nfrom jaxrecon.experiments import train\ndef f():\n  from jaxrecon import plotting\n")
+    got = list(imported(f.full_path, "kkt"))
     self.assertEqual([layer_of(t) for t in got], [3, 2])
 
   def test_modules_stay_small(self):

@@ -8,7 +8,6 @@ import os
 import runpy
 import subprocess
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -558,35 +557,35 @@ class SphereCommandTest(absltest.TestCase):
   def test_flags_reach_the_study(self):
     # Training flags (--n, --width, --sphere_shift) and attack flags (--attack_steps, --init_shift,
     # --sweep_lr_lambda, --prior_weight) of one command land in the right halves of the config.
-    with tempfile.TemporaryDirectory() as tmp:
-      out = os.path.join(tmp, "s")
-      run_script("study_sphere.py", f"--workdir={out}", "--n=8", "--d=16", "--n_test=40", "--width=10,10",
-                 "--steps=150", "--log_every=150", "--norelaxed", "--sphere_shift=0.5", "--sphere_labels=centre",
-                 "--attack_steps=4",
-                 "--attack_log_every=2", "--lr_x=0.1", "--sweep_lr_lambda=0.01,0.1", "--init_scale=0.1",
-                 "--init_shift=0,1", "--lambda_min=0.5", "--prior_weight=0.5")
-      cfg = json.load(open(os.path.join(out, "config.json")))["study"]
-      self.assertEqual(cfg["train"]["data"]["shift"], 0.5)
-      self.assertEqual(cfg["train"]["data"]["sphere_labels"], "centre")  # the study's default is the authors'
-      self.assertEqual(cfg["reconstruct"]["sweep"]["lr_lambda"], [0.01, 0.1])
-      self.assertEqual(cfg["reconstruct"]["attack"]["prior_weight"], 0.5)
-      rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
-      self.assertEqual(sorted((r["lr_lambda"], r["shift"]) for r in rows),
-                       [(0.01, 0.0), (0.01, 1.0), (0.1, 0.0), (0.1, 1.0)])
-      for f in ("summary.json", "recovery.npz", "sphere.png", "chance/summary.json", "attack/candidates.npz"):
-        self.assertTrue(os.path.exists(os.path.join(out, f)), f)
-      # the null row is the held-out points' own recovery, recomputed here with scipy
-      s = json.load(open(os.path.join(out, "summary.json")))
-      with np.load(os.path.join(out, "train", "data.npz")) as z:
-        x_train, x_test = z["x_train"], z["x_test"]
-      np.testing.assert_allclose(np.linalg.norm(x_train - 0.5, axis=1), 1.0, rtol=1e-9)  # on the shifted sphere
-      d = np.sort(sp_distance.cdist(x_test[8:16], x_train).min(1))
-      self.assertAlmostEqual(s["null"]["best5_dist"], float(np.mean(d[:5])), places=4)
-      with np.load(os.path.join(out, "attack", "candidates.npz")) as a:  # the init shift moved the start on
-        per_coordinate = a["x"].mean(axis=1)                              # one coordinate (the authors' start)
-        self.assertGreater(per_coordinate[a["hyper_shift"] == 1.0].max(axis=1).min(), 0.5)
-        self.assertLess(np.abs(per_coordinate[a["hyper_shift"] == 0.0]).max(), 0.5)
-      self.assertIn("configurations did not diverge", s["headline"])
+    tmp = self.create_tempdir().full_path
+    out = os.path.join(tmp, "s")
+    run_script("study_sphere.py", f"--workdir={out}", "--n=8", "--d=16", "--n_test=40", "--width=10,10",
+               "--steps=150", "--log_every=150", "--norelaxed", "--sphere_shift=0.5", "--sphere_labels=centre",
+               "--attack_steps=4",
+               "--attack_log_every=2", "--lr_x=0.1", "--sweep_lr_lambda=0.01,0.1", "--init_scale=0.1",
+               "--init_shift=0,1", "--lambda_min=0.5", "--prior_weight=0.5")
+    cfg = json.load(open(os.path.join(out, "config.json")))["study"]
+    self.assertEqual(cfg["train"]["data"]["shift"], 0.5)
+    self.assertEqual(cfg["train"]["data"]["sphere_labels"], "centre")  # the study's default is the authors'
+    self.assertEqual(cfg["reconstruct"]["sweep"]["lr_lambda"], [0.01, 0.1])
+    self.assertEqual(cfg["reconstruct"]["attack"]["prior_weight"], 0.5)
+    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    self.assertEqual(sorted((r["lr_lambda"], r["shift"]) for r in rows),
+                     [(0.01, 0.0), (0.01, 1.0), (0.1, 0.0), (0.1, 1.0)])
+    for f in ("summary.json", "recovery.npz", "sphere.png", "chance/summary.json", "attack/candidates.npz"):
+      self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+    # the null row is the held-out points' own recovery, recomputed here with scipy
+    s = json.load(open(os.path.join(out, "summary.json")))
+    with np.load(os.path.join(out, "train", "data.npz")) as z:
+      x_train, x_test = z["x_train"], z["x_test"]
+    np.testing.assert_allclose(np.linalg.norm(x_train - 0.5, axis=1), 1.0, rtol=1e-9)  # on the shifted sphere
+    d = np.sort(sp_distance.cdist(x_test[8:16], x_train).min(1))
+    self.assertAlmostEqual(s["null"]["best5_dist"], float(np.mean(d[:5])), places=4)
+    with np.load(os.path.join(out, "attack", "candidates.npz")) as a:  # the init shift moved the start on
+      per_coordinate = a["x"].mean(axis=1)                              # one coordinate (the authors' start)
+      self.assertGreater(per_coordinate[a["hyper_shift"] == 1.0].max(axis=1).min(), 0.5)
+      self.assertLess(np.abs(per_coordinate[a["hyper_shift"] == 0.0]).max(), 0.5)
+    self.assertIn("configurations did not diverge", s["headline"])
 
 
 class AuditCommandTest(absltest.TestCase):

@@ -6,7 +6,6 @@ symmetry that makes distance alone misleading."""
 
 import dataclasses
 import os
-import tempfile
 
 from absl.testing import absltest
 import pytest
@@ -158,21 +157,21 @@ class StudyTest(absltest.TestCase):
         data=data_lib.DataConfig(name="shifted_sphere", n=8, d=12, n_test=20), widths=(16,), fast_steps=20,
         gd_steps=20, gd_lr=2.0, attack=dataclasses.replace(longer.LongerStudyConfig().attack, steps=20, log_every=10),
         sweep=dataclasses.replace(longer.LongerStudyConfig().sweep, seeds=2, lr_x=(0.05,)))
-    with tempfile.TemporaryDirectory() as tmp:
-      s = longer.run(cfg, os.path.join(tmp, "l"), log=lambda *_: None)
-      rows = s["rows"]
-      self.assertEqual({r["schedule"] for r in rows}, {"fast", "gd"})
-      for r in rows:
-        self.assertIsNotNone(r["split_reach_over_radius"])
-        self.assertGreater(r["perp_w1_fraction"], 0.0)
-      for a in longer.ATTACKS:  # the last checkpoint's attacks finish (a diverged seed only drops out)
-        self.assertIn("stat_rel", rows[-1][a])
-      self.assertIn("drift", rows[-1]["basin"])
-      cr = rows[-1]["prior_free"]["credit"]  # the recovery measure with its nulls, per attack and checkpoint
-      self.assertEqual(set(cr["nulls_max"]), {"heldout", "mixture_convex", "mixture_signed", "mean"})
-      self.assertLen(cr["per_seed_ci95"], 2)
-      for f in ("longer.png", "metrics.jsonl", "candidates_fast.npz", "split_gd/summary.json"):
-        self.assertTrue(os.path.exists(os.path.join(tmp, "l", f)), f)
+    tmp = self.create_tempdir().full_path
+    s = longer.run(cfg, os.path.join(tmp, "l"), log=lambda *_: None)
+    rows = s["rows"]
+    self.assertEqual({r["schedule"] for r in rows}, {"fast", "gd"})
+    for r in rows:
+      self.assertIsNotNone(r["split_reach_over_radius"])
+      self.assertGreater(r["perp_w1_fraction"], 0.0)
+    for a in longer.ATTACKS:  # the last checkpoint's attacks finish (a diverged seed only drops out)
+      self.assertIn("stat_rel", rows[-1][a])
+    self.assertIn("drift", rows[-1]["basin"])
+    cr = rows[-1]["prior_free"]["credit"]  # the recovery measure with its nulls, per attack and checkpoint
+    self.assertEqual(set(cr["nulls_max"]), {"heldout", "mixture_convex", "mixture_signed", "mean"})
+    self.assertLen(cr["per_seed_ci95"], 2)
+    for f in ("longer.png", "metrics.jsonl", "candidates_fast.npz", "split_gd/summary.json"):
+      self.assertTrue(os.path.exists(os.path.join(tmp, "l", f)), f)
 
 
 if __name__ == "__main__":

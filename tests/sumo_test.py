@@ -200,17 +200,16 @@ class KeyTest(absltest.TestCase):
   def test_state_round_trips_through_numpy_and_resumes_identically(self):
     # the state is a tree of plain arrays: written to .npz and read back, the run continues bit-identically
     from jaxrecon import workdir as wd
-    import tempfile
     params = {"w": jax.random.normal(jax.random.key(2), (9, 6), jnp.float64)}
     opt = sumo.scale_by_sumo(rank=2, refresh_every=2, key=jax.random.key(3))
     grads = [jax.tree_util.tree_map(lambda p, i=i: jnp.sin(p * (i + 1)), params) for i in range(6)]
     state = opt.init(params)
     for g in grads[:3]:
       _, state = opt.update(g, state)
-    with tempfile.TemporaryDirectory() as d:
-      path = os.path.join(d, "s.npz")
-      wd.write_npz(path, **wd.flatten_tree(state, "opt"))
-      restored = wd.unflatten_tree(opt.init(params), wd.read_npz(path), "opt")
+    d = self.create_tempdir().full_path
+    path = os.path.join(d, "s.npz")
+    wd.write_npz(path, **wd.flatten_tree(state, "opt"))
+    restored = wd.unflatten_tree(opt.init(params), wd.read_npz(path), "opt")
     a, b = state, restored
     for g in grads[3:]:
       ua, a = opt.update(g, a)

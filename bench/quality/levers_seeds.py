@@ -1,6 +1,8 @@
 """The fast path's levers over several sweep seeds (the time-to-quality bench runs each lever once, one draw).
 
-  taskset -c 0 python bench/quality/levers_seeds.py runs/bench_quality bench/quality/levers_seeds.json 3
+  taskset -c 0 python bench/quality/levers_seeds.py runs/bench_quality bench/quality/levers_seeds.json 3 [SCALE]
+
+(SCALE, default 1, multiplies every step count: a smoke run uses a small one.)
 
 Re-uses the bench's trained fast net (runs/bench_quality/train_fast) and its evaluation; for each sweep seed
 runs: halving16 (the bench's fast path: 16 configurations, halving at 500/1,000/2,000, 4,000 steps), plain8
@@ -21,11 +23,13 @@ from jaxrecon.experiments import train as train_job
 
 jax.config.update("jax_enable_x64", True)
 run_dir, out, n_seeds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+scale = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 fast = attack_job.PROTOCOLS["fast"]
 
 
 def variant(configs, steps, prune_at):
-  return dataclasses.replace(fast, attack=dataclasses.replace(fast.attack, steps=steps),
+  steps, prune_at = max(2, round(steps * scale)), tuple(max(1, round(s * scale)) for s in prune_at)
+  return dataclasses.replace(fast, attack=dataclasses.replace(fast.attack, steps=steps, log_every=max(1, steps // 4)),
                              sweep=dataclasses.replace(fast.sweep, configs=configs), prune_at=prune_at)
 
 
@@ -39,7 +43,8 @@ for seed in range(n_seeds):
   for name, rc in VARIANTS.items():
     rc = dataclasses.replace(rc, sweep=dataclasses.replace(rc.sweep, seed=seed))
     emit = lambda row, curve, seed=seed: rows.append({**row, "seed": seed})
-    quality.run_fast(name, rc, ckpts[-1][1], ds, float(summary["wall_s"]), judge, jax.random.key(seed), 500,
+    quality.run_fast(name, rc, ckpts[-1][1], ds, float(summary["wall_s"]), judge, jax.random.key(seed),
+                     max(1, round(500 * scale)),
                      emit, None)
     last = rows[-1]
     print(f"seed {seed} {name:<10s} {quality.report_line(last)}", flush=True)

@@ -1,11 +1,18 @@
+"""The no-information baselines (the mean image; the held-out digits) on MNIST odd/even 500 (first 250 per class)
+under zero-padded and reflect-padded SSIM, min-max scaled and clipped.
+
+  python bench/fidelity/measure/baseline.py OUT.json [N]   (data: $JAXRECON_DATA_DIR/mnist, or =bundled)
+"""
 import os
-"""Before/after of the SSIM change: the no-information baselines on MNIST odd/even 500 (first 250 per class)."""
 import json, sys
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 from jaxrecon import data
 from jaxrecon.attack import evaluate as metrics
-ds = data.load(jax.random.key(0), data.DataConfig(name="mnist", n=500, n_test=1000, data_dir=os.path.join(os.environ.get("JAXRECON_DATA_DIR", "../shared/data"), "mnist")))
+root = os.environ.get("JAXRECON_DATA_DIR", "../shared/data")
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+ds = data.load(jax.random.key(0), data.DataConfig(name="mnist", n=n, n_test=2 * n, data_dir=(
+    root if root == data.BUNDLED else os.path.join(root, "mnist"))))
 x = jnp.asarray(ds.x_train); mean = jnp.asarray(ds.mean); shape = tuple(ds.image_shape)
 out = {}
 for pad in ("zero", "reflect"):

@@ -1,9 +1,14 @@
+"""The relaxed KKT residual over EVERY (point, neuron) pair near its kink (no scatter budget) at the last
+checkpoint of a training run.
+
+  python bench/fidelity/measure/relax_full.py TRAIN_WORKDIR   (e.g. runs/main/train)
+"""
 import time, sys
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 from jaxrecon.experiments import train as train_job
-from jaxrecon import train, kkt
-_, ds, ckpts = train_job.load_run("/tmp/fresh/runs/main/train")
+from jaxrecon import kkt
+_, ds, ckpts = train_job.load_run(sys.argv[1])
 step, params = ckpts[-1]
 x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
 kkt.RELAX_SCATTER_BUDGET = 1e30

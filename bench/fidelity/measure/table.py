@@ -18,5 +18,5 @@ for path in sys.argv[1:]:
       print(f"| {prob} | {name} | " + " | ".join(cells) + " |")
     sel = r["gd_best"].get("selection_first_mark", {})
     if sel:
-      print(f"| | GD lr tried (1 min: exact eps_rel, log10 loss) | " + "; ".join(
+      print("| | GD lr tried (1 min: exact eps_rel, log10 loss) | " + "; ".join(
           f"{lr}: {v['eps_rel']:.4f}, {v['log10_loss']:.1f}" for lr, v in sel.items()) + " | | |")

@@ -44,3 +44,19 @@ def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
   return 2.0 * size ** 3 / min(call_times(lambda: f(a), repeats))
 
 
+
+
+def xla_flops(jitted: Callable, *args) -> float:
+  """Floating-point operations XLA counts for one call of `jitted` (a `jax.jit`-wrapped function) on `args`.
+
+  Args:
+    jitted: the jitted function.
+    *args: its arguments (arrays or shape/dtype structs; nothing runs).
+
+  Returns:
+    The compiled program's `cost_analysis()['flops']` (a matmul of (a, b) by (b, c) counts 2abc).
+  """
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax returned one dict per program
+    cost = cost[0]
+  return float(cost["flops"])

@@ -391,6 +391,29 @@ class ScriptsTest(absltest.TestCase):
     self.assertGreater(r["matmuls"]["matmul_s"], 0)
 
   @pytest.mark.slow
+  def test_bench_runner(self):
+    out = os.path.join(self.create_tempdir().full_path, "runner.json")
+    run_script("bench_runner.py", f"--out={out}", "--dtypes=float32", "--widths=16,16", "--d=20", "--m=12",
+               "--steps=2", "--repeats=1", "--train_n=10")
+    with open(out) as f:
+      row = json.load(f)["rows"][0]
+    self.assertEqual(set(row["ms_per_step"]), {"plain", "vmap1", "runner"})
+    # the floor is XLA's FLOP count over the measured matmul rate; the training step's count is at least its
+    # matmuls by hand (forward 2 n (d w1 + w1 w2 + w2) multiply-adds, the backward twice that)
+    n, d, w = 10, 20, 16
+    self.assertGreaterEqual(row["train_step"]["flops"], 3 * 2 * n * (d * w + w * w + w) - 2 * n * d * w)
+    self.assertAlmostEqual(row["attack_step"]["floor_ms"],
+                           1000 * row["attack_step"]["flops"] / row["matmul_peak_flops"], places=9)
+    self.assertGreater(row["attack_step"]["ratio_to_floor"]["plain"], 0)
+
+  def test_every_bench_command_has_a_smoke_run(self):
+    import glob  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+    source = inspect.getsource(sys.modules[__name__])
+    for path in glob.glob(os.path.join(SCRIPTS, "bench_*.py")):
+      self.assertIn(f'run_script("{os.path.basename(path)}"', source, f"{path} has no smoke run here")
+
+  @pytest.mark.slow
   def test_provable_scripts(self):
     d = self.create_tempdir().full_path
     run_script("provable_univariate.py", f"--workdir={d}/u", "--sizes=4", "--patterns=blocks,random",

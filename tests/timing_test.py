@@ -29,6 +29,15 @@ class TimingTest(absltest.TestCase):
     peak = timing.matmul_peak("float32", size=64, repeats=2)
     self.assertGreater(peak, 1e6)  # any CPU does > 1 MFLOP/s; a unit mistake (GFLOP/s) would give < 1e3
 
+  def test_xla_flops_counts_a_two_layer_forward_by_hand(self):
+    # m x d inputs through a d x w matmul, relu, a w x 1 matmul: 2 m d w + 2 m w multiply-adds (+ m w relu)
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    m, d, w = 30, 50, 40
+    f = jax.jit(lambda x, w1, w2: jax.nn.relu(x @ w1) @ w2)
+    args = (jnp.ones((m, d)), jnp.ones((d, w)), jnp.ones((w, 1)))
+    self.assertBetween(timing.xla_flops(f, *args), 2 * m * d * w + 2 * m * w, 2 * m * d * w + 2 * m * w + 2 * m * w)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -326,8 +326,11 @@ class ScriptsTest(absltest.TestCase):
   def test_bench_flagship_and_floor(self):
     # the flagship recipe at a toy size on the bundled digits, then the floor diagnosis on its training run
     d = self.create_tempdir().full_path
-    run_script("bench_flagship.py", f"--workdir={d}/run", f"--out={d}/out", "--n=10", "--width=8,8",
-               "--steps=30", "--configs=2", "--attack_steps=5")
+    toy = (f"--workdir={d}/run", f"--out={d}/out", "--n=10", "--width=8,8", "--steps=30", "--configs=2",
+           "--attack_steps=5")
+    run_script("bench_flagship.py", *toy, "--stages=train")  # the training alone; the second call reuses it
+    self.assertFalse(os.path.exists(os.path.join(d, "run", "attack")))
+    run_script("bench_flagship.py", *toy)
     with open(os.path.join(d, "out", "summary.json")) as f:
       s = json.load(f)
     self.assertEqual(s["n_train"], 10)

@@ -1,4 +1,5 @@
-r"""Haim et al.'s headline setting on this machine (issue 28): MNIST odd/even, 784-1000-1000-1, trained and attacked.
+r"""Haim et al.'s headline setting on this machine (issue 28): MNIST odd/even (or CIFAR-10 vehicles/animals),
+784-1000-1000-1 (3072-1000-1000-1), trained and attacked.
 
   python scripts/bench_flagship.py --workdir=runs/flagship --out=bench/flagship
 
@@ -36,7 +37,13 @@ flags.DEFINE_string("workdir", "runs/flagship", "Holds train/ and attack/ (unles
 flags.DEFINE_string("train_workdir", None, "The training run (default WORKDIR/train).")
 flags.DEFINE_string("attack_workdir", None, "The attack run (default WORKDIR/attack).")
 flags.DEFINE_string("out", "bench/flagship", "Where summary.json, the figures and command.txt go.")
-flags.DEFINE_string("data_dir", data_lib.BUNDLED, "MNIST IDX files ('bundled': the sample in the package).")
+flags.DEFINE_enum("dataset", "mnist", ["mnist", "cifar10"], "MNIST odd/even or CIFAR-10 vehicles/animals.")
+flags.DEFINE_string("data_dir", data_lib.BUNDLED, "MNIST IDX files ('bundled': the sample in the package) or the "
+                    "CIFAR-10 binary version's folder.")
+flags.DEFINE_integer("n_test", 1000, "Test images (half the recovery measure's held-out reference set, half its "
+                     "held-out null).")
+flags.DEFINE_list("stages", ["train", "attack"], "train: only the training (then run again for the attack, e.g. "
+                  "on more cores); train,attack: both.")
 flags.DEFINE_integer("n", 500, "Training digits (odd/even balanced, first in file order).")
 flags.DEFINE_list("width", ["1000", "1000"], "Hidden widths.")
 flags.DEFINE_integer("steps", 6000, "Training steps (relative_gd lr 0.03, float64).")
@@ -49,7 +56,7 @@ flags.DEFINE_list("layer_weights", ["1", "0", "1"], "Per-layer weights of the st
 def recipe():
   """(TrainConfig, ReconstructConfig) of the flags."""
   tcfg = train.TrainConfig(
-      data=data_lib.DataConfig(name="mnist", n=FLAGS.n, n_test=1000, data_dir=FLAGS.data_dir),
+      data=data_lib.DataConfig(name=FLAGS.dataset, n=FLAGS.n, n_test=FLAGS.n_test, data_dir=FLAGS.data_dir),
       widths=tuple(int(w) for w in FLAGS.width), first_bias=True, steps=FLAGS.steps, relaxed=False,
       log_every=200)
   base = attack_job.PROTOCOLS[FLAGS.protocol]
@@ -65,12 +72,16 @@ def main(_):
   t0 = time.time()
   tsum = train_job.run(tcfg, tdir)
   t1 = time.time()
+  if "attack" not in FLAGS.stages:
+    print(f"trained {tdir}; run again with --stages=train,attack for the attack")
+    return
   out = attack_job.run(rcfg, tdir, adir)
   t2 = time.time()
   a = out.summary
   cr = a["credit"]
   res = {
-      "n_train": tsum["n_train"], "net": f"784-{'-'.join(FLAGS.width)}-1, first-layer bias",
+      "n_train": tsum["n_train"], "dataset": FLAGS.dataset,
+      "net": f"{784 if FLAGS.dataset == 'mnist' else 3072}-{'-'.join(FLAGS.width)}-1, first-layer bias",
       "recovery_measure": {"credited": cr["attack"]["n_credited"], "beats_every_null": cr["beats_every_null"],
                            "nulls_max": {k: v["n_credited_max"] for k, v in cr["nulls"].items()},
                            "per_configuration": cr.get("per_unit"), "pool_size": a["pool_size"]},

@@ -176,7 +176,7 @@ class LengthStudyConfig:
   def validate(self) -> None:
     """Raises ValueError naming the field that cannot run."""
     validation.positive(self, "max_loss")
-    validation.each_at_least(self, 1, "steps", nonempty=False)
+    validation.each_at_least(self, 0, "steps", nonempty=False)
     self.reconstruct.validate()
 
 

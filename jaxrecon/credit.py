@@ -145,6 +145,31 @@ def rule_for(image_shape=None) -> Rule:
   return Rule(similarity="ncc", channels=tuple(image_shape)[-1]) if image_shape else Rule()
 
 
+def distinct(pool_PD, threshold: float, rule: Rule = Rule()) -> np.ndarray:
+  """Indices of a pool with its near-duplicates dropped, using no training data: in pool order, a candidate
+  whose similarity (the rule's: NCC for images, cosine for vectors) with an already kept one is >= threshold
+  is dropped. An attack's candidates cluster (many converge to one reconstruction or one generic blend) while
+  the nulls' points are spread; the recovery measure counts distinct training points credited against nulls
+  drawn at the POOL's size, so a pool of distinct candidates is the attacker's claim of that many images.
+
+  Args:
+    pool_PD: the candidates (P, D).
+    threshold: the similarity at which a candidate counts as a duplicate (> 1 keeps every candidate).
+    rule: the similarity (and channels) of the recovery measure.
+
+  Returns:
+    The kept indices (increasing), the first candidate of every group.
+  """
+  phi = features(pool_PD, rule.similarity, rule.channels)
+  covered = np.zeros(phi.shape[0], bool)
+  keep = []
+  for i in range(phi.shape[0]):
+    if not covered[i]:
+      keep.append(i)
+      covered |= phi @ phi[i] >= threshold
+  return np.asarray(keep, np.int64)
+
+
 def best_candidates(pool_PD, x_train_ND, rule: Rule = Rule()) -> tuple:
   """For each training point, the index of its most similar candidate and that similarity ((n,), (n,))."""
   f = lambda a: features(np.reshape(a, (np.shape(a)[0], -1)), rule.similarity, rule.channels)

@@ -80,6 +80,27 @@ class RuleTest(parameterized.TestCase):
     nan = credit.credit(np.full((2, 8), np.nan), x, x[:0])
     self.assertFalse(nan.credited.any())
 
+  def test_distinct_keeps_one_of_each_group_by_brute_force(self):
+    # groups of rescaled, shifted near-copies of 4 random images, shuffled: NCC ignores scale and shift, so at
+    # 0.99 exactly the first member of each group stays; the greedy rule re-stated with scipy's distances
+    from scipy.spatial import distance  # noqa: PLC0415
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(4, 64))
+    group = rng.permutation(np.repeat(np.arange(4), 5))
+    pool = 3.0 * base[group] + 0.5 + 1e-4 * rng.normal(size=(20, 64))
+    rule = credit.Rule(similarity="ncc")
+    kept = credit.distinct(pool, 0.99, rule)
+    self.assertEqual(list(kept), sorted(np.unique(group, return_index=True)[1]))
+    self.assertEqual(list(credit.distinct(pool, 1.01, rule)), list(range(20)))  # nothing is that similar
+    noisy = rng.normal(size=(40, 64)) + base[rng.integers(0, 4, 40)]
+    for t in (0.3, 0.6):
+      ncc = 1.0 - distance.cdist(noisy, noisy, "correlation")  # Pearson correlation = NCC of one channel
+      want = []
+      for i in range(40):
+        if all(ncc[i, j] < t for j in want):
+          want.append(i)
+      self.assertEqual(list(credit.distinct(noisy, t, rule)), want)
+
 
 class CalibrationTest(absltest.TestCase):
 

@@ -278,6 +278,11 @@ class ScriptsTest(absltest.TestCase):
     self.assertEqual(again.images.minmax.n_good, again.summary["n_good_ssim_0.4"])
     with open(os.path.join(out, "summary.json")) as f:
       self.assertEqual(json.load(f)["pool_size"], 6)
+    # near-duplicates dropped before the evaluation (credit.distinct): the pool shrinks, the count is recorded
+    again = reconstruct.reevaluate(out, log=lambda _: None, distinct=0.5)
+    self.assertEqual(again.summary["pool_before_distinct"], 18)
+    self.assertBetween(again.pool_size, 1, 18)
+    self.assertEqual(again.summary["credit"]["pool_size"], again.pool_size)
     # study_chance on the attack's candidates
     run_script("study_chance.py", f"--attack_workdir={out}", f"--workdir={d}/chance")
     with open(os.path.join(d, "chance", "summary.json")) as f:

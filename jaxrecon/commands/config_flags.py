@@ -68,7 +68,7 @@ OWNER_STAGES = {"DataConfig": "data", "TrainConfig": "training", "KKTConfig": "K
 FIELD_STAGES = {("TrainConfig", "relaxed"): "KKT", ("TrainConfig", "kink_tol"): "KKT",
                 **{(owner, f): "evaluation" for owner in ("ReconstructConfig", "AuditConfig")
                    for f in ("pool_top", "half_res", "ssim_window", "ssim_sigma", "figure_pairs", "close_tol",
-                             "delta")}}
+                             "delta", "distinct")}}
 STAGE_ORDER = ("command", "audit", "data", "training", "KKT", "attack", "attack sweep", "evaluation")
 STAGES: dict = {}  # flag name -> stage, filled by every Binder
 

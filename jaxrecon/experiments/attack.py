@@ -58,6 +58,8 @@ class ReconstructConfig:
       attack loss go on (`sweep.run_halving`; empty = every configuration runs to the end). A halving attack
       does not save progress: killed, it starts again.
     prune_keep: The fraction kept at each prune.
+    distinct: Evaluate a pool without near-duplicates: in pool order, drop a candidate whose NCC (cosine for
+      vectors) with a kept one is >= distinct (`credit.distinct`; no training data; 0 = every candidate).
   """
   attack: attack_loss.AttackConfig = attack_loss.AttackConfig()
   sweep: attack_sweep.SweepConfig = attack_sweep.SweepConfig()
@@ -73,6 +75,7 @@ class ReconstructConfig:
   checkpoint_every_s: float = 60.0
   prune_at: tuple = ()
   prune_keep: float = 0.5
+  distinct: float = 0.0
 
   @staticmethod
   def from_dict(d: dict) -> "ReconstructConfig":
@@ -91,6 +94,7 @@ class ReconstructConfig:
                      f"ssim_window must be an odd positive integer; got {self.ssim_window!r}")
     validation.each_at_least(self, 1, "prune_at", nonempty=False)
     validation.check(0 < self.prune_keep <= 1, f"prune_keep must be in (0, 1]; got {self.prune_keep}")
+    validation.at_least(self, 0, "distinct")
 
 
 
@@ -270,7 +274,7 @@ PROGRESS_FIELDS = ("x", "lam", "loss", "stat", "diverged")
 # Fields that may change between a run and its resumption (they do not change the computation).
 # Fields that only decide how finished candidates are evaluated: a finished attack re-run with other values is
 # re-evaluated with them (the candidates do not depend on them).
-EVALUATION_FIELDS = ("pool_top", "half_res", "ssim_window", "ssim_sigma", "figure_pairs", "close_tol")
+EVALUATION_FIELDS = ("pool_top", "half_res", "ssim_window", "ssim_sigma", "figure_pairs", "close_tol", "distinct")
 RESUMABLE_CHANGES = ("reconstruct.checkpoint_every_s", *(f"reconstruct.{f}" for f in EVALUATION_FIELDS))
 
 
@@ -326,7 +330,8 @@ def _read_progress(path: str) -> attack_sweep.SweepProgress:
 
 def reevaluate(workdir: str, log: Callable = print, **overrides) -> dict:
   """Evaluates an attack workdir's candidates again (e.g. with other `ReconstructConfig` evaluation fields:
-  pool_top, half_res, ssim_window, ssim_sigma, figure_pairs, close_tol); rewrites its summary and figures."""
+  pool_top, half_res, ssim_window, ssim_sigma, figure_pairs, close_tol, distinct); rewrites its summary and
+  figures."""
   with wd.claim(workdir, "attack"):
     return _reevaluate(workdir, log, **overrides)
 

@@ -38,8 +38,13 @@ class AttackOutcome(NamedTuple):
 def evaluate_candidates(config, ds, params, raw, summary, workdir, log) -> AttackOutcome:
   """Pools, evaluates and ranks the candidates; writes candidates.npz, summary.json and the figures."""
   pool, pool_cfg, pool_idx = evaluate.pool_candidates(raw["x"], raw["loss"], config.pool_top)
+  summary = dict(summary)
+  if config.distinct > 0 and pool.shape[0]:
+    kept = credit_lib.distinct(pool, config.distinct, credit_lib.rule_for(ds.image_shape))
+    summary.update(pool_before_distinct=int(pool.shape[0]), distinct=config.distinct)
+    pool, pool_cfg, pool_idx = pool[kept], pool_cfg[kept], pool_idx[kept]
   arrays = dict(raw, pool_config=pool_cfg, pool_index=pool_idx)
-  summary = dict(summary, pool_size=int(pool.shape[0]), pool_configs=int(np.unique(pool_cfg).size))
+  summary.update(pool_size=int(pool.shape[0]), pool_configs=int(np.unique(pool_cfg).size))
   images = vectors = None
   if pool.shape[0] == 0:
     log("every configuration diverged: nothing to evaluate (lower the x learning rates)")

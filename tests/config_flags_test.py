@@ -115,7 +115,8 @@ class ValidateTest(absltest.TestCase):
   def test_bad_fields_are_named(self):
     import dataclasses  # noqa: PLC0415
     from jaxrecon import data as data_lib  # noqa: PLC0415
-    from jaxrecon.experiments import attack, audit, kkt, longer, main, quality, split, studies  # noqa: PLC0415
+    from jaxrecon.experiments import (attack, audit, kkt, longer, main, optim_bench, quality, split,  # noqa: PLC0415
+                                      studies)
     r = attack.PROTOCOLS["fast"]
     cases = [
         (data_lib.DataConfig(name="mnistt"), "unknown dataset 'mnistt'"),
@@ -139,6 +140,8 @@ class ValidateTest(absltest.TestCase):
         (audit.AuditConfig(), "--model is required"),
         (audit.AuditConfig(model="m.npz", image_shape=(28, 28)), "--image_shape must be height,width,channels"),
         (main.MainConfig(kkt=kkt.KKTConfig(kink_tol=-1.0)), "KKTConfig.kink_tol must be a positive"),
+        (optim_bench.OptimBenchConfig(methods=("adamw", "lion")), "OptimBenchConfig.methods must hold"),
+        (optim_bench.OptimBenchConfig(steps=10, eval_every=3), "steps must be a positive multiple of eval_every"),
     ]
     for config, message in cases:
       with self.subTest(type(config).__name__ + ": " + message):

@@ -25,6 +25,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from jaxrecon import workdir as wd
 from jaxrecon.commands import cli
 from jaxrecon import attack
 from jaxrecon import nets
@@ -151,9 +152,7 @@ def main(argv):
       results["runs"].append(r)
       print(json.dumps(r, indent=1))
   results["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(results, f, indent=1)
+  wd.write_json(FLAGS.out, results)  # atomic; makes the folder
   print(f"wrote {FLAGS.out}")
 
 

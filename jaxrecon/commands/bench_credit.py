@@ -11,7 +11,6 @@ mean subtracted, NCC).
 
 import sys
 import json
-import os
 
 from absl import flags
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 
 from jaxrecon import credit
 from jaxrecon import data
+from jaxrecon import workdir as wd
 from jaxrecon.commands import cli
 
 FLAGS = flags.FLAGS
@@ -42,9 +42,7 @@ def main(_):
     mean = tr.mean(axis=0)
     res["mnist"] = credit.calibrate(jax.random.key(3), tr - mean, held - mean, null - mean,
                                     credit.Rule(similarity="ncc"), size=FLAGS.size)
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(res, f, indent=1)
+  wd.write_json(FLAGS.out, res)  # atomic; makes the folder
   print(json.dumps(res, indent=1))
 
 

@@ -18,7 +18,6 @@ Writes JSON with a row per checkpoint and the machine.
 """
 
 import sys
-import json
 import os
 import time
 
@@ -100,9 +99,7 @@ def main(_):
           f"minus init {[f'{v:.4g}' for v in floor_init]}", flush=True)
   res = {"train_workdir": os.path.abspath(FLAGS.train_workdir), "train_config": wd.to_jsonable(cfg),
          "n_train": int(x.shape[0]), "rows": rows, "machine": report.machine()}
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(res, f, indent=1)
+  wd.write_json(FLAGS.out, res)  # atomic; makes the folder
   print(f"wrote {FLAGS.out}")
 
 

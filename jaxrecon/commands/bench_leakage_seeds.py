@@ -14,7 +14,6 @@ and for every pair of recipes the paired difference with its bootstrap interval 
 
 import sys
 import itertools
-import json
 import os
 
 from absl import flags
@@ -77,9 +76,7 @@ def main(_):
                              "ci95_over_seeds": stats.bootstrap_ci(diffs), "sign_flip_p": stats.sign_flip_p(diffs)}
   res = {"workdirs": [os.path.abspath(w) for w in FLAGS.workdirs], "target": FLAGS.target, "recipes": table,
          "paired": pairs, "per_seed": seeds}
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(res, f, indent=1)
+  wd.write_json(FLAGS.out, res)  # atomic; makes the folder
   for r, t in table.items():
     lo, hi = t["credited_ci95_over_seeds"]
     print(f"{r}: credited {t['credited']} (mean {t['credited_mean']:.1f} [{lo:.1f}, {hi:.1f}] over "

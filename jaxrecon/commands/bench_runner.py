@@ -16,7 +16,6 @@ Pin to one core (`taskset -c 0`) for single-thread figures.
 """
 
 import sys
-import json
 import os
 import statistics
 import time
@@ -31,6 +30,7 @@ from jaxrecon import timing
 from jaxrecon import train
 from jaxrecon.attack import loss as attack_loss
 from jaxrecon.attack import sweep as attack_sweep
+from jaxrecon import workdir as wd
 from jaxrecon.commands import cli
 
 FLAGS = flags.FLAGS
@@ -130,9 +130,7 @@ def main(argv):
   out = {"size": {"m": FLAGS.m, "d": FLAGS.d, "widths": FLAGS.widths}, "steps": FLAGS.steps,
          "repeats": FLAGS.repeats, "rows": rows, "machine": report.machine(),
          "cpu_affinity": len(os.sched_getaffinity(0))}
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(out, f, indent=1)
+  wd.write_json(FLAGS.out, out)  # atomic; makes the folder
   print(f"wrote {FLAGS.out}")
 
 

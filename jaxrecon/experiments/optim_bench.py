@@ -27,6 +27,7 @@ from optax import contrib
 
 from jaxrecon import plotting_studies
 from jaxrecon import stats
+from jaxrecon import validation
 from jaxrecon.optim import sumo
 
 
@@ -68,15 +69,13 @@ class OptimBenchConfig:
   refresh: int = 100
 
   def validate(self) -> None:
-    unknown = [t for t in self.tasks if t not in ("transformer", "mlp")]
-    if unknown:
-      raise ValueError(f"tasks: unknown task {unknown[0]!r}; expected transformer or mlp")
-    bad = [m for m in self.methods if m not in ("adamw", "muon", "galore", *SUMO_VARIANTS)]
-    if bad:
-      raise ValueError(f"methods: unknown method {bad[0]!r}; expected adamw, muon, galore or one of "
-                       f"{', '.join(SUMO_VARIANTS)}")
-    if self.steps < 1 or self.eval_every < 1 or self.steps % self.eval_every:
-      raise ValueError(f"steps must be a positive multiple of eval_every; got {self.steps}, {self.eval_every}")
+    """Raises ValueError naming the field that cannot run."""
+    validation.each_one_of(self, "tasks", ("transformer", "mlp"))
+    validation.each_one_of(self, "methods", ("adamw", "muon", "galore", *SUMO_VARIANTS))
+    validation.each_positive(self, "lrs")
+    validation.at_least(self, 1, "seeds", "steps", "eval_every")
+    validation.check(self.steps % self.eval_every == 0,
+                     f"steps must be a positive multiple of eval_every; got {self.steps}, {self.eval_every}")
 
 
 def load_text():
